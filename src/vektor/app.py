@@ -1,0 +1,101 @@
+"""The application factory: lifespan resources, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from loguru import logger
+
+from vektor import __version__
+from vektor.auth.router import router as auth_router
+from vektor.core.config import Settings, get_settings
+from vektor.core.database import create_engine, create_sessionmaker
+from vektor.core.errors import AppError
+from vektor.core.logging import configure_logging, flush_logs
+from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
+from vektor.core.ratelimit import RateLimiter
+from vektor.monitoring.router import router as monitoring_router
+from vektor.users.router import router as users_router
+
+# Documented on every operation: statuses any endpoint can answer.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed request"},
+    413: {"description": "Request body too large"},
+    422: {"description": "Validation error"},
+    429: {"description": "Too many requests (see Retry-After)"},
+}
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, invalid or revoked credentials"},
+}
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the process's resources, hand them out through app.state, release them."""
+    settings: Settings = app.state.settings
+    configure_logging(settings)
+    if settings.secret_key_is_ephemeral:
+        logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
+    engine = create_engine(settings.database_url)
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.started_at = time.time()
+    logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
+    try:
+        yield
+    finally:
+        await app.state.rate_limiter.close()
+        await engine.dispose()
+        logger.info("vektor stopped")
+        await flush_logs()
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with location and message only: the input is not echoed (it may be a password)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI application."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Vektor",
+        version=__version__,
+        summary="Backend for AI-assistant platforms",
+        lifespan=lifespan,
+        responses=COMMON_RESPONSES,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.backend_cors_origins,
+        allow_credentials=settings.cors_credentials_enabled,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+    )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(auth_router)
+    app.include_router(users_router, responses=AUTH_RESPONSES)
+    app.include_router(monitoring_router)
+    return app

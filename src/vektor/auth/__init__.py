@@ -1,0 +1,1 @@
+"""Registration, login, device sessions and token rotation."""

@@ -1,0 +1,191 @@
+"""Rules of registration, login, token rotation and logout."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from loguru import logger
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vektor.auth.models import Device, RefreshToken, UserSession
+from vektor.auth.repository import DeviceRepository, RefreshTokenRepository, SessionRepository
+from vektor.core.config import Settings
+from vektor.core.errors import Conflict, Unauthorized
+from vektor.core.ratelimit import RateLimiter
+from vektor.core.security import (
+    create_access_token,
+    dummy_hash,
+    hash_password,
+    hash_token,
+    new_refresh_token,
+    verify_password,
+)
+from vektor.users.models import User
+from vektor.users.repository import UserRepository
+
+BAD_CREDENTIALS = "Incorrect username or password"
+BAD_REFRESH = "Invalid or expired refresh token"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """A fresh access token and refresh token for one session."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    device_id: str
+
+
+async def hash_password_async(password: str, settings: Settings) -> str:
+    """bcrypt off the event loop."""
+    return await asyncio.to_thread(hash_password, password, rounds=settings.bcrypt_rounds)
+
+
+async def verify_password_async(password: str, password_hash: str) -> bool:
+    """bcrypt check off the event loop."""
+    return await asyncio.to_thread(verify_password, password, password_hash)
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    email: str,
+    username: str,
+    password: str,
+    is_admin: bool = False,
+) -> User:
+    """Create an account; Conflict if the email or username is taken."""
+    users = UserRepository(session)
+    email, username_key = email.strip().lower(), username.lower()
+    if await users.taken(email=email, username_key=username_key):
+        raise Conflict("Email or username already registered")
+    password_hash = await hash_password_async(password, settings)
+    user = User(
+        email=email,
+        username=username,
+        username_key=username_key,
+        password_hash=password_hash,
+        is_admin=is_admin,
+    )
+    try:
+        async with session.begin_nested():
+            await users.add(user)
+    except IntegrityError as exc:  # a concurrent registration took it first
+        raise Conflict("Email or username already registered") from exc
+    return user
+
+
+async def login(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    identifier: str,
+    password: str,
+    device_id: str | None,
+    device_name: str | None,
+) -> IssuedTokens:
+    """Check credentials and open a session on the device."""
+    user = await UserRepository(session).get_by_login(identifier)
+    # Unknown account: verify against a dummy hash so time and answer are the same.
+    stored = user.password_hash if user else dummy_hash(settings.bcrypt_rounds)
+    valid = await verify_password_async(password, stored)
+    if user is None or not valid:
+        raise Unauthorized(BAD_CREDENTIALS)
+    device = await _device_for(session, user.id, device_id, device_name)
+    user_session = await SessionRepository(session).add(
+        UserSession(user_id=user.id, device_pk=device.id)
+    )
+    logger.info("login user={} session={}", user.id, user_session.id)
+    return await _issue(session, settings, user_session, device.device_id)
+
+
+async def _device_for(
+    session: AsyncSession, user_id: uuid.UUID, device_id: str | None, name: str | None
+) -> Device:
+    devices = DeviceRepository(session)
+    device_id = device_id or "dev-" + secrets.token_hex(8)
+    device = await devices.get(user_id, device_id)
+    now = datetime.now(UTC)
+    if device is None:
+        return await devices.add(
+            Device(user_id=user_id, device_id=device_id, name=name, last_seen_at=now)
+        )
+    device.last_seen_at = now
+    if name:
+        device.name = name
+    return device
+
+
+async def _issue(
+    session: AsyncSession, settings: Settings, user_session: UserSession, device_id: str
+) -> IssuedTokens:
+    now = datetime.now(UTC)
+    lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+    access = create_access_token(
+        secret_key=settings.secret_key,
+        user_id=user_session.user_id,
+        session_id=user_session.id,
+        lifetime=lifetime,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        now=now,
+    )
+    refresh = new_refresh_token()
+    await RefreshTokenRepository(session).add(
+        RefreshToken(
+            session_id=user_session.id,
+            token_hash=hash_token(refresh),
+            created_at=now,
+            expires_at=now + timedelta(days=settings.refresh_token_expire_days),
+        )
+    )
+    return IssuedTokens(
+        access_token=access,
+        expires_in=int(lifetime.total_seconds()),
+        refresh_token=refresh,
+        device_id=device_id,
+    )
+
+
+async def refresh(
+    session: AsyncSession, *, settings: Settings, limiter: RateLimiter, refresh_token: str
+) -> IssuedTokens:
+    """Rotate a refresh token; a reused one revokes its whole session (RFC 9700 §4.14)."""
+    tokens, sessions = RefreshTokenRepository(session), SessionRepository(session)
+    stored = await tokens.get_by_hash(hash_token(refresh_token))
+    if stored is None:
+        raise Unauthorized(BAD_REFRESH)
+    user_session = await sessions.get_active(stored.session_id)
+    if user_session is None:
+        raise Unauthorized(BAD_REFRESH)
+    await limiter.hit(settings.rate_limit_auth, [("auth:account", str(user_session.user_id))])
+    now = datetime.now(UTC)
+    if stored.expires_at <= now:
+        raise Unauthorized(BAD_REFRESH)
+    if stored.used_at is not None or not await tokens.mark_used(stored.id, now):
+        await sessions.revoke(user_session.id, reason="refresh_reuse", at=now)
+        # Committed here, not at the request boundary: the error below rolls back.
+        await session.commit()
+        logger.warning("refresh token reuse: session {} revoked", user_session.id)
+        raise Unauthorized(BAD_REFRESH)
+    device = await session.get(Device, user_session.device_pk)
+    device_id = device.device_id if device else ""
+    return await _issue(session, settings, user_session, device_id)
+
+
+async def logout(session: AsyncSession, *, refresh_token: str) -> None:
+    """End the session the refresh token belongs to."""
+    stored = await RefreshTokenRepository(session).get_by_hash(hash_token(refresh_token))
+    if stored is None:
+        raise Unauthorized(BAD_REFRESH)
+    sessions = SessionRepository(session)
+    if await sessions.get_active(stored.session_id) is None:
+        raise Unauthorized(BAD_REFRESH)
+    await sessions.revoke(stored.session_id, reason="logout", at=datetime.now(UTC))

@@ -1,0 +1,148 @@
+"""Environment settings (SPEC §1), read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from limits import parse as parse_limit
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./vektor.db"
+MIN_SECRET_KEY_LENGTH = 32
+# Values that must never sign tokens in production, whatever their length.
+KNOWN_WEAK_SECRETS = frozenset(
+    {
+        "",
+        "secret",
+        "changeme",
+        "change-me",
+        "changethis",
+        "your-secret-key",
+        "your_secret_key_here",
+        "please-change-this-secret-key-in-production",
+    }
+)
+EPHEMERAL_KEY_ENV = "VEKTOR_EPHEMERAL_SECRET_KEY"
+
+
+class SettingsError(ValueError):
+    """The settings cannot be used as they are."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Literal["development", "production"] = Field(
+        default="development", validation_alias="VEKTOR_ENV"
+    )
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = ""
+    access_token_expire_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    backend_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    log_level: str = "INFO"
+    log_format: Literal["structured", "simple"] = "structured"
+    log_dir: Path = Path("./logs")
+    log_rotation: str = "10 MB"
+    log_retention: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    vektor_config_dir: Path = Path("./config")
+    metrics_token: str | None = None
+    rate_limit_auth: str = "10/minute"
+    rate_limit_chat: str = "60/minute"
+    max_concurrent_streams: int = Field(default=4, ge=1)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cancel_on_disconnect: bool = False
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    auto_migrate: bool = True
+    jwt_issuer: str = "vektor"
+    jwt_audience: str = "vektor-api"
+    secret_key_is_ephemeral: bool = Field(default=False, exclude=True)
+
+    @field_validator("backend_cors_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        """Accept a JSON list or a comma-separated list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("rate_limit_auth", "rate_limit_chat")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        """Refuse a rate limit that `limits` cannot parse."""
+        parse_limit(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        """Log levels are compared upper-case."""
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        """Refuse unsafe values in production; fill a development key."""
+        if self.environment == "production":
+            problems = production_problems(self)
+            if problems:
+                raise SettingsError("refusing to start in production: " + "; ".join(problems))
+        elif not self.secret_key:
+            # Development without a key: one per run, shared with worker processes
+            # through the environment; tokens do not survive a restart.
+            self.secret_key = os.environ.get(EPHEMERAL_KEY_ENV) or generate_secret_key()
+            self.secret_key_is_ephemeral = True
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is SQLite."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def cors_credentials_enabled(self) -> bool:
+        """Credentials are never combined with a wildcard origin."""
+        return self.cors_allow_credentials and "*" not in self.backend_cors_origins
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """List the reasons these settings are unsafe for production."""
+    problems = []
+    key = settings.secret_key
+    if not key:
+        problems.append("SECRET_KEY is missing (run `vektor init-config`)")
+    elif key.lower() in KNOWN_WEAK_SECRETS or len(set(key)) < 8:
+        problems.append("SECRET_KEY is a known default or trivially weak")
+    elif len(key) < MIN_SECRET_KEY_LENGTH:
+        problems.append(f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters")
+    if "*" in settings.backend_cors_origins and settings.cors_allow_credentials:
+        problems.append("BACKEND_CORS_ORIGINS '*' cannot be combined with credentials")
+    return problems
+
+
+def generate_secret_key() -> str:
+    """A fresh random signing key."""
+    return secrets.token_urlsafe(48)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return Settings()

@@ -1,0 +1,49 @@
+"""Dependencies every domain uses: settings, the request's database session, limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vektor.core.config import Settings
+from vektor.core.database import session_scope
+from vektor.core.middleware import request_context
+from vektor.core.net import client_address
+from vektor.core.ratelimit import RateLimiter
+
+
+def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session per request, committed before the response is sent."""
+    async for session in session_scope(request.app.state.sessionmaker):
+        yield session
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    """The app's rate limiter."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def get_client_address(request: Request, settings: SettingsDep) -> str:
+    """The caller's address, believing X-Forwarded-For only from trusted proxies."""
+    peer = request.client.host if request.client else None
+    address = client_address(
+        peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
+    )
+    request_context(request.scope)["client"] = address
+    return address
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+ClientAddress = Annotated[str, Depends(get_client_address)]

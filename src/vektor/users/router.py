@@ -1,0 +1,66 @@
+"""/users endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
+from vektor.core.dependencies import SessionDep, SettingsDep
+from vektor.users import service
+from vektor.users.schemas import (
+    Detail,
+    PasswordChange,
+    PreferencesRead,
+    PreferencesUpdate,
+    UserRead,
+    UserUpdate,
+)
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me", response_model=UserRead, operation_id="get_users_me")
+async def read_me(user: CurrentUser) -> UserRead:
+    """The caller's profile."""
+    return UserRead.model_validate(user)
+
+
+@router.put("/me", response_model=Detail, operation_id="update_users_me")
+async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> Detail:
+    """Change email, username or avatar (nothing else)."""
+    await service.update_profile(session, user=user, changes=body.changes())
+    return Detail(detail="Perfil actualizado")
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_users_me")
+async def delete_me(user: CurrentUser, session: SessionDep) -> Response:
+    """Delete the account and all its data."""
+    await service.delete_account(session, user_id=user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/change-password", response_model=Detail, operation_id="post_users_change_password")
+async def change_password(
+    body: PasswordChange, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+) -> Detail:
+    """Change the password; every other session of the account is signed out."""
+    await service.change_password(
+        session, settings=settings, user=principal.user, current_session=principal.session.id,
+        current_password=body.current_password, new_password=body.new_password,
+    )
+    return Detail(detail="Contraseña cambiada")
+
+
+@router.get("/preferences", response_model=PreferencesRead, operation_id="get_users_preferences")
+async def read_preferences(user: CurrentUser, session: SessionDep) -> PreferencesRead:
+    """The caller's preferences (defaults until set)."""
+    return await service.get_preferences(session, user_id=user.id)
+
+
+@router.put("/preferences", response_model=Detail, operation_id="put_users_preferences")
+async def update_preferences(
+    body: PreferencesUpdate, user: CurrentUser, session: SessionDep
+) -> Detail:
+    """Change some preferences; unknown keys or bad values are a 422."""
+    await service.update_preferences(session, user_id=user.id, changes=body.changes())
+    return Detail(detail="Preferencias actualizadas")
