@@ -21,7 +21,9 @@ LoginField = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 @router.post(
-    "/register", status_code=status.HTTP_201_CREATED, response_model=UserRead,
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
     operation_id="register",
 )
 async def register(
@@ -30,7 +32,10 @@ async def register(
     """Create an account."""
     await limiter.hit(settings.rate_limit_auth, [("auth:account", body.email.lower())])
     user = await service.create_user(
-        session, settings=settings, email=body.email, username=body.username,
+        session,
+        settings=settings,
+        email=body.email,
+        username=body.username,
         password=body.password,
     )
     return UserRead.model_validate(user)
@@ -51,8 +56,12 @@ async def login(
     """Log in with email or username and password; opens a session on the device."""
     await limiter.hit(settings.rate_limit_auth, [("auth:account", username.strip().lower())])
     issued = await service.login(
-        session, settings=settings, identifier=username, password=password,
-        device_id=device_id or x_device_id, device_name=device_name or x_device_name,
+        session,
+        settings=settings,
+        identifier=username,
+        password=password,
+        device_id=device_id or x_device_id,
+        device_name=device_name or x_device_name,
     )
     return _tokens(issued)
 

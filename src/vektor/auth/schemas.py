@@ -14,7 +14,7 @@ class TokenRead(BaseModel):
     """Tokens issued by login and refresh."""
 
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
     refresh_token: str
     device_id: str

@@ -36,9 +36,7 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 def get_client_address(request: Request, settings: SettingsDep) -> str:
     """The caller's address, believing X-Forwarded-For only from trusted proxies."""
     peer = request.client.host if request.client else None
-    address = client_address(
-        peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies
-    )
+    address = client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
     request_context(request.scope)["client"] = address
     return address
 

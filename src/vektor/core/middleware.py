@@ -29,7 +29,7 @@ def request_context(scope: Scope) -> dict[str, Any]:
 def _incoming_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if _VALID_REQUEST_ID.match(text):
                 return text
             break

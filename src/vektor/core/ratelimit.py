@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 from loguru import logger
 from redis.exceptions import RedisError
 
@@ -33,11 +33,13 @@ class RateLimiter:
     """Checks and counts hits against several keys at once."""
 
     def __init__(self, redis_url: str | None = None, *, namespace: str = "vektor") -> None:
-        self.storage: Storage = (
+        storage = (
             storage_from_string(_redis_storage_uri(redis_url), key_prefix=namespace)
             if redis_url
             else MemoryStorage()
         )
+        assert isinstance(storage, Storage)  # the async+ scheme gives an async storage
+        self.storage: Storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._items: dict[str, RateLimitItem] = {}
 

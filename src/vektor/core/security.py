@@ -90,9 +90,7 @@ def create_access_token(
     return jwt.encode(claims, secret_key, algorithm=JWT_ALGORITHM)
 
 
-def decode_access_token(
-    token: str, *, secret_key: str, issuer: str, audience: str
-) -> AccessClaims:
+def decode_access_token(token: str, *, secret_key: str, issuer: str, audience: str) -> AccessClaims:
     """Verify signature, algorithm, lifetime and claims; raise TokenError otherwise."""
     try:
         payload = jwt.decode(

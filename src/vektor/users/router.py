@@ -45,8 +45,12 @@ async def change_password(
 ) -> Detail:
     """Change the password; every other session of the account is signed out."""
     await service.change_password(
-        session, settings=settings, user=principal.user, current_session=principal.session.id,
-        current_password=body.current_password, new_password=body.new_password,
+        session,
+        settings=settings,
+        user=principal.user,
+        current_session=principal.session.id,
+        current_password=body.current_password,
+        new_password=body.new_password,
     )
     return Detail(detail="Contraseña cambiada")
 

@@ -1,0 +1,11 @@
+"""Write `.env` and `config/` if missing (same as `vektor init-config`)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from vektor.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main(["init-config", *sys.argv[1:]]))

@@ -1,0 +1,189 @@
+"""The `vektor` command: serve, init-config, init-db, create-user."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from vektor.core.config import (
+    EPHEMERAL_KEY_ENV,
+    Settings,
+    SettingsError,
+    generate_secret_key,
+    get_settings,
+)
+
+DEFAULT_MODEL_CONFIGS = [
+    {
+        "name": "smollm2",
+        "provider": "local",
+        "model": "smollm2-135m-instruct",
+        "description": "SmolLM2 135M Instruct, runs on this machine",
+    }
+]
+
+
+def _load_settings(production: bool = False) -> Settings:
+    if production:
+        os.environ["VEKTOR_ENV"] = "production"
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    except (SettingsError, ValidationError) as exc:
+        raise SystemExit(f"vektor: invalid settings: {exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP server (Uvicorn; Gunicorn with Uvicorn workers for --workers > 1 or --prod)."""
+    settings = _load_settings(production=args.prod)
+    if settings.secret_key_is_ephemeral:
+        # Every worker process must sign with the same key.
+        os.environ[EPHEMERAL_KEY_ENV] = settings.secret_key
+    if settings.auto_migrate:
+        from vektor.core.migrations import upgrade
+
+        upgrade(settings.database_url)
+    if args.prod or args.workers > 1:
+        from vektor.server import run_gunicorn
+
+        run_gunicorn(host=args.host, port=args.port, workers=args.workers)
+        return 0
+    import uvicorn
+
+    uvicorn.run(
+        "vektor.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        reload_dirs=[str(Path(__file__).resolve().parent)] if args.reload else None,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _write_new(path: Path, content: str, *, mode: int = 0o644) -> bool:
+    """Create a file only if it does not exist yet."""
+    if path.exists():
+        print(f"kept     {path}")
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    print(f"created  {path}")
+    return True
+
+
+def cmd_init_config(args: argparse.Namespace) -> int:
+    """Write `.env` with a new SECRET_KEY and a default config folder; never overwrite."""
+    env_lines = [
+        "# Vektor settings; see README.md for every key.",
+        f"SECRET_KEY={generate_secret_key()}",
+        "DATABASE_URL=sqlite+aiosqlite:///./vektor.db",
+        "LOG_LEVEL=INFO",
+        "LOG_FORMAT=structured",
+        "",
+    ]
+    _write_new(Path(args.env_file), "\n".join(env_lines), mode=0o600)
+    config_dir = Path(args.config_dir or os.environ.get("VEKTOR_CONFIG_DIR", "./config"))
+    _write_new(config_dir / "model_configs.json", json.dumps(DEFAULT_MODEL_CONFIGS, indent=2))
+    _write_new(config_dir / "mcp_servers.json", "[]\n")
+    (config_dir / "adapters").mkdir(parents=True, exist_ok=True)
+    return 0
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    """Apply every migration (alembic upgrade head)."""
+    from vektor.core.migrations import upgrade
+
+    settings = _load_settings()
+    upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    """Create an account (optionally an admin) with the same rules as /auth/register."""
+    from vektor.users.schemas import UserCreate
+
+    settings = _load_settings()
+    try:
+        body = UserCreate(email=args.email, username=args.username, password=args.password)
+    except ValidationError as exc:
+        print(f"vektor: invalid user: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_create_user(settings, body, admin=args.admin))
+
+
+async def _create_user(settings: Settings, body: object, *, admin: bool) -> int:
+    from vektor.auth.service import create_user
+    from vektor.core.database import create_engine, create_sessionmaker, session_scope
+    from vektor.core.errors import Conflict
+    from vektor.users.schemas import UserCreate
+
+    assert isinstance(body, UserCreate)
+    engine = create_engine(settings.database_url)
+    try:
+        async for session in session_scope(create_sessionmaker(engine)):
+            user = await create_user(
+                session,
+                settings=settings,
+                email=body.email,
+                username=body.username,
+                password=body.password,
+                is_admin=admin,
+            )
+        print(f"created {'admin ' if admin else ''}user {user.username} ({user.id})")
+        return 0
+    except Conflict as exc:
+        print(f"vektor: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="vektor", description="Vektor backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    serve.add_argument("--reload", action="store_true", help="restart on code changes")
+    serve.add_argument("--prod", action="store_true", help="production mode under Gunicorn")
+    serve.set_defaults(func=cmd_serve)
+
+    init_config = sub.add_parser("init-config", help="write .env and config/ if missing")
+    init_config.add_argument("--env-file", default=".env")
+    init_config.add_argument("--config-dir", default=None)
+    init_config.set_defaults(func=cmd_init_config)
+
+    init_db = sub.add_parser("init-db", help="apply database migrations")
+    init_db.set_defaults(func=cmd_init_db)
+
+    create = sub.add_parser("create-user", help="create an account")
+    create.add_argument("--email", required=True)
+    create.add_argument("--username", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument("--admin", action="store_true")
+    create.set_defaults(func=cmd_create_user)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vektor` command."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
