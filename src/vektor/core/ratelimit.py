@@ -12,12 +12,12 @@ import math
 import time
 from collections.abc import Iterable
 
+from coredis.exceptions import RedisError
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from loguru import logger
-from redis.exceptions import RedisError
 
 from vektor.core.errors import RateLimited
 
@@ -59,7 +59,7 @@ class RateLimiter:
                     stats = await self.strategy.get_window_stats(item, scope, value)
                     retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
                     retry_after = max(retry_after, 1)
-        except (RedisError, OSError, ConnectionError) as exc:
+        except (RedisError, OSError) as exc:
             logger.warning("rate limit storage unreachable, failing open: {}", type(exc).__name__)
             return
         if retry_after:

@@ -1,0 +1,124 @@
+"""Rate limits on login, register and refresh: per client address and per account."""
+
+import uuid
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from tests.conftest import PASSWORD, empty_tables, make_settings
+from vektor.app import create_app
+from vektor.core.errors import RateLimited
+from vektor.core.ratelimit import RateLimiter
+
+
+@pytest.fixture
+async def limited(database_url, tmp_path):
+    """An app allowing 3 auth requests a minute, with a client factory per address."""
+    app = create_app(make_settings(database_url, tmp_path, rate_limit_auth="3/minute"))
+    async with LifespanManager(app) as manager:
+
+        def client_from(address, headers=None):
+            transport = httpx.ASGITransport(app=manager.app, client=(address, 1234))
+            return httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers)
+
+        yield client_from
+        await empty_tables(app)
+
+
+async def _login(client, username):
+    return await client.post("/auth/login", data={"username": username, "password": "wrong-pass"})
+
+
+async def test_per_address_limit_with_retry_after(limited):
+    async with limited("10.0.0.1") as client:
+        codes = [(await _login(client, f"user{i}")).status_code for i in range(4)]
+        assert codes == [401, 401, 401, 429]
+        blocked = await _login(client, "someone")
+        assert blocked.status_code == 429
+        assert int(blocked.headers["retry-after"]) >= 1
+        assert blocked.json()["detail"]
+    async with limited("10.0.0.2") as other:
+        assert (await _login(other, "fresh")).status_code == 401
+
+
+async def test_per_account_limit_across_addresses(limited):
+    for i in range(3):
+        async with limited(f"10.1.0.{i}") as client:
+            assert (await _login(client, "victim")).status_code == 401
+    async with limited("10.1.0.99") as client:
+        response = await _login(client, "VICTIM")  # same account, other case
+        assert response.status_code == 429
+        assert "retry-after" in response.headers
+
+
+async def test_register_is_limited(limited):
+    async with limited("10.2.0.1") as client:
+        codes = []
+        for i in range(4):
+            response = await client.post(
+                "/auth/register",
+                json={"email": f"u{i}@example.com", "username": f"user{i}", "password": PASSWORD},
+            )
+            codes.append(response.status_code)
+        assert codes == [201, 201, 201, 429]
+
+
+async def test_forwarded_for_ignored_without_trusted_proxy(limited):
+    async with limited("10.3.0.1") as client:
+        for i in range(3):
+            await client.post(
+                "/auth/login",
+                data={"username": f"a{i}", "password": "x"},
+                headers={"X-Forwarded-For": f"192.0.2.{i}"},
+            )
+        response = await client.post(
+            "/auth/login",
+            data={"username": "b", "password": "x"},
+            headers={"X-Forwarded-For": "192.0.2.200"},
+        )
+        assert response.status_code == 429
+
+
+async def test_forwarded_for_believed_from_trusted_proxy(database_url, tmp_path):
+    settings = make_settings(
+        database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("10.9.0.5", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for i in range(4):
+                response = await client.post(
+                    "/auth/login",
+                    data={"username": f"n{i}", "password": "x"},
+                    headers={"X-Forwarded-For": f"198.51.100.{i}"},
+                )
+                assert response.status_code == 401  # a different client each time
+
+
+async def test_redis_storage_shares_one_budget_between_instances():
+    """Two limiters on the same Redis (two processes in production) share the budget."""
+    namespace = f"vektor-test-{uuid.uuid4().hex}"
+    first = RateLimiter("redis://127.0.0.1:6379/0", namespace=namespace)
+    second = RateLimiter("redis://127.0.0.1:6379/0", namespace=namespace)
+    try:
+        await first.hit("3/minute", [("auth:ip", "1.2.3.4")])
+        await second.hit("3/minute", [("auth:ip", "1.2.3.4")])
+        await first.hit("3/minute", [("auth:ip", "1.2.3.4")])
+        with pytest.raises(RateLimited) as caught:
+            await second.hit("3/minute", [("auth:ip", "1.2.3.4")])
+        assert caught.value.retry_after >= 1
+    finally:
+        await first.reset()
+        await first.close()
+        await second.close()
+
+
+async def test_redis_down_fails_open():
+    limiter = RateLimiter("redis://127.0.0.1:1/0", namespace="unreachable")
+    try:
+        for _ in range(5):
+            await limiter.hit("1/minute", [("auth:ip", "1.2.3.4")])
+    finally:
+        await limiter.close()

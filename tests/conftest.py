@@ -1,0 +1,131 @@
+"""Fixtures: every test runs on SQLite and on PostgreSQL, against the real app and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import delete
+
+from tests.support.databases import backends, temporary_database
+from vektor.app import create_app
+from vektor.core.config import Settings, get_settings
+from vektor.core.migrations import upgrade
+from vektor.models import Base
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789abcdef"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test reads the developer's .env or writes into the working tree."""
+    for key in list(os.environ):
+        if key.startswith(("VEKTOR_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session", params=backends())
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    """A migrated database of the backend under test, shared by the session's tests."""
+    async with temporary_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test app: fast bcrypt, generous limits, logs in the test's folder."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "log_dir": tmp_path / "logs",
+        "bcrypt_rounds": 4,
+        "rate_limit_auth": "1000/minute",
+        "vektor_config_dir": tmp_path / "config",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Default settings of the app under test."""
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan running; every table emptied afterwards."""
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+        await empty_tables(application)
+
+
+async def empty_tables(application: FastAPI) -> None:
+    """Delete every row, children first, so the next test starts from nothing."""
+    async with application.state.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(delete(table))
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client speaking to the app in process."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+async def register(
+    client: httpx.AsyncClient, name: str = "alice", password: str = PASSWORD, **extra: str
+) -> dict[str, Any]:
+    """Register a user and return the response body."""
+    response = await client.post(
+        "/auth/register",
+        json={"email": f"{name}@example.com", "username": name, "password": password, **extra},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(
+    client: httpx.AsyncClient,
+    name: str = "alice",
+    password: str = PASSWORD,
+    **form: str,
+) -> dict[str, Any]:
+    """Log in and return the token response."""
+    response = await client.post(
+        "/auth/login", data={"username": name, "password": password, **form}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    """Authorization header for a token response."""
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture
+async def alice(client: httpx.AsyncClient) -> dict[str, Any]:
+    """A registered, logged-in user: her profile, tokens and auth header."""
+    user = await register(client, "alice")
+    tokens = await login(client, "alice")
+    return {"user": user, "tokens": tokens, "headers": bearer(tokens)}
