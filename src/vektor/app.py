@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from loguru import logger
+from sqlalchemy import exc as sa_exc
 
 from vektor import __version__
 from vektor.auth.router import router as auth_router
@@ -30,6 +32,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"description": "Request body too large"},
     422: {"description": "Validation error"},
     429: {"description": "Too many requests (see Retry-After)"},
+    503: {"description": "A dependency (the database) is unavailable"},
 }
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, invalid or revoked credentials"},
@@ -73,6 +76,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+# Failures to reach the database (refused, timed out, dropped, pool exhausted) are a 503.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """A dependency outage is a 503 with a log line, never a 500."""
+    logger.warning("database unavailable on {}: {}", request.url.path, type(exc).__name__)
+    return JSONResponse({"detail": "Database unavailable"}, status_code=503)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI application."""
     settings = settings or get_settings()
@@ -86,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for error in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error, _database_down)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.backend_cors_origins,

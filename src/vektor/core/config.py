@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -39,7 +40,11 @@ class Settings(BaseSettings):
     """Every setting of the service; see the README's configuration table."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
     )
 
     environment: Literal["development", "production"] = Field(
@@ -82,6 +87,14 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        """Each entry is an address or a network."""
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
         return value
 
     @field_validator("rate_limit_auth", "rate_limit_chat")

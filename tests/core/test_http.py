@@ -1,0 +1,163 @@
+"""Cross-cutting HTTP behaviour: request ids, body cap, CORS, errors, logs."""
+
+import json
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from loguru import logger
+
+from tests.conftest import PASSWORD, make_settings
+
+
+async def test_request_id_generated_and_echoed(client):
+    generated = await client.get("/health")
+    assert len(generated.headers["x-request-id"]) >= 16
+    echoed = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    unsafe = await client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_request_id_on_errors(client):
+    response = await client.get("/users/me")
+    assert response.status_code == 401
+    assert response.headers["x-request-id"]
+    missing = await client.get("/no/such/route")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}
+    assert missing.headers["x-request-id"]
+
+
+async def test_oversize_body_is_413_json(client):
+    big = b"{" + b" " * (4 * 1024 * 1024) + b"}"
+    response = await client.post(
+        "/auth/register", content=big, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "detail" in response.json()
+
+
+async def test_oversize_chunked_body_is_413(client):
+    async def chunks():
+        for _ in range(50):
+            yield b" " * 100_000
+
+    response = await client.post(
+        "/auth/register", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_deeply_nested_json_is_a_4xx(client):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = await client.post(
+        "/users/preferences", content=deep, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500
+
+
+@pytest.fixture
+async def cors_client(database_url, tmp_path):
+    settings = make_settings(database_url, tmp_path, backend_cors_origins=["https://app.example"])
+    from vektor.app import create_app
+
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client
+
+
+async def test_cors_allows_configured_origin_only(cors_client):
+    preflight = {"Access-Control-Request-Method": "POST"}
+    allowed = await cors_client.options(
+        "/auth/login", headers={"Origin": "https://app.example", **preflight}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    foreign = await cors_client.options(
+        "/auth/login", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in foreign.headers
+    simple = await cors_client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_unexpected_error_is_json_500_without_traceback(database_url, tmp_path):
+    from vektor.app import create_app
+
+    settings = make_settings(database_url, tmp_path)
+    app = create_app(settings)
+
+    async def explode() -> None:
+        raise RuntimeError("secret internal detail")
+
+    app.add_api_route("/test-explode", explode)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/test-explode", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "secret internal detail" not in response.text
+    assert response.headers["x-request-id"] == "boom-1"
+    await logger.complete()
+    errors = (tmp_path / "logs" / "error.log").read_text()
+    assert "boom-1" in errors
+    assert "RuntimeError" in errors
+
+
+async def test_logs_exist_with_one_api_line_per_request_and_no_secrets(client, settings):
+    await client.post(
+        "/auth/register",
+        json={"email": "log@example.com", "username": "logger", "password": PASSWORD},
+    )
+    tokens = (
+        await client.post("/auth/login", data={"username": "logger", "password": PASSWORD})
+    ).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}", "X-Request-ID": "req-42"}
+    me = (await client.get("/users/me?x=1", headers=headers)).json()
+    await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    await logger.complete()
+
+    log_dir = settings.log_dir
+    for name in ("app.log", "api.log", "error.log"):
+        assert (log_dir / name).exists(), name
+    lines = [json.loads(line) for line in (log_dir / "api.log").read_text().splitlines()]
+    entry = next(line for line in lines if line["request_id"] == "req-42")
+    assert entry["method"] == "GET"
+    assert entry["path"] == "/users/me"
+    assert entry["status"] == 200
+    assert entry["duration_ms"] >= 0
+    assert entry["user_id"] == me["id"]
+    assert entry["client"] == "127.0.0.1"
+    everything = "".join(p.read_text() for p in log_dir.iterdir() if p.is_file())
+    for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"]):
+        assert secret not in everything
+
+
+async def test_simple_log_format(database_url, tmp_path):
+    from vektor.app import create_app
+
+    settings = make_settings(database_url, tmp_path, log_format="simple")
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.get("/health", headers={"X-Request-ID": "simple-1"})
+    await logger.complete()
+    line = (tmp_path / "logs" / "api.log").read_text().splitlines()[-1]
+    assert not line.startswith("{")
+    assert "GET /health 200" in line
+    assert "simple-1" in line
+
+
+async def test_openapi_has_tags_and_operation_ids(client):
+    schema = (await client.get("/openapi.json")).json()
+    login = schema["paths"]["/auth/login"]["post"]
+    assert login["tags"] == ["auth"]
+    assert login["operationId"] == "login"
+    assert schema["paths"]["/users/me"]["get"]["tags"] == ["users"]
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/redoc")).status_code == 200

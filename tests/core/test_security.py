@@ -1,0 +1,78 @@
+"""Pure security helpers."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from vektor.core.security import (
+    TokenError,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+    hash_token,
+    new_refresh_token,
+    verify_password,
+)
+
+KEY = "k" * 48
+
+
+def test_hash_and_verify():
+    hashed = hash_password("correct horse", rounds=4)
+    assert hashed.startswith("$2b$04$")
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("correct horsE", hashed)
+
+
+def test_over_72_bytes_is_refused_not_truncated():
+    with pytest.raises(ValueError, match="72"):
+        hash_password("€" * 25, rounds=4)
+    hashed = hash_password("€" * 24, rounds=4)
+    assert not verify_password("€" * 24 + "x", hashed)
+
+
+def test_verify_against_garbage_hash_is_false():
+    assert not verify_password("anything", "not-a-bcrypt-hash")
+
+
+def test_access_token_round_trip():
+    user, session = uuid.uuid4(), uuid.uuid4()
+    token = create_access_token(
+        secret_key=KEY,
+        user_id=user,
+        session_id=session,
+        lifetime=timedelta(minutes=1),
+        issuer="vektor",
+        audience="vektor-api",
+    )
+    claims = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
+    assert claims.user_id == user
+    assert claims.session_id == session
+
+
+def test_access_token_wrong_key():
+    token = create_access_token(
+        secret_key=KEY,
+        user_id=uuid.uuid4(),
+        session_id=uuid.uuid4(),
+        lifetime=timedelta(minutes=1),
+        issuer="vektor",
+        audience="vektor-api",
+    )
+    with pytest.raises(TokenError):
+        decode_access_token(token, secret_key="x" * 48, issuer="vektor", audience="vektor-api")
+
+
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "ey.ey.ey", "\x00" * 10])
+def test_garbage_tokens(garbage):
+    with pytest.raises(TokenError):
+        decode_access_token(garbage, secret_key=KEY, issuer="vektor", audience="vektor-api")
+
+
+def test_refresh_tokens_are_random_and_hashed():
+    a, b = new_refresh_token(), new_refresh_token()
+    assert a != b
+    assert len(a) > 40
+    assert hash_token(a) != a
+    assert len(hash_token(a)) == 64
