@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings.database_url)
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.rate_limiter = RateLimiter(settings.redis_url)
+    app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     app.state.started_at = time.time()
     logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
     try:

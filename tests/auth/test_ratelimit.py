@@ -122,3 +122,32 @@ async def test_redis_down_fails_open():
             await limiter.hit("1/minute", [("auth:ip", "1.2.3.4")])
     finally:
         await limiter.close()
+
+
+async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
+    """Two app instances with REDIS_URL count one budget, like two processes in production."""
+    from vektor.core.config import Settings
+
+    async def client_for(app):
+        transport = httpx.ASGITransport(app=app, client=("10.7.0.1", 1))
+        return httpx.AsyncClient(transport=transport, base_url="http://t")
+
+    # A fresh namespace so that earlier runs' counters do not matter.
+    namespace = f"vektor-test-{uuid.uuid4().hex}"
+
+    def settings_for(index: int) -> Settings:
+        return make_settings(
+            database_url, tmp_path / str(index), rate_limit_auth="3/minute",
+            redis_url="redis://127.0.0.1:6379/0", redis_namespace=namespace,
+        )
+
+    first, second = create_app(settings_for(1)), create_app(settings_for(2))
+    async with LifespanManager(first), LifespanManager(second):
+        one, two = await client_for(first), await client_for(second)
+        async with one, two:
+            codes = [
+                (await _login(client, f"shared{i}")).status_code
+                for i, client in enumerate([one, two, one, two])
+            ]
+        await first.state.rate_limiter.reset()
+    assert codes == [401, 401, 401, 429]

@@ -161,3 +161,19 @@ async def test_openapi_has_tags_and_operation_ids(client):
     assert schema["paths"]["/users/me"]["get"]["tags"] == ["users"]
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get("/redoc")).status_code == 200
+
+
+async def test_logs_rotate_and_compress(database_url, tmp_path):
+    from vektor.app import create_app
+
+    settings = make_settings(database_url, tmp_path, log_rotation="2 KB")
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(40):
+                await client.get("/health")
+    await logger.complete()
+    rotated = list((tmp_path / "logs").glob("api.*.gz"))
+    assert rotated, list((tmp_path / "logs").iterdir())
+    assert (tmp_path / "logs" / "api.log").exists()

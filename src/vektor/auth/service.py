@@ -94,7 +94,10 @@ async def login(
     """Check credentials and open a session on the device."""
     user = await UserRepository(session).get_by_login(identifier)
     # Unknown account: verify against a dummy hash so time and answer are the same.
-    stored = user.password_hash if user else dummy_hash(settings.bcrypt_rounds)
+    if user is None:
+        stored = await asyncio.to_thread(dummy_hash, settings.bcrypt_rounds)
+    else:
+        stored = user.password_hash
     valid = await verify_password_async(password, stored)
     if user is None or not valid:
         raise Unauthorized(BAD_CREDENTIALS)

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     log_rotation: str = "10 MB"
     log_retention: int = Field(default=10, ge=1)
     redis_url: str | None = None
+    redis_namespace: str = Field(default="vektor", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     vektor_config_dir: Path = Path("./config")
     metrics_token: str | None = None
     rate_limit_auth: str = "10/minute"
