@@ -137,8 +137,11 @@ async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
 
     def settings_for(index: int) -> Settings:
         return make_settings(
-            database_url, tmp_path / str(index), rate_limit_auth="3/minute",
-            redis_url="redis://127.0.0.1:6379/0", redis_namespace=namespace,
+            database_url,
+            tmp_path / str(index),
+            rate_limit_auth="3/minute",
+            redis_url="redis://127.0.0.1:6379/0",
+            redis_namespace=namespace,
         )
 
     first, second = create_app(settings_for(1)), create_app(settings_for(2))
