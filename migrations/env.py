@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from vektor.core.config import get_settings
 from vektor.core.database import UTCDateTime
+from vektor.core.migrations import include_object
 from vektor.models import Base
 
 config = context.config
@@ -56,6 +57,7 @@ def do_run_migrations(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=render_item,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from tests.support.databases import backends, temporary_database
+from tests.support.upstream import ScriptedUpstream
 from vektor.app import create_app
 from vektor.core.config import Settings, get_settings
 from vektor.core.migrations import upgrade
@@ -129,3 +131,105 @@ async def alice(client: httpx.AsyncClient) -> dict[str, Any]:
     user = await register(client, "alice")
     tokens = await login(client, "alice")
     return {"user": user, "tokens": tokens, "headers": bearer(tokens)}
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[list[ScriptedUpstream]]:
+    """Three scripted OpenAI-compatible servers on loopback, for the whole run."""
+    servers = [ScriptedUpstream().start() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def upstream(upstreams: list[ScriptedUpstream]) -> ScriptedUpstream:
+    """The first scripted server, with its counters reset."""
+    for server in upstreams:
+        server.reset()
+    return upstreams[0]
+
+
+class ChatHarness:
+    """An app built from a model_configs.json, and a logged-in user's client."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str]):
+        self.app = app
+        self.client = client
+        self.headers = headers
+
+    async def stream(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        """POST /chat/stream and collect (status, events, raw text)."""
+        return await collect_stream(
+            self.client, "POST", "/chat/stream", json=body, headers=headers or self.headers
+        )
+
+
+async def collect_stream(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Read a whole SSE response: status, events (with their ids) and the raw body."""
+    async with client.stream(method, url, **kwargs) as response:
+        raw = (await response.aread()).decode()
+    return response.status_code, parse_sse(raw), raw
+
+
+def parse_sse(raw: str) -> list[dict[str, Any]]:
+    """Events of an SSE body, each its JSON data plus `_id`."""
+    events = []
+    for block in raw.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            key, _, value = line.partition(":")
+            fields[key] = value.removeprefix(" ")
+        if "data" in fields:
+            event = json.loads(fields["data"])
+            event["_id"] = int(fields["id"]) if "id" in fields else None
+            events.append(event)
+    return events
+
+
+@pytest.fixture
+async def chat_harness(database_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: build an app on the given deployments and log a user in."""
+    opened: list[tuple[LifespanManager, httpx.AsyncClient, FastAPI]] = []
+
+    async def build(deployments: list[dict[str, Any]], **overrides: Any) -> ChatHarness:
+        config_dir = tmp_path / f"config{len(opened)}"
+        config_dir.mkdir()
+        (config_dir / "model_configs.json").write_text(json.dumps(deployments))
+        values = {"vektor_config_dir": config_dir, "rate_limit_chat": "1000/minute", **overrides}
+        settings = make_settings(database_url, tmp_path, **values)
+        application = create_app(settings)
+        manager = LifespanManager(application)
+        await manager.__aenter__()
+        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50001))
+        client = httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)
+        opened.append((manager, client, application))
+        name = f"user{len(opened)}"
+        await register(client, name)
+        tokens = await login(client, name)
+        return ChatHarness(application, client, bearer(tokens))
+
+    yield build
+    for manager, client, application in reversed(opened):
+        await client.aclose()
+        await manager.__aexit__(None, None, None)
+        await empty_tables(application)
+
+
+def scripted(
+    upstream: ScriptedUpstream, model: str = "", name: str = "scripted", **extra: Any
+) -> dict[str, Any]:
+    """A model_configs.json entry pointing at a scripted upstream."""
+    return {
+        "name": name,
+        "provider": "openai",
+        "model": model or "chunks=5",
+        "base_url": upstream.base_url,
+        "api_key": "sk-test-secret",
+        "timeout_s": 5,
+        **extra,
+    }

@@ -9,12 +9,14 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.support.databases import backends, temporary_database
-from vektor.core.migrations import downgrade, upgrade
+from vektor.core.migrations import downgrade, include_object, upgrade
 from vektor.models import Base
 
 
 def _diff(connection):
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": include_object}
+    )
     return compare_metadata(context, Base.metadata)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -17,12 +19,17 @@ from sqlalchemy import exc as sa_exc
 
 from vektor import __version__
 from vektor.auth.router import router as auth_router
+from vektor.chat.generation import GenerationManager
+from vektor.chat.router import router as chat_router
+from vektor.chat.streams import MemoryStreamStore
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.errors import AppError
 from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
+from vektor.llm.config import load_deployments
+from vektor.llm.router import ModelRouter
 from vektor.monitoring.router import router as monitoring_router
 from vektor.users.router import router as users_router
 
@@ -50,11 +57,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
+    app.state.http_client = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        follow_redirects=False,
+    )
+    deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
+    app.state.model_router = ModelRouter(deployments, app.state.http_client)
+    app.state.streams = MemoryStreamStore(settings.stream_retention_seconds)
+    app.state.generations = GenerationManager(app.state.sessionmaker, app.state.streams)
     app.state.started_at = time.time()
     logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
     try:
         yield
     finally:
+        await app.state.generations.shutdown()
+        await app.state.model_router.aclose()
+        await app.state.http_client.aclose()
         await app.state.rate_limiter.close()
         await engine.dispose()
         logger.info("vektor stopped")
@@ -121,5 +139,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
+    app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(monitoring_router)
     return app

@@ -1,7 +1,17 @@
 """Imports every domain's tables so that `Base.metadata` is complete (Alembic, tests)."""
 
 from vektor.auth.models import Device, RefreshToken, UserSession
+from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
 from vektor.users.models import Preference, User
 
-__all__ = ["Base", "Device", "Preference", "RefreshToken", "User", "UserSession"]
+__all__ = [
+    "Base",
+    "Conversation",
+    "Device",
+    "Message",
+    "Preference",
+    "RefreshToken",
+    "User",
+    "UserSession",
+]

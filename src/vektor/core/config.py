@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cancel_on_disconnect: bool = False
+    max_message_chars: int = Field(default=32_000, ge=1)
+    max_messages_per_request: int = Field(default=100, ge=1)
+    max_answer_tokens: int = Field(default=2048, ge=1)
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    stream_retention_seconds: float = Field(default=600.0, ge=1)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     auto_migrate: bool = True
     jwt_issuer: str = "vektor"

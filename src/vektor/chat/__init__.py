@@ -1,0 +1,1 @@
+"""Conversations, streamed answers, history and search."""

@@ -1,0 +1,81 @@
+"""Chat dependencies: the app's chat machinery, and conversations loaded with ownership."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from vektor.auth.dependencies import CurrentUser
+from vektor.chat.generation import GenerationManager
+from vektor.chat.models import Conversation
+from vektor.chat.repository import ConversationRepository
+from vektor.chat.streams import StreamStore
+from vektor.core.dependencies import RateLimiterDep, SessionDep, SettingsDep
+from vektor.core.errors import BadRequest, NotFound
+from vektor.llm.router import ModelRouter
+
+
+def get_router(request: Request) -> ModelRouter:
+    """The app's model router."""
+    router: ModelRouter = request.app.state.model_router
+    return router
+
+
+def get_generations(request: Request) -> GenerationManager:
+    """The app's generation manager."""
+    manager: GenerationManager = request.app.state.generations
+    return manager
+
+
+def get_streams(request: Request) -> StreamStore:
+    """The app's stream store."""
+    streams: StreamStore = request.app.state.streams
+    return streams
+
+
+async def valid_owned_conversation(
+    conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> Conversation:
+    """The conversation, or 404 when it does not exist or is someone else's."""
+    conversation = await ConversationRepository(session).get_owned(conversation_id, user.id)
+    if conversation is None:
+        raise NotFound("Conversation not found")
+    return conversation
+
+
+async def valid_owned_stream(
+    message_id: uuid.UUID, user: CurrentUser, streams: Annotated[StreamStore, Depends(get_streams)]
+) -> uuid.UUID:
+    """A stream of the caller's, or 404 (unknown, expired or someone else's)."""
+    if streams.owner(message_id) != user.id:
+        raise NotFound("Stream not found")
+    return message_id
+
+
+def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -> int:
+    """The Last-Event-ID header as an event number (0 when absent)."""
+    if last_event_id is None or last_event_id.strip() == "":
+        return 0
+    try:
+        value = int(last_event_id)
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be an event number") from None
+    if value < 0:
+        raise BadRequest("Last-Event-ID must be an event number")
+    return value
+
+
+async def limit_chat(user: CurrentUser, limiter: RateLimiterDep, settings: SettingsDep) -> None:
+    """Count a chat request against the user's budget."""
+    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user.id))])
+
+
+RouterDep = Annotated[ModelRouter, Depends(get_router)]
+GenerationsDep = Annotated[GenerationManager, Depends(get_generations)]
+StreamsDep = Annotated[StreamStore, Depends(get_streams)]
+OwnedConversation = Annotated[Conversation, Depends(valid_owned_conversation)]
+OwnedStream = Annotated[uuid.UUID, Depends(valid_owned_stream)]
+LastEventId = Annotated[int, Depends(last_event_id)]
+ChatRateLimit = Depends(limit_chat)

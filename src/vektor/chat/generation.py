@@ -1,0 +1,218 @@
+"""Generations as jobs of their own: they outlive the HTTP request that started them.
+
+A job reads the upstream stream, publishes events to the StreamStore, stores the answer
+in its own short transaction before publishing `done`, and can be cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from loguru import logger
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vektor.chat.models import Message
+from vektor.chat.repository import ConversationRepository
+from vektor.chat.streams import StreamStore
+from vektor.core.database import session_scope
+from vektor.llm.base import Finish, ProviderError, TextDelta, ToolCall, Usage
+from vektor.llm.router import OpenedStream
+
+FINISH_REASONS = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "stop",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass
+class Generation:
+    """A running answer."""
+
+    message_id: uuid.UUID
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    model: str
+    task: asyncio.Task[None] | None = None
+    cancel_reason: str | None = None
+    parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+    error: str | None = None
+
+
+class GenerationManager:
+    """Runs generations, counts them per user, cancels them."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], streams: StreamStore
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.streams = streams
+        self.running: dict[uuid.UUID, Generation] = {}
+        self.reserved: Counter[uuid.UUID] = Counter()
+
+    def reserve(self, user_id: uuid.UUID, limit: int) -> bool:
+        """Take one of the user's stream slots, if one is free (no await: no race)."""
+        if self.reserved[user_id] >= limit:
+            return False
+        self.reserved[user_id] += 1
+        return True
+
+    def release(self, user_id: uuid.UUID) -> None:
+        """Give a slot back."""
+        self.reserved[user_id] -= 1
+        if self.reserved[user_id] <= 0:
+            del self.reserved[user_id]
+
+    def active_streams(self) -> int:
+        """Generations running in this process."""
+        return len(self.running)
+
+    def start(self, generation: Generation, opened: OpenedStream, prompt_chars: int) -> None:
+        """Run the generation in the background; its slot is released when it ends."""
+        self.streams.create(generation.message_id, generation.user_id)
+        self.streams.publish(
+            generation.message_id,
+            {
+                "type": "start",
+                "conversation_id": str(generation.conversation_id),
+                "message_id": str(generation.message_id),
+                "model": generation.model,
+            },
+        )
+        self.running[generation.message_id] = generation
+        generation.task = asyncio.create_task(
+            self._run(generation, opened, prompt_chars), name=f"generation-{generation.message_id}"
+        )
+
+    def cancel(self, message_id: uuid.UUID, reason: str = "cancelled") -> bool:
+        """Stop a running generation now; False if it is not running here."""
+        generation = self.running.get(message_id)
+        if generation is None or generation.task is None or generation.task.done():
+            return False
+        generation.cancel_reason = reason
+        generation.task.cancel()
+        return True
+
+    async def shutdown(self) -> None:
+        """Cancel every generation and wait until their partial answers are stored."""
+        tasks = [g.task for g in self.running.values() if g.task is not None]
+        for message_id in list(self.running):
+            self.cancel(message_id, "shutdown")
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, generation: Generation, opened: OpenedStream, prompt_chars: int) -> None:
+        outcome = _Outcome()
+        try:
+            await self._consume(generation, opened, outcome)
+        except asyncio.CancelledError:
+            if generation.cancel_reason is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            outcome.finish_reason = "cancelled"
+        except ProviderError as exc:
+            outcome.finish_reason, outcome.error = "error", str(exc)
+        finally:
+            await opened.aclose()
+        try:
+            await self._finish(generation, outcome, prompt_chars)
+        finally:
+            self.running.pop(generation.message_id, None)
+            self.release(generation.user_id)
+
+    async def _consume(
+        self, generation: Generation, opened: OpenedStream, outcome: _Outcome
+    ) -> None:
+        publish = self.streams.publish
+        async for event in opened.events():
+            if isinstance(event, TextDelta):
+                generation.parts.append(event.content)
+                publish(generation.message_id, {"type": "delta", "content": event.content})
+            elif isinstance(event, Usage):
+                outcome.usage = event
+            elif isinstance(event, Finish):
+                outcome.finish_reason = FINISH_REASONS.get(event.reason, "stop")
+            elif isinstance(event, ToolCall):
+                logger.debug("tool call {} ignored: no tool servers", event.name)
+
+    async def _finish(self, generation: Generation, outcome: _Outcome, prompt_chars: int) -> None:
+        """Store the answer, then publish error, usage and done."""
+        content = "".join(generation.parts)
+        usage = outcome.usage or Usage(
+            prompt_tokens=max(1, prompt_chars // 4), completion_tokens=len(generation.parts)
+        )
+        stored = await self._store(generation, content, outcome.finish_reason, usage)
+        publish = self.streams.publish
+        if outcome.error is not None:
+            publish(
+                generation.message_id,
+                {"type": "error", "code": "upstream_error", "message": outcome.error},
+            )
+        elif not stored:
+            publish(
+                generation.message_id,
+                {
+                    "type": "error",
+                    "code": "storage_error",
+                    "message": "The answer could not be stored",
+                },
+            )
+        publish(
+            generation.message_id,
+            {
+                "type": "usage",
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+            },
+        )
+        publish(generation.message_id, {"type": "done", "finish_reason": outcome.finish_reason})
+        self.streams.close(generation.message_id)
+        logger.info(
+            "generation {} finished: {} ({} chars)",
+            generation.message_id,
+            outcome.finish_reason,
+            len(content),
+        )
+
+    async def _store(
+        self, generation: Generation, content: str, finish_reason: str, usage: Usage
+    ) -> bool:
+        message = Message(
+            id=generation.message_id,
+            conversation_id=generation.conversation_id,
+            role="assistant",
+            content=content,
+            model=generation.model,
+            finish_reason=finish_reason,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+        try:
+            async for session in session_scope(self.sessionmaker):
+                conversation = await ConversationRepository(session).get_owned(
+                    generation.conversation_id, generation.user_id
+                )
+                if conversation is None:  # deleted while the answer was being written
+                    return False
+                await ConversationRepository(session).add_messages(
+                    conversation, [message], datetime.now(UTC)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            logger.error("could not store answer {}: {}", generation.message_id, exc)
+            return False
+        return True

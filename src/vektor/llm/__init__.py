@@ -1,0 +1,1 @@
+"""LLM providers and the router that spreads requests over deployments."""

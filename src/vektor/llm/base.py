@@ -1,0 +1,87 @@
+"""The provider interface: a cancellable async stream of text, tool calls, usage and finish."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of the model's context."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What a provider is asked to generate."""
+
+    messages: list[ChatMessage]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of answer text."""
+
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for a tool (complete: arguments assembled)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of the whole generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The upstream ended the generation."""
+
+    reason: str  # stop, length, tool_calls, …
+
+
+ProviderEvent = TextDelta | ToolCall | Usage | Finish
+
+
+class ProviderError(Exception):
+    """A provider failed. `retryable` errors before the first token allow failover."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class Provider(Protocol):
+    """One deployment's way of generating. Closing the iterator closes the upstream request."""
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        """Generate; raise ProviderError on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections or models."""
+        ...

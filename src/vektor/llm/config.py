@@ -1,0 +1,58 @@
+"""model_configs.json: the deployments of each public model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SECRET_MASK = "***"  # noqa: S105 - the mask shown instead of secrets
+
+
+class DeploymentConfig(BaseModel):
+    """One entry of model_configs.json."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    provider: Literal["openai", "anthropic", "local"]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    description: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    weight: Annotated[float, Field(ge=0)] = 1
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    context_window: Annotated[int, Field(ge=1)] | None = None
+    streaming: bool = True
+    tools: bool = True
+
+    def public(self) -> dict[str, object]:
+        """The entry as an API may show it: secrets masked."""
+        data = self.model_dump(exclude_none=True)
+        if data.get("api_key"):
+            data["api_key"] = SECRET_MASK
+        return data
+
+
+DEFAULT_DEPLOYMENTS = [
+    DeploymentConfig(
+        name="smollm2",
+        provider="local",
+        model="smollm2-135m-instruct",
+        description="SmolLM2 135M Instruct, runs on this machine",
+    )
+]
+
+_adapter = TypeAdapter(list[DeploymentConfig])
+
+
+def load_deployments(config_dir: Path) -> list[DeploymentConfig]:
+    """Read model_configs.json; without the file, the built-in local model alone."""
+    path = Path(config_dir) / "model_configs.json"
+    if not path.exists():
+        return list(DEFAULT_DEPLOYMENTS)
+    return _adapter.validate_python(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,1 @@
+"""Provider implementations: OpenAI-compatible, Anthropic, and the built-in local model."""

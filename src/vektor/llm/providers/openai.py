@@ -1,0 +1,192 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp server, LM Studio, …)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+
+from vektor.llm.base import (
+    Finish,
+    GenerationRequest,
+    ProviderError,
+    ProviderEvent,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
+from vektor.llm.config import DeploymentConfig
+
+# Statuses after which another deployment may well succeed.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+ERROR_BODY_LIMIT = 2048
+
+
+def resolve_api_key(config: DeploymentConfig) -> str | None:
+    """The key from the entry, else from the named environment variable."""
+    if config.api_key:
+        return config.api_key
+    if config.api_key_env:
+        return os.environ.get(config.api_key_env)
+    return None
+
+
+def timeout_for(config: DeploymentConfig) -> httpx.Timeout:
+    """Connect fast; each read may wait up to the deployment's timeout."""
+    return httpx.Timeout(config.timeout_s, connect=min(5.0, config.timeout_s))
+
+
+async def raise_for_upstream_status(response: httpx.Response) -> None:
+    """Turn an error status into a ProviderError, reading at most a little of the body."""
+    if response.status_code < 400:
+        return
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    raise ProviderError(
+        f"upstream answered {response.status_code}: {body[:200].decode('utf-8', 'replace')}",
+        retryable=response.status_code in RETRYABLE_STATUSES,
+        status=response.status_code,
+    )
+
+
+def transport_error(exc: httpx.HTTPError) -> ProviderError:
+    """Connection failures and timeouts are retryable."""
+    return ProviderError(f"upstream unreachable: {type(exc).__name__}", retryable=True)
+
+
+class OpenAIProvider:
+    """Chat completions over HTTP, streamed as server-sent events."""
+
+    def __init__(self, config: DeploymentConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.client = client
+        self.url = (config.base_url or "https://api.openai.com/v1").rstrip(
+            "/"
+        ) + "/chat/completions"
+
+    def _headers(self) -> dict[str, str]:
+        key = resolve_api_key(self.config)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": stream,
+        }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            body["max_tokens"] = request.max_tokens
+        if request.tools and self.config.tools:
+            body["tools"] = request.tools
+        return body
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        """Yield the answer as it arrives."""
+        try:
+            if not self.config.streaming:
+                async for event in self._complete(request):
+                    yield event
+                return
+            async with aconnect_sse(
+                self.client,
+                "POST",
+                self.url,
+                json=self._body(request, True),
+                headers=self._headers(),
+                timeout=timeout_for(self.config),
+            ) as source:
+                await raise_for_upstream_status(source.response)
+                parser = _ChunkParser()
+                async for sse in source.aiter_sse():
+                    if sse.data.strip() == "[DONE]":
+                        break
+                    for event in parser.feed(sse.data):
+                        yield event
+                for event in parser.finish():
+                    yield event
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        except SSEError as exc:
+            raise ProviderError(f"upstream sent no event stream: {exc}", retryable=True) from exc
+
+    async def _complete(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
+        """A deployment without streaming: one request, the whole answer at once."""
+        response = await self.client.post(
+            self.url,
+            json=self._body(request, False),
+            headers=self._headers(),
+            timeout=timeout_for(self.config),
+        )
+        await raise_for_upstream_status(response)
+        parser = _ChunkParser()
+        for event in parser.feed(response.text, complete=True):
+            yield event
+        for event in parser.finish():
+            yield event
+
+    async def aclose(self) -> None:
+        """The HTTP client is shared and closed by its owner."""
+
+
+class _ChunkParser:
+    """Assembles chat-completion chunks into provider events."""
+
+    def __init__(self) -> None:
+        self.tool_calls: dict[int, dict[str, str]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+
+    def feed(self, data: str, *, complete: bool = False) -> list[ProviderEvent]:
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ProviderError("upstream sent malformed JSON", retryable=True) from exc
+        if not isinstance(chunk, dict):
+            raise ProviderError("upstream sent an unexpected chunk", retryable=True)
+        if "error" in chunk:
+            raise ProviderError(f"upstream error: {str(chunk['error'])[:200]}", retryable=True)
+        events: list[ProviderEvent] = []
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = Usage(
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("message" if complete else "delta") or {}
+            content = delta.get("content")
+            if content:
+                events.append(TextDelta(content))
+            for call in delta.get("tool_calls") or []:
+                slot = self.tool_calls.setdefault(
+                    int(call.get("index", len(self.tool_calls))),
+                    {"id": "", "name": "", "arguments": ""},
+                )
+                function = call.get("function") or {}
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return events
+
+    def finish(self) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = [
+            ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
+            for i, c in sorted(self.tool_calls.items())
+        ]
+        if self.usage is not None:
+            events.append(self.usage)
+        events.append(Finish(self.finish_reason or "stop"))
+        return events

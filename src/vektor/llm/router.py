@@ -1,0 +1,228 @@
+"""Deployments of each public model: weighted choice, failover before the first token,
+cooldown of failing deployments (a circuit breaker), and per-deployment counters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from vektor.core.errors import NotFound, Unavailable, UpstreamError
+from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
+from vektor.llm.config import DeploymentConfig
+from vektor.llm.providers.anthropic import AnthropicProvider
+from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
+from vektor.llm.providers.local import LocalModel, LocalProvider
+from vektor.llm.providers.openai import OpenAIProvider
+
+COOLDOWN_BASE_S = 5.0
+COOLDOWN_MAX_S = 60.0
+DEFAULT_CONTEXT_WINDOW = 128_000
+
+
+@dataclass
+class Deployment:
+    """One deployment, its provider and its health."""
+
+    config: DeploymentConfig
+    provider: Provider
+    key: str
+    requests: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    cooldown_until: float = 0.0
+    last_error: str | None = None
+    first_token_ms: list[float] = field(default_factory=list)
+
+    def available(self, now: float) -> bool:
+        """Not cooling down."""
+        return self.cooldown_until <= now
+
+    def record_success(self, first_token_s: float) -> None:
+        """A stream started: close the breaker."""
+        self.consecutive_failures = 0
+        self.cooldown_until = 0.0
+        self.first_token_ms.append(first_token_s * 1000)
+        del self.first_token_ms[:-200]
+
+    def record_failure(self, error: str, now: float) -> None:
+        """Open the breaker for a growing cooldown."""
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = error
+        cooldown = min(COOLDOWN_MAX_S, COOLDOWN_BASE_S * 2 ** (self.consecutive_failures - 1))
+        self.cooldown_until = now + cooldown
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Counters for monitoring."""
+        latencies = sorted(self.first_token_ms)
+        return {
+            "deployment": self.key,
+            "provider": self.config.provider,
+            "weight": self.config.weight,
+            "state": "healthy" if self.available(now) else "cooldown",
+            "requests": self.requests,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "first_token_ms_p50": latencies[len(latencies) // 2] if latencies else None,
+        }
+
+
+@dataclass
+class OpenedStream:
+    """A generation that has produced its first event on some deployment."""
+
+    deployment: Deployment
+    first: ProviderEvent | None
+    rest: AsyncIterator[ProviderEvent]
+
+    async def events(self) -> AsyncIterator[ProviderEvent]:
+        """Every event, the first one included."""
+        if self.first is not None:
+            yield self.first
+        async for event in self.rest:
+            yield event
+
+    async def aclose(self) -> None:
+        """Close the upstream request."""
+        closer = getattr(self.rest, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+class ModelRouter:
+    """Public model name → deployments."""
+
+    def __init__(self, configs: list[DeploymentConfig], client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.local_model = LocalModel()
+        self.deployments: dict[str, list[Deployment]] = {}
+        self.reload(configs)
+
+    def _provider(self, config: DeploymentConfig) -> Provider:
+        if config.provider == "openai":
+            return OpenAIProvider(config, self.client)
+        if config.provider == "anthropic":
+            return AnthropicProvider(config, self.client)
+        return LocalProvider(config, self.local_model)
+
+    def reload(self, configs: list[DeploymentConfig]) -> None:
+        """Replace the deployments; counters of unchanged deployments are kept."""
+        previous = {d.key: d for group in self.deployments.values() for d in group}
+        grouped: dict[str, list[Deployment]] = {}
+        for index, config in enumerate(configs):
+            key = f"{config.name}#{index}:{config.provider}:{config.base_url or config.model}"
+            kept = previous.get(key)
+            if kept is not None and kept.config == config:
+                grouped.setdefault(config.name, []).append(kept)
+                continue
+            deployment = Deployment(config=config, provider=self._provider(config), key=key)
+            grouped.setdefault(config.name, []).append(deployment)
+        self.deployments = grouped
+
+    def models(self) -> list[dict[str, Any]]:
+        """One row per public model."""
+        rows = []
+        for name, group in self.deployments.items():
+            first = group[0].config
+            rows.append(
+                {
+                    "name": name,
+                    "description": next(
+                        (d.config.description for d in group if d.config.description), None
+                    ),
+                    "provider": first.provider,
+                    "streaming": any(d.config.streaming for d in group),
+                }
+            )
+        return rows
+
+    def has_model(self, name: str) -> bool:
+        """Whether a public model of that name exists."""
+        return name in self.deployments
+
+    def max_tokens(self, name: str) -> int | None:
+        """The smallest answer cap among the model's deployments, if any sets one."""
+        caps = [d.config.max_tokens for d in self.deployments.get(name, []) if d.config.max_tokens]
+        return min(caps) if caps else None
+
+    def context_window(self, name: str) -> int:
+        """The smallest context window among the model's deployments."""
+        windows = [
+            d.config.context_window or (LOCAL_CONTEXT if d.config.provider == "local" else 0)
+            for d in self.deployments.get(name, [])
+        ]
+        known = [w for w in windows if w]
+        return min(known) if known else DEFAULT_CONTEXT_WINDOW
+
+    def _candidates(self, name: str) -> list[Deployment]:
+        """Available deployments in weighted random order; standbys (weight 0) last."""
+        now = time.monotonic()
+        group = [d for d in self.deployments.get(name, []) if d.available(now)]
+        weighted = [d for d in group if d.config.weight > 0]
+        order: list[Deployment] = []
+        while weighted:
+            pick = random.choices(weighted, weights=[d.config.weight for d in weighted])[0]  # noqa: S311
+            order.append(pick)
+            weighted.remove(pick)
+        return order + [d for d in group if d.config.weight <= 0]
+
+    async def open(self, name: str, request: GenerationRequest) -> OpenedStream:
+        """Start a generation on some deployment; fail over until one produces an event."""
+        if name not in self.deployments:
+            raise NotFound(f"Unknown model '{name}'")
+        candidates = self._candidates(name)
+        if not candidates:
+            raise self._unavailable(name)
+        for deployment in candidates:
+            deployment.requests += 1
+            started = time.monotonic()
+            iterator = deployment.provider.stream(request).__aiter__()
+            try:
+                async with asyncio.timeout(deployment.config.timeout_s):
+                    first: ProviderEvent | None = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except (ProviderError, TimeoutError) as exc:
+                await _close(iterator)
+                message = str(exc) or type(exc).__name__
+                retryable = isinstance(exc, TimeoutError) or exc.retryable
+                if not retryable:
+                    raise UpstreamError(f"Upstream refused the request: {message}") from exc
+                deployment.record_failure(message, time.monotonic())
+                logger.warning(
+                    "deployment {} failed before first token: {}", deployment.key, message
+                )
+                continue
+            deployment.record_success(time.monotonic() - started)
+            return OpenedStream(deployment=deployment, first=first, rest=iterator)
+        raise self._unavailable(name)
+
+    def _unavailable(self, name: str) -> Unavailable:
+        now = time.monotonic()
+        wait = min((d.cooldown_until - now for d in self.deployments[name]), default=1.0)
+        return Unavailable(
+            f"No deployment of '{name}' is available",
+            headers={"Retry-After": str(max(1, int(wait) + 1))},
+        )
+
+    def status(self) -> dict[str, list[dict[str, Any]]]:
+        """Per-model, per-deployment counters."""
+        now = time.monotonic()
+        return {name: [d.status(now) for d in group] for name, group in self.deployments.items()}
+
+    async def aclose(self) -> None:
+        """Free the local model."""
+        self.local_model.close()
+
+
+async def _close(iterator: AsyncIterator[ProviderEvent]) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        await closer()

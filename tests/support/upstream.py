@@ -1,0 +1,248 @@
+"""A scripted OpenAI-compatible (and Anthropic-compatible) server on loopback.
+
+It runs uvicorn in a thread of the test process and is driven by the `model` name the
+client asks for, a list of `key=value` items separated by `;`:
+
+- `chunks=N` (20), `delay=S` (0.0): stream N text pieces S seconds apart;
+- `text=WORDS`: the pieces (words) to send, repeated as needed;
+- `status=CODE`: answer that HTTP status instead;
+- `stall=S`: wait S seconds before the first byte;
+- `drop=K`: close the connection after K pieces, mid-stream;
+- `tool=NAME`: emit one tool call to NAME;
+- `nousage`: leave out the usage chunk.
+
+Counters (`requests`, `disconnects`, `completed`) let tests see what the server saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+class DropConnection(Exception):
+    """Raised inside a streaming body to make the server cut the connection."""
+
+
+@dataclass
+class Script:
+    chunks: int = 20
+    delay: float = 0.0
+    words: list[str] = field(default_factory=lambda: ["Hola", "desde", "el", "servidor"])
+    status: int | None = None
+    stall: float = 0.0
+    drop: int | None = None
+    tool: str | None = None
+    usage: bool = True
+
+    @classmethod
+    def parse(cls, model: str) -> Script:
+        script = cls()
+        for item in model.split(";"):
+            key, _, value = item.partition("=")
+            if key == "chunks":
+                script.chunks = int(value)
+            elif key == "delay":
+                script.delay = float(value)
+            elif key == "text":
+                script.words = value.split()
+            elif key == "status":
+                script.status = int(value)
+            elif key == "stall":
+                script.stall = float(value)
+            elif key == "drop":
+                script.drop = int(value)
+            elif key == "tool":
+                script.tool = value
+            elif key == "nousage":
+                script.usage = False
+        return script
+
+    def pieces(self) -> list[str]:
+        return [(" " if i else "") + self.words[i % len(self.words)] for i in range(self.chunks)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ScriptedUpstream:
+    """One upstream server: start() in a thread, stop() when done."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.disconnects = 0
+        self.completed = 0
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+            ]
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ScriptedUpstream:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("scripted upstream did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.headers.clear()
+        self.disconnects = 0
+        self.completed = 0
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _begin(self, request: Request) -> tuple[dict[str, Any], Script]:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        script = Script.parse(str(body.get("model", "")))
+        if script.stall:
+            await asyncio.sleep(script.stall)
+        return body, script
+
+    async def chat(self, request: Request) -> Response:
+        body, script = await self._begin(request)
+        if script.status:
+            return JSONResponse(
+                {"error": {"message": "scripted failure"}}, status_code=script.status
+            )
+        pieces = script.pieces()
+        usage = {
+            "prompt_tokens": 11,
+            "completion_tokens": len(pieces),
+            "total_tokens": 11 + len(pieces),
+        }
+        if not body.get("stream"):
+            self.completed += 1
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
+            return JSONResponse(
+                {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": usage,
+                }
+            )
+        return StreamingResponse(
+            self._chat_events(body, script, pieces, usage), media_type="text/event-stream"
+        )
+
+    async def _chat_events(
+        self, body: dict[str, Any], script: Script, pieces: list[str], usage: dict[str, int]
+    ) -> AsyncIterator[str]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            data = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return f"data: {json.dumps(data)}\n\n"
+
+        try:
+            yield chunk({"role": "assistant", "content": ""})
+            for index, piece in enumerate(pieces):
+                if script.drop is not None and index == script.drop:
+                    raise DropConnection
+                if script.delay:
+                    await asyncio.sleep(script.delay)
+                yield chunk({"content": piece})
+            if script.tool:
+                call = {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": script.tool, "arguments": '{"q": "x"}'},
+                }
+                yield chunk({"tool_calls": [call]})
+            yield chunk({}, "tool_calls" if script.tool else "stop")
+            if script.usage and (body.get("stream_options") or {}).get("include_usage"):
+                data = {
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield f"data: {json.dumps(data)}\n\n"
+            yield "data: [DONE]\n\n"
+            self.completed += 1
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+
+    async def messages(self, request: Request) -> Response:
+        """Anthropic's Messages API, streaming."""
+        body, script = await self._begin(request)
+        if script.status:
+            return JSONResponse(
+                {"type": "error", "error": {"type": "api_error", "message": "scripted"}},
+                status_code=script.status,
+            )
+        pieces = script.pieces()
+
+        async def events() -> AsyncIterator[str]:
+            def event(kind: str, data: dict[str, Any]) -> str:
+                return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+            yield event("message_start", {"message": {"usage": {"input_tokens": 7}}})
+            yield event("content_block_start", {"index": 0, "content_block": {"type": "text"}})
+            for piece in pieces:
+                if script.delay:
+                    await asyncio.sleep(script.delay)
+                yield event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "text_delta", "text": piece}},
+                )
+            yield event("content_block_stop", {"index": 0})
+            yield event(
+                "message_delta",
+                {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": len(pieces)}},
+            )
+            yield event("message_stop", {})
+            self.completed += 1
+
+        return StreamingResponse(events(), media_type="text/event-stream")
