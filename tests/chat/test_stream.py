@@ -13,7 +13,7 @@ def texts(events):
 
 async def test_event_order_ids_and_persistence(chat_harness, upstream):
     chat = await chat_harness([scripted(upstream, "chunks=5;text=uno dos tres")])
-    status, events, raw = await chat.stream(
+    status, events, _raw = await chat.stream(
         {"model": "scripted", "messages": [{"role": "user", "content": "Hola, ¿cómo estás?"}]}
     )
     assert status == 200

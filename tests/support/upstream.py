@@ -216,7 +216,7 @@ class ScriptedUpstream:
 
     async def messages(self, request: Request) -> Response:
         """Anthropic's Messages API, streaming."""
-        body, script = await self._begin(request)
+        _body, script = await self._begin(request)
         if script.status:
             return JSONResponse(
                 {"type": "error", "error": {"type": "api_error", "message": "scripted"}},
