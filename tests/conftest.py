@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import delete
 
 from tests.support.databases import backends, temporary_database
-from tests.support.upstream import ScriptedUpstream
+from tests.support.upstream import ScriptedUpstream, free_port
 from vektor.app import create_app
 from vektor.core.config import Settings, get_settings
 from vektor.core.migrations import upgrade
@@ -195,8 +196,12 @@ def parse_sse(raw: str) -> list[dict[str, Any]]:
 async def chat_harness(database_url: str, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Factory: build an app on the given deployments and log a user in."""
     opened: list[tuple[LifespanManager, httpx.AsyncClient, FastAPI]] = []
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def build(deployments: list[dict[str, Any]], **overrides: Any) -> ChatHarness:
+    async def build(
+        deployments: list[dict[str, Any]], *, live: bool = False, **overrides: Any
+    ) -> ChatHarness:
+        """`live=True` serves the app with uvicorn on loopback (real connections)."""
         config_dir = tmp_path / f"config{len(opened)}"
         config_dir.mkdir()
         (config_dir / "model_configs.json").write_text(json.dumps(deployments))
@@ -205,8 +210,27 @@ async def chat_harness(database_url: str, tmp_path: Path) -> AsyncIterator[Calla
         application = create_app(settings)
         manager = LifespanManager(application)
         await manager.__aenter__()
-        transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50001))
-        client = httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30)
+        if live:
+            port = free_port()
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    application,
+                    host="127.0.0.1",
+                    port=port,
+                    lifespan="off",
+                    log_config=None,
+                    access_log=False,
+                )
+            )
+            servers.append((server, asyncio.create_task(server.serve())))
+            while not server.started:
+                await asyncio.sleep(0.01)
+            client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        else:
+            transport = httpx.ASGITransport(app=application, client=("127.0.0.1", 50001))
+            client = httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", timeout=30
+            )
         opened.append((manager, client, application))
         name = f"user{len(opened)}"
         await register(client, name)
@@ -214,6 +238,9 @@ async def chat_harness(database_url: str, tmp_path: Path) -> AsyncIterator[Calla
         return ChatHarness(application, client, bearer(tokens))
 
     yield build
+    for server, task in servers:
+        server.should_exit = True
+        await task
     for manager, client, application in reversed(opened):
         await client.aclose()
         await manager.__aexit__(None, None, None)

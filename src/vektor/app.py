@@ -62,7 +62,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         follow_redirects=False,
     )
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
-    app.state.model_router = ModelRouter(deployments, app.state.http_client)
+    app.state.model_router = ModelRouter(
+        deployments, app.state.http_client, cooldown_s=settings.llm_cooldown_seconds
+    )
     app.state.streams = MemoryStreamStore(settings.stream_retention_seconds)
     app.state.generations = GenerationManager(app.state.sessionmaker, app.state.streams)
     app.state.started_at = time.time()

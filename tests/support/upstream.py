@@ -89,6 +89,7 @@ class ScriptedUpstream:
         self.headers: list[dict[str, str]] = []
         self.disconnects = 0
         self.completed = 0
+        self.forced_status: int | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -130,6 +131,7 @@ class ScriptedUpstream:
         self.headers.clear()
         self.disconnects = 0
         self.completed = 0
+        self.forced_status = None
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
@@ -139,6 +141,8 @@ class ScriptedUpstream:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         script = Script.parse(str(body.get("model", "")))
+        if self.forced_status is not None:
+            script.status = self.forced_status
         if script.stall:
             await asyncio.sleep(script.stall)
         return body, script

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(default=2048, ge=1)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
     stream_retention_seconds: float = Field(default=600.0, ge=1)
+    llm_cooldown_seconds: float = Field(default=5.0, gt=0)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     auto_migrate: bool = True
     jwt_issuer: str = "vektor"

@@ -21,7 +21,6 @@ from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
 from vektor.llm.providers.local import LocalModel, LocalProvider
 from vektor.llm.providers.openai import OpenAIProvider
 
-COOLDOWN_BASE_S = 5.0
 COOLDOWN_MAX_S = 60.0
 DEFAULT_CONTEXT_WINDOW = 128_000
 
@@ -33,6 +32,7 @@ class Deployment:
     config: DeploymentConfig
     provider: Provider
     key: str
+    cooldown_base_s: float = 5.0
     requests: int = 0
     failures: int = 0
     consecutive_failures: int = 0
@@ -56,7 +56,7 @@ class Deployment:
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = error
-        cooldown = min(COOLDOWN_MAX_S, COOLDOWN_BASE_S * 2 ** (self.consecutive_failures - 1))
+        cooldown = min(COOLDOWN_MAX_S, self.cooldown_base_s * 2 ** (self.consecutive_failures - 1))
         self.cooldown_until = now + cooldown
 
     def status(self, now: float) -> dict[str, Any]:
@@ -99,8 +99,15 @@ class OpenedStream:
 class ModelRouter:
     """Public model name → deployments."""
 
-    def __init__(self, configs: list[DeploymentConfig], client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        configs: list[DeploymentConfig],
+        client: httpx.AsyncClient,
+        *,
+        cooldown_s: float = 5.0,
+    ) -> None:
         self.client = client
+        self.cooldown_s = cooldown_s
         self.local_model = LocalModel()
         self.deployments: dict[str, list[Deployment]] = {}
         self.reload(configs)
@@ -122,7 +129,12 @@ class ModelRouter:
             if kept is not None and kept.config == config:
                 grouped.setdefault(config.name, []).append(kept)
                 continue
-            deployment = Deployment(config=config, provider=self._provider(config), key=key)
+            deployment = Deployment(
+                config=config,
+                provider=self._provider(config),
+                key=key,
+                cooldown_base_s=self.cooldown_s,
+            )
             grouped.setdefault(config.name, []).append(deployment)
         self.deployments = grouped
 
