@@ -39,7 +39,7 @@ async def test_failover_on_429_and_5xx(chat_harness, upstreams):
             scripted(upstreams[2], "chunks=1"),
         ]
     )
-    status, events, _ = await chat.stream(BODY)
+    status, _events, _ = await chat.stream(BODY)
     assert status == 200
     assert [len(s.requests) for s in upstreams] == [1, 1, 1]
 
