@@ -111,7 +111,9 @@ DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     """A dependency outage is a 503 with a log line, never a 500."""
-    logger.warning("database unavailable on {}: {}", request.url.path, type(exc).__name__)
+    logger.opt(exception=exc).warning(
+        "database unavailable on {}: {}", request.url.path, type(exc).__name__
+    )
     return JSONResponse({"detail": "Database unavailable"}, status_code=503)
 
 

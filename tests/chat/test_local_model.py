@@ -20,16 +20,29 @@ async def test_local_model_answers_with_no_configuration(database_url, tmp_path)
             await register(c, "local")
             headers = {"Authorization": f"Bearer {(await login(c, 'local'))['access_token']}"}
             models = (await c.get("/chat/models", headers=headers)).json()
-            assert models == [{"name": "smollm2", "provider": "local", "streaming": True,
-                               "description": "SmolLM2 135M Instruct, runs on this machine"}]
+            assert models == [
+                {
+                    "name": "smollm2",
+                    "provider": "local",
+                    "streaming": True,
+                    "description": "SmolLM2 135M Instruct, runs on this machine",
+                }
+            ]
 
             async def ask(question):
                 from tests.conftest import collect_stream
 
                 return await collect_stream(
-                    c, "POST", "/chat/stream", headers=headers,
-                    json={"model": "smollm2", "max_tokens": 24, "temperature": 0,
-                          "messages": [{"role": "user", "content": question}]},
+                    c,
+                    "POST",
+                    "/chat/stream",
+                    headers=headers,
+                    json={
+                        "model": "smollm2",
+                        "max_tokens": 24,
+                        "temperature": 0,
+                        "messages": [{"role": "user", "content": question}],
+                    },
                 )
 
             # Two at once: they queue on the model thread instead of crashing.
@@ -45,8 +58,9 @@ async def test_local_model_answers_with_no_configuration(database_url, tmp_path)
                 assert 0 < usage["completion_tokens"] <= 24
                 assert usage["prompt_tokens"] > 0
                 assert events[-1]["finish_reason"] in ("stop", "length")
-            stored = (await c.get(f"/chat/history/{e1[0]['conversation_id']}",
-                                  headers=headers)).json()
+            stored = (
+                await c.get(f"/chat/history/{e1[0]['conversation_id']}", headers=headers)
+            ).json()
             answer = "".join(e["content"] for e in e1 if e["type"] == "delta")
             assert stored["messages"][-1]["content"] == answer
             assert app.state.model_router.local_model.loaded

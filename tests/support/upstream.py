@@ -250,3 +250,16 @@ class ScriptedUpstream:
             self.completed += 1
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def main() -> None:
+    """Serve a scripted upstream in the foreground: `python -m tests.support.upstream PORT`."""
+    import sys
+
+    server = ScriptedUpstream()
+    server.server.config.port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+    server.server.run()
+
+
+if __name__ == "__main__":
+    main()

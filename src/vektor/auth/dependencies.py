@@ -56,6 +56,9 @@ async def get_principal(
     now = datetime.now(UTC)
     if now - user_session.last_seen_at >= TOUCH_INTERVAL:
         await sessions.touch(user_session.id, user_session.device_pk, now)
+    # Hand the connection back now: a route may wait on other things (an upstream, its own
+    # short transactions) and must not hold a pooled connection meanwhile.
+    await session.commit()
     request_context(request.scope)["user_id"] = str(user.id)
     return Principal(user=user, session=user_session)
 

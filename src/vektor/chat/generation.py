@@ -201,17 +201,13 @@ class GenerationManager:
             finish_reason=finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            created_at=datetime.now(UTC),
         )
         try:
             async for session in session_scope(self.sessionmaker):
-                conversation = await ConversationRepository(session).get_owned(
-                    generation.conversation_id, generation.user_id
-                )
-                if conversation is None:  # deleted while the answer was being written
-                    return False
-                await ConversationRepository(session).add_messages(
-                    conversation, [message], datetime.now(UTC)
-                )
+                repository = ConversationRepository(session)
+                if not await repository.append_answer(message, generation.user_id):
+                    return False  # the conversation was deleted while the answer was written
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)
             return False

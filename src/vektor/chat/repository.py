@@ -6,6 +6,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     column,
     delete,
     func,
+    insert,
     or_,
     select,
     text,
@@ -60,21 +62,51 @@ class ConversationRepository:
         )
         return result.scalars().all()
 
-    async def add_messages(
-        self, conversation: Conversation, messages: list[Message], at: datetime
+    async def insert(self, conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        """A new conversation and its first messages (Core statements: the hot path)."""
+        await self.session.execute(
+            insert(Conversation).values(**conversation, message_count=len(messages))
+        )
+        await self.session.execute(insert(Message), messages)
+
+    async def append(
+        self, conversation_id: uuid.UUID, model: str, messages: list[dict[str, Any]], at: datetime
     ) -> None:
-        """Append messages and bump the conversation's counters."""
-        self.session.add_all(messages)
-        await self.session.flush()
+        """Add messages to a conversation and bump its counters."""
+        await self.session.execute(insert(Message), messages)
         await self.session.execute(
             update(Conversation)
-            .where(Conversation.id == conversation.id)
+            .where(Conversation.id == conversation_id)
             .values(
                 message_count=Conversation.message_count + len(messages),
                 updated_at=at,
-                model=conversation.model,
+                model=model,
             )
         )
+
+    async def append_answer(self, message: Message, user_id: uuid.UUID) -> bool:
+        """Bump the owner's conversation and add the message; False if it no longer exists."""
+        result = await self.session.execute(
+            update(Conversation)
+            .where(Conversation.id == message.conversation_id, Conversation.user_id == user_id)
+            .values(message_count=Conversation.message_count + 1, updated_at=message.created_at)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        await self.session.execute(
+            insert(Message).values(
+                id=message.id,
+                conversation_id=message.conversation_id,
+                role=message.role,
+                content=message.content,
+                model=message.model,
+                finish_reason=message.finish_reason,
+                prompt_tokens=message.prompt_tokens,
+                completion_tokens=message.completion_tokens,
+                created_at=message.created_at,
+            )
+        )
+        return True
 
     async def delete(self, conversation_id: uuid.UUID) -> None:
         """Delete a conversation and its messages."""

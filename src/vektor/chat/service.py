@@ -6,11 +6,12 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.chat.generation import Generation, GenerationManager
-from vektor.chat.models import Conversation, Message
+from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.schemas import ChatRequest, ConversationRead, MessageRead
 from vektor.core.config import Settings
@@ -73,7 +74,7 @@ async def start_chat(
         raise RateLimited(1, "Too many open chat streams")
     started = False
     try:
-        conversation, history, undo = await _store_question(sessionmaker, user_id, body)
+        conversation_id, history, undo = await _store_question(sessionmaker, user_id, body)
         max_tokens = min(
             body.max_tokens or settings.max_answer_tokens,
             settings.max_answer_tokens,
@@ -92,7 +93,7 @@ async def start_chat(
         generation = Generation(
             message_id=new_id(),
             user_id=user_id,
-            conversation_id=conversation.id,
+            conversation_id=conversation_id,
             model=body.model,
         )
         manager.start(generation, opened, sum(len(m.content) for m in context))
@@ -105,41 +106,48 @@ async def start_chat(
 
 async def _store_question(
     sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID, body: ChatRequest
-) -> tuple[Conversation, list[ChatMessage], tuple[bool, uuid.UUID, list[uuid.UUID]]]:
+) -> tuple[uuid.UUID, list[ChatMessage], tuple[bool, uuid.UUID, list[uuid.UUID]]]:
     """One short transaction: the conversation (new or owned) and the new messages."""
     incoming = [ChatMessage(role=m.role, content=m.content) for m in body.messages]
+    now = datetime.now(UTC)
+    conversation_id = body.conversation_id or new_id()
+    message_ids = [new_id() for _ in incoming]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": message_id,
+            "conversation_id": conversation_id,
+            "role": m.role,
+            "content": m.content,
+            "created_at": now,
+        }
+        for message_id, m in zip(message_ids, incoming, strict=True)
+    ]
+    history: list[ChatMessage] = []
     async for session in session_scope(sessionmaker):
         repository = ConversationRepository(session)
-        now = datetime.now(UTC)
         if body.conversation_id is None:
-            conversation = await repository.add(
-                Conversation(
-                    user_id=user_id,
-                    title=make_title(incoming),
-                    model=body.model,
-                    created_at=now,
-                    updated_at=now,
-                )
+            await repository.insert(
+                {
+                    "id": conversation_id,
+                    "user_id": user_id,
+                    "title": make_title(incoming),
+                    "model": body.model,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+                rows,
             )
-            history: list[ChatMessage] = []
         else:
-            found = await repository.get_owned(body.conversation_id, user_id)
-            if found is None:
+            if await repository.get_owned(conversation_id, user_id) is None:
                 raise NotFound("Conversation not found")
-            conversation = found
             history = [
                 ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
-                for m in await repository.messages(conversation.id)
+                for m in await repository.messages(conversation_id)
                 if m.content
             ]
-        conversation.model = body.model
-        rows = [
-            Message(conversation_id=conversation.id, role=m.role, content=m.content, created_at=now)
-            for m in incoming
-        ]
-        await repository.add_messages(conversation, rows, now)
-        undo = (body.conversation_id is None, conversation.id, [row.id for row in rows])
-    return conversation, history + incoming, undo
+            await repository.append(conversation_id, body.model, rows, now)
+    undo = (body.conversation_id is None, conversation_id, message_ids)
+    return conversation_id, history + incoming, undo
 
 
 async def _undo_question(

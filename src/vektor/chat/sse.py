@@ -28,12 +28,15 @@ def sse_response(
     async def body() -> AsyncIterator[bytes]:
         finished = False
         try:
-            async for event in streams.subscribe(message_id, after, ping_s):
-                if event is None:
+            async for batch in streams.subscribe(message_id, after, ping_s):
+                if batch is None:
                     yield PING
                     continue
-                yield format_sse_event(
-                    data_str=json.dumps(event.data, ensure_ascii=False), id=str(event.id)
+                yield b"".join(
+                    format_sse_event(
+                        data_str=json.dumps(event.data, ensure_ascii=False), id=str(event.id)
+                    )
+                    for event in batch
                 )
             finished = True
         finally:

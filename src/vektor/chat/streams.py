@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,8 +44,8 @@ class StreamStore(Protocol):
 
     def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncIterator[StreamEvent | None]:
-        """Events after `after`, then live ones; None when idle for `ping_s` (a heartbeat)."""
+    ) -> AsyncIterator[list[StreamEvent] | None]:
+        """Batches of the events after `after`, then live ones; None when idle (a heartbeat)."""
         ...
 
 
@@ -66,13 +67,13 @@ class MemoryStreamStore:
     def __init__(self, retention_s: float = 600.0) -> None:
         self.retention_s = retention_s
         self._logs: dict[uuid.UUID, _Log] = {}
+        self._finished: deque[tuple[float, uuid.UUID]] = deque()  # in order of finishing
 
     def _expire(self) -> None:
         cutoff = time.monotonic() - self.retention_s
-        for key in [
-            k for k, log in self._logs.items() if log.finished_at and log.finished_at < cutoff
-        ]:
-            del self._logs[key]
+        while self._finished and self._finished[0][0] < cutoff:
+            _, key = self._finished.popleft()
+            self._logs.pop(key, None)
 
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
         """Open a stream."""
@@ -92,6 +93,7 @@ class MemoryStreamStore:
         log = self._logs.get(message_id)
         if log is not None:
             log.finished_at = time.monotonic()
+            self._finished.append((log.finished_at, message_id))
             log.notify()
 
     def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
@@ -102,20 +104,22 @@ class MemoryStreamStore:
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncIterator[StreamEvent | None]:
-        """Replay, then follow live until the stream finishes."""
+    ) -> AsyncIterator[list[StreamEvent] | None]:
+        """Replay, then follow live until the stream finishes; what is ready goes at once."""
         log = self._logs.get(message_id)
         if log is None:
             return
         cursor = max(0, after)
         while True:
-            while cursor < len(log.events):
-                yield log.events[cursor]
-                cursor += 1
-            if log.finished_at is not None:
+            if cursor < len(log.events):
+                batch = log.events[cursor:]
+                cursor += len(batch)
+                yield batch
+            if log.finished_at is not None and cursor >= len(log.events):
                 return
             changed = log.changed
             try:
-                await asyncio.wait_for(changed.wait(), timeout=ping_s)
+                async with asyncio.timeout(ping_s):
+                    await changed.wait()
             except TimeoutError:
                 yield None

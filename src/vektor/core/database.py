@@ -82,7 +82,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 10})
+        # One connection, handed out in turn: SQLite has a single writer, and writers that
+        # contend for its lock wait in sleep-and-retry steps of up to 100 ms. Queueing for
+        # the connection instead keeps every transaction short and in order.
+        engine = create_async_engine(
+            url,
+            echo=echo,
+            connect_args={"timeout": 10},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

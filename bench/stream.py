@@ -1,0 +1,252 @@
+"""Streaming benchmark: Vektor's /chat/stream against the upstream itself, in one run.
+
+Starts, on loopback, the scripted OpenAI-compatible upstream (20 chunks, 10 ms apart) and a
+Vektor server (auth and persistence on, SQLite or PostgreSQL), registers one user per
+concurrent client, then measures time to first content chunk (TTFC) and streams/s at each
+concurrency, alternating direct and Vektor runs and reporting medians of the repeats.
+
+    uv run python -m bench.stream [--database postgresql] [--concurrency 1 50] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.auth_latency import PG_ADMIN_DSN, free_port, percentile, pg_database, wait_healthy
+
+SCRIPT = "chunks=20;delay=0.01;text=word"
+DIRECT_FIRST = re.compile(rb'"content": "[^"]')
+DIRECT_DONE = b"data: [DONE]"
+VEKTOR_FIRST = b'"type": "delta"'
+VEKTOR_DONE = b'"type": "done"'
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    path: str
+    first: re.Pattern[bytes] | bytes
+    done: bytes
+    bodies: list[bytes]  # one request per client (each client has its own user)
+
+
+def _found(marker: re.Pattern[bytes] | bytes, data: bytes) -> bool:
+    return bool(marker.search(data)) if isinstance(marker, re.Pattern) else marker in data
+
+
+async def one_stream(target: Target, request: bytes) -> tuple[float, float]:
+    """Send one request on a fresh connection; (time to first content, time to end)."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+    writer.write(request)
+    data, first = b"", None
+    try:
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                raise RuntimeError(f"{target.name}: connection closed early: {data[:300]!r}")
+            data += chunk
+            if first is None and _found(target.first, data):
+                first = time.perf_counter() - started
+            if target.done in data:
+                break
+    finally:
+        writer.close()
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"{target.name}: {data[:200]!r}")
+    return first or 0.0, time.perf_counter() - started
+
+
+async def run_load(target: Target, concurrency: int, total: int) -> dict[str, float]:
+    """`total` streams with `concurrency` clients; TTFC percentiles and streams/s."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(total):
+        queue.put_nowait(index)
+    ttfc: list[float] = []
+
+    async def client(slot: int) -> None:
+        request = target.bodies[slot]
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            first, _ = await one_stream(target, request)
+            ttfc.append(first)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(slot) for slot in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = [t * 1000 for t in ttfc]
+    return {"p50": statistics.median(ms), "p99": percentile(ms, 99), "rate": total / elapsed}
+
+
+def http_request(path: str, body: dict[str, object], token: str | None = None) -> bytes:
+    payload = json.dumps(body).encode()
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        "Connection: close",
+    ]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def make_users(base: str, count: int) -> list[str]:
+    tokens = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for index in range(count):
+            name = f"bench{index}"
+            client.post(
+                "/auth/register",
+                json={
+                    "email": f"{name}@example.com",
+                    "username": name,
+                    "password": "bench password",
+                },
+            )
+            response = client.post(
+                "/auth/login", data={"username": name, "password": "bench password"}
+            )
+            response.raise_for_status()
+            tokens.append(response.json()["access_token"])
+    return tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--streams", type=int, default=600, help="streams per run at c > 1")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    root = Path(__file__).resolve().parent.parent
+    workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
+    up_port, vk_port = free_port(), free_port()
+    (workdir / "config").mkdir()
+    (workdir / "config" / "model_configs.json").write_text(
+        json.dumps(
+            [
+                {
+                    "name": "bench",
+                    "provider": "openai",
+                    "model": SCRIPT,
+                    "base_url": f"http://127.0.0.1:{up_port}/v1",
+                    "timeout_s": 30,
+                }
+            ]
+        )
+    )
+    pg_name = f"vektor_bench_{uuid.uuid4().hex[:10]}"
+    if args.database == "postgresql":
+        asyncio.run(pg_database(True, pg_name))
+        host = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+        url = f"postgresql+asyncpg://{host}/{pg_name}"
+    else:
+        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
+        "RATE_LIMIT_AUTH": "1000000/minute",
+        "RATE_LIMIT_CHAT": "1000000/minute",
+        "BCRYPT_ROUNDS": "4",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(root),
+    }
+    upstream = start([sys.executable, "-m", "tests.support.upstream", str(up_port)], env, root)
+    vektor = start([sys.executable, "-m", "vektor", "serve", "--port", str(vk_port)], env, workdir)
+    try:
+        wait_healthy(f"http://127.0.0.1:{vk_port}", vektor)
+        clients = max(args.concurrency)
+        tokens = make_users(f"http://127.0.0.1:{vk_port}", clients)
+        chat = {"model": "bench", "messages": [{"role": "user", "content": "Hola"}]}
+        direct_body = {"model": SCRIPT, "stream": True, "messages": chat["messages"]}
+        targets = [
+            Target(
+                "direct",
+                up_port,
+                "/v1/chat/completions",
+                DIRECT_FIRST,
+                DIRECT_DONE,
+                [http_request("/v1/chat/completions", direct_body)] * clients,
+            ),
+            Target(
+                "vektor",
+                vk_port,
+                "/chat/stream",
+                VEKTOR_FIRST,
+                VEKTOR_DONE,
+                [http_request("/chat/stream", chat, token) for token in tokens],
+            ),
+        ]
+        print(f"database={args.database} upstream: {SCRIPT}; medians of {args.repeats} runs")
+        print(
+            f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
+            f"{'streams/s':>10}"
+        )
+        for concurrency in args.concurrency:
+            total = 30 if concurrency == 1 else args.streams
+            results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+            for _ in range(args.repeats):
+                for target in targets:  # alternate, so drift hits both alike
+                    results[target.name].append(asyncio.run(run_load(target, concurrency, total)))
+            for target in targets:
+                runs = results[target.name]
+                p50 = statistics.median(r["p50"] for r in runs)
+                p99 = statistics.median(r["p99"] for r in runs)
+                rate = statistics.median(r["rate"] for r in runs)
+                print(
+                    f"{target.name:<8} {concurrency:>4} {total:>8} {p50:>8.1f}ms "
+                    f"{p99:>8.1f}ms {rate:>10.1f}"
+                )
+    finally:
+        stop(vektor)
+        stop(upstream)
+        if args.database == "postgresql":
+            asyncio.run(pg_database(False, pg_name))
+
+
+if __name__ == "__main__":
+    main()
