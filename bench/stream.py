@@ -44,6 +44,13 @@ class Target:
     first: re.Pattern[bytes] | bytes
     done: bytes
     bodies: list[bytes]  # one request per client (each client has its own user)
+    pid: int  # the serving process, whose CPU time is measured
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _found(marker: re.Pattern[bytes] | bytes, data: bytes) -> bool:
@@ -90,11 +97,14 @@ async def run_load(target: Target, concurrency: int, total: int) -> dict[str, fl
             first, _ = await one_stream(target, request)
             ttfc.append(first)
 
+    cpu_before = cpu_seconds(target.pid)
     started = time.perf_counter()
     await asyncio.gather(*(client(slot) for slot in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = (cpu_seconds(target.pid) - cpu_before) / total * 1000
     ms = [t * 1000 for t in ttfc]
-    return {"p50": statistics.median(ms), "p99": percentile(ms, 99), "rate": total / elapsed}
+    return {"p50": statistics.median(ms), "p99": percentile(ms, 99), "rate": total / elapsed,
+            "cpu_ms": cpu}
 
 
 def http_request(path: str, body: dict[str, object], token: str | None = None) -> bytes:
@@ -211,6 +221,7 @@ def main() -> None:
                 DIRECT_FIRST,
                 DIRECT_DONE,
                 [http_request("/v1/chat/completions", direct_body)] * clients,
+                upstream.pid,
             ),
             Target(
                 "vektor",
@@ -219,12 +230,13 @@ def main() -> None:
                 VEKTOR_FIRST,
                 VEKTOR_DONE,
                 [http_request("/chat/stream", chat, token) for token in tokens],
+                vektor.pid,
             ),
         ]
         print(f"database={args.database} upstream: {SCRIPT}; medians of {args.repeats} runs")
         print(
             f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
-            f"{'streams/s':>10}"
+            f"{'streams/s':>10} {'CPU/stream':>11}"
         )
         for concurrency in args.concurrency:
             total = 30 if concurrency == 1 else args.streams
@@ -237,9 +249,10 @@ def main() -> None:
                 p50 = statistics.median(r["p50"] for r in runs)
                 p99 = statistics.median(r["p99"] for r in runs)
                 rate = statistics.median(r["rate"] for r in runs)
+                cpu = statistics.median(r["cpu_ms"] for r in runs)
                 print(
                     f"{target.name:<8} {concurrency:>4} {total:>8} {p50:>8.1f}ms "
-                    f"{p99:>8.1f}ms {rate:>10.1f}"
+                    f"{p99:>8.1f}ms {rate:>10.1f} {cpu:>9.2f}ms"
                 )
     finally:
         stop(vektor)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from fastapi.sse import format_sse_event
 from starlette.responses import StreamingResponse
 
 from vektor.chat.streams import StreamStore
@@ -32,12 +30,7 @@ def sse_response(
                 if batch is None:
                     yield PING
                     continue
-                yield b"".join(
-                    format_sse_event(
-                        data_str=json.dumps(event.data, ensure_ascii=False), id=str(event.id)
-                    )
-                    for event in batch
-                )
+                yield b"".join(event.frame for event in batch)
             finished = True
         finally:
             if not finished and on_disconnect is not None:

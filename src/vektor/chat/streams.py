@@ -7,6 +7,7 @@ stream stays readable for `retention_s` seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import deque
@@ -14,13 +15,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fastapi.sse import format_sse_event
+
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One SSE event: an increasing id and a JSON object with a `type`."""
+    """One SSE event: an increasing id, a JSON object with a `type`, and its wire form."""
 
     id: int
     data: dict[str, Any]
+    frame: bytes
+
+
+def encode_event(event_id: int, data: dict[str, Any]) -> StreamEvent:
+    """Frame an event once, when published; every subscriber sends the same bytes."""
+    frame = format_sse_event(data_str=json.dumps(data, ensure_ascii=False), id=str(event_id))
+    return StreamEvent(id=event_id, data=data, frame=frame)
 
 
 class StreamStore(Protocol):
@@ -83,7 +93,7 @@ class MemoryStreamStore:
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event; returns its id."""
         log = self._logs[message_id]
-        event = StreamEvent(id=len(log.events) + 1, data=data)
+        event = encode_event(len(log.events) + 1, data)
         log.events.append(event)
         log.notify()
         return event.id
