@@ -131,15 +131,25 @@ async def test_no_deployment_is_503_before_any_stream_and_nothing_kept(chat_harn
     assert (await chat.client.get("/chat/history", headers=chat.headers)).json() == []
 
 
-async def test_upstream_client_error_is_502_not_failover(chat_harness, upstream):
-    chat = await chat_harness([scripted(upstream, "status=400"), scripted(upstream, "chunks=1")])
+async def test_upstream_client_error_is_502_not_failover(chat_harness, upstreams):
+    for server in upstreams:
+        server.reset()
+    # The standby (weight 0) is only tried after the weighted one: the order is fixed.
+    chat = await chat_harness(
+        [
+            scripted(upstreams[0], "status=400"),
+            scripted(upstreams[1], "chunks=1", weight=0),
+        ]
+    )
     response = await chat.client.post(
         "/chat/stream",
         headers=chat.headers,
         json={"model": "scripted", "messages": [{"role": "user", "content": "hi"}]},
     )
-    # Deterministic only when the 400 deployment is tried first; otherwise it streams.
-    assert response.status_code in (200, 502)
+    assert response.status_code == 502
+    assert "refused" in response.json()["detail"]
+    assert len(upstreams[1].requests) == 0  # a refused request is not retried elsewhere
+    assert (await chat.client.get("/chat/history", headers=chat.headers)).json() == []
 
 
 async def test_failure_after_text_ends_with_error_then_done(chat_harness, upstream):
