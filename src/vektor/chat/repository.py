@@ -6,11 +6,12 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Table,
     column,
     delete,
     func,
@@ -25,6 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vektor.chat.models import Conversation, Message
 
 MAX_SEARCH_TERMS = 8
+# Plain tables for the per-answer writes: Core statements skip the ORM's bulk machinery.
+CONVERSATION = cast(Table, Conversation.__table__)
+MESSAGE = cast(Table, Message.__table__)
 
 
 def search_terms(query: str) -> list[str]:
@@ -65,20 +69,20 @@ class ConversationRepository:
     async def insert(self, conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
         """A new conversation and its first messages (Core statements: the hot path)."""
         await self.session.execute(
-            insert(Conversation).values(**conversation, message_count=len(messages))
+            insert(CONVERSATION).values(**conversation, message_count=len(messages))
         )
-        await self.session.execute(insert(Message), messages)
+        await self.session.execute(insert(MESSAGE), messages)
 
     async def append(
         self, conversation_id: uuid.UUID, model: str, messages: list[dict[str, Any]], at: datetime
     ) -> None:
         """Add messages to a conversation and bump its counters."""
-        await self.session.execute(insert(Message), messages)
+        await self.session.execute(insert(MESSAGE), messages)
         await self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
+            update(CONVERSATION)
+            .where(CONVERSATION.c.id == conversation_id)
             .values(
-                message_count=Conversation.message_count + len(messages),
+                message_count=CONVERSATION.c.message_count + len(messages),
                 updated_at=at,
                 model=model,
             )
@@ -87,14 +91,14 @@ class ConversationRepository:
     async def append_answer(self, message: Message, user_id: uuid.UUID) -> bool:
         """Bump the owner's conversation and add the message; False if it no longer exists."""
         result = await self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == message.conversation_id, Conversation.user_id == user_id)
-            .values(message_count=Conversation.message_count + 1, updated_at=message.created_at)
+            update(CONVERSATION)
+            .where(CONVERSATION.c.id == message.conversation_id, CONVERSATION.c.user_id == user_id)
+            .values(message_count=CONVERSATION.c.message_count + 1, updated_at=message.created_at)
         )
         if getattr(result, "rowcount", 0) != 1:
             return False
         await self.session.execute(
-            insert(Message).values(
+            insert(MESSAGE).values(
                 id=message.id,
                 conversation_id=message.conversation_id,
                 role=message.role,
