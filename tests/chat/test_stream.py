@@ -196,7 +196,11 @@ async def test_too_many_concurrent_streams_is_429(chat_harness, upstream):
     body = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
     first = asyncio.create_task(chat.stream(body))
     second = asyncio.create_task(chat.stream(body))
-    await asyncio.sleep(0.3)
+    generations = chat.app.state.generations
+    for _ in range(200):  # until both answers hold their slots
+        if sum(generations.reserved.values()) == 2:
+            break
+        await asyncio.sleep(0.01)
     third = await chat.client.post("/chat/stream", headers=chat.headers, json=body)
     assert third.status_code == 429
     assert "retry-after" in third.headers

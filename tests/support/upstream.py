@@ -212,8 +212,8 @@ class ScriptedUpstream:
                     "usage": usage,
                 }
                 yield f"data: {json.dumps(data)}\n\n"
+            self.completed += 1  # counted first: the client may act on [DONE] at once
             yield "data: [DONE]\n\n"
-            self.completed += 1
         except asyncio.CancelledError:
             self.disconnects += 1
             raise
