@@ -103,8 +103,12 @@ async def run_load(target: Target, concurrency: int, total: int) -> dict[str, fl
     elapsed = time.perf_counter() - started
     cpu = (cpu_seconds(target.pid) - cpu_before) / total * 1000
     ms = [t * 1000 for t in ttfc]
-    return {"p50": statistics.median(ms), "p99": percentile(ms, 99), "rate": total / elapsed,
-            "cpu_ms": cpu}
+    return {
+        "p50": statistics.median(ms),
+        "p99": percentile(ms, 99),
+        "rate": total / elapsed,
+        "cpu_ms": cpu,
+    }
 
 
 def http_request(path: str, body: dict[str, object], token: str | None = None) -> bytes:
