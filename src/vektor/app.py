@@ -26,12 +26,15 @@ from vektor.chat.streams import MemoryStreamStore
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.errors import AppError
+from vektor.core.events import MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.config import load_deployments
 from vektor.llm.router import ModelRouter
 from vektor.monitoring.router import router as monitoring_router
+from vektor.sync.backups import BackupManager
+from vektor.sync.router import router as sync_router
 from vektor.users.router import router as users_router
 
 # Documented on every operation: statuses any endpoint can answer.
@@ -69,13 +72,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deployments, app.state.http_client, cooldown_s=settings.llm_cooldown_seconds
     )
     app.state.streams = MemoryStreamStore(settings.stream_retention_seconds)
-    app.state.generations = GenerationManager(app.state.sessionmaker, app.state.streams)
+    app.state.events = MemoryEventBus()
+    app.state.generations = GenerationManager(
+        app.state.sessionmaker, app.state.streams, app.state.events
+    )
+    app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
     logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
     try:
         yield
     finally:
         await app.state.generations.shutdown()
+        await app.state.backups.shutdown()
         await app.state.model_router.aclose()
         await app.state.http_client.aclose()
         await app.state.rate_limiter.close()
@@ -143,9 +151,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
     )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        larger_bodies={"/sync/restore": settings.max_upload_bytes},
+    )
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
+    app.include_router(sync_router, responses=AUTH_RESPONSES)
     app.include_router(monitoring_router)
     return app

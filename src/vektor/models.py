@@ -3,9 +3,11 @@
 from vektor.auth.models import Device, RefreshToken, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
+from vektor.sync.models import Backup
 from vektor.users.models import Preference, User
 
 __all__ = [
+    "Backup",
     "Base",
     "Conversation",
     "Device",

@@ -20,6 +20,7 @@ from vektor.chat.models import Message
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
 from vektor.core.database import session_scope
+from vektor.core.events import EventBus
 from vektor.llm.base import Finish, ProviderError, TextDelta, ToolCall, Usage
 from vektor.llm.router import OpenedStream
 
@@ -55,10 +56,14 @@ class GenerationManager:
     """Runs generations, counts them per user, cancels them."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], streams: StreamStore
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        streams: StreamStore,
+        events: EventBus,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.streams = streams
+        self.events = events
         self.running: dict[uuid.UUID, Generation] = {}
         self.reserved: Counter[uuid.UUID] = Counter()
 
@@ -211,4 +216,5 @@ class GenerationManager:
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)
             return False
+        self.events.publish(generation.user_id, "conversation.updated", generation.conversation_id)
         return True

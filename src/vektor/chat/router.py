@@ -20,7 +20,7 @@ from vektor.chat.dependencies import (
 )
 from vektor.chat.schemas import ChatRequest, ConversationRead, ConversationSummary, ModelRead
 from vektor.chat.sse import sse_response
-from vektor.core.dependencies import SessionDep, SettingsDep
+from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import Conflict
 
 router = APIRouter(prefix="/chat", tags=["chat"])
@@ -132,9 +132,11 @@ async def conversation(conversation: OwnedConversation, session: SessionDep) -> 
     operation_id="chat_delete_conversation",
     responses={404: {"description": "No such conversation"}},
 )
-async def delete_conversation(conversation: OwnedConversation, session: SessionDep) -> Response:
+async def delete_conversation(
+    conversation: OwnedConversation, session: SessionDep, events: EventsDep
+) -> Response:
     """Delete a conversation and its messages."""
-    await service.delete_conversation(session, conversation=conversation)
+    await service.delete_conversation(session, events=events, conversation=conversation)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

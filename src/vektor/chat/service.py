@@ -17,6 +17,7 @@ from vektor.chat.schemas import ChatRequest, ConversationRead, MessageRead
 from vektor.core.config import Settings
 from vektor.core.database import new_id, session_scope
 from vektor.core.errors import Invalid, NotFound, RateLimited
+from vektor.core.events import EventBus
 from vektor.llm.base import ChatMessage, GenerationRequest
 from vektor.llm.router import ModelRouter
 
@@ -75,6 +76,8 @@ async def start_chat(
     started = False
     try:
         conversation_id, history, undo = await _store_question(sessionmaker, user_id, body)
+        kind = "conversation.created" if body.conversation_id is None else "conversation.updated"
+        manager.events.publish(user_id, kind, conversation_id)
         max_tokens = min(
             body.max_tokens or settings.max_answer_tokens,
             settings.max_answer_tokens,
@@ -189,6 +192,9 @@ async def read_conversation(
     )
 
 
-async def delete_conversation(session: AsyncSession, *, conversation: Conversation) -> None:
+async def delete_conversation(
+    session: AsyncSession, *, events: EventBus, conversation: Conversation
+) -> None:
     """Delete a conversation and its messages."""
     await ConversationRepository(session).delete(conversation.id)
+    events.publish(conversation.user_id, "conversation.deleted", conversation.id)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.core.config import Settings
 from vektor.core.database import session_scope
+from vektor.core.events import EventBus
 from vektor.core.middleware import request_context
 from vektor.core.net import client_address
 from vektor.core.ratelimit import RateLimiter
@@ -33,6 +34,12 @@ def get_rate_limiter(request: Request) -> RateLimiter:
     return limiter
 
 
+def get_events(request: Request) -> EventBus:
+    """The app's change feed."""
+    events: EventBus = request.app.state.events
+    return events
+
+
 def get_client_address(request: Request, settings: SettingsDep) -> str:
     """The caller's address, believing X-Forwarded-For only from trusted proxies."""
     peer = request.client.host if request.client else None
@@ -45,3 +52,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 ClientAddress = Annotated[str, Depends(get_client_address)]
+EventsDep = Annotated[EventBus, Depends(get_events)]

@@ -69,9 +69,12 @@ def _limit_body(receive: Receive, max_bytes: int) -> Receive:
 class RequestContextMiddleware:
     """Outermost middleware: tags, times and logs every HTTP request; caps its body."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, larger_bodies: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger_bodies = larger_bodies or {}  # path → its own cap (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with its id bound to every log record."""
@@ -94,13 +97,14 @@ class RequestContextMiddleware:
 
         with logger.contextualize(request_id=request_id):
             try:
+                cap = self.larger_bodies.get(scope["path"], self.max_body_bytes)
                 length = _content_length(scope)
-                if length is not None and length > self.max_body_bytes:
-                    detail = f"Request body larger than {self.max_body_bytes} bytes"
+                if length is not None and length > cap:
+                    detail = f"Request body larger than {cap} bytes"
                     response = JSONResponse({"detail": detail}, status_code=413)
                     await response(scope, receive, send_with_id)
                     return
-                receive = _limit_body(receive, self.max_body_bytes)
+                receive = _limit_body(receive, cap)
                 await self.app(scope, receive, send_with_id)
             except Exception:
                 logger.exception("unhandled error on {} {}", scope["method"], scope["path"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
-from vektor.core.dependencies import SessionDep, SettingsDep
+from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.users import service
 from vektor.users.schemas import (
     Detail,
@@ -26,16 +26,18 @@ async def read_me(user: CurrentUser) -> UserRead:
 
 
 @router.put("/me", response_model=Detail, operation_id="update_users_me")
-async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> Detail:
+async def update_me(
+    body: UserUpdate, user: CurrentUser, session: SessionDep, events: EventsDep
+) -> Detail:
     """Change email, username or avatar (nothing else)."""
-    await service.update_profile(session, user=user, changes=body.changes())
+    await service.update_profile(session, events=events, user=user, changes=body.changes())
     return Detail(detail="Perfil actualizado")
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_users_me")
-async def delete_me(user: CurrentUser, session: SessionDep) -> Response:
+async def delete_me(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
     """Delete the account and all its data."""
-    await service.delete_account(session, user_id=user.id)
+    await service.delete_account(session, user_id=user.id, backup_dir=settings.backup_dir)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -63,8 +65,10 @@ async def read_preferences(user: CurrentUser, session: SessionDep) -> Preference
 
 @router.put("/preferences", response_model=Detail, operation_id="put_users_preferences")
 async def update_preferences(
-    body: PreferencesUpdate, user: CurrentUser, session: SessionDep
+    body: PreferencesUpdate, user: CurrentUser, session: SessionDep, events: EventsDep
 ) -> Detail:
     """Change some preferences; unknown keys or bad values are a 422."""
-    await service.update_preferences(session, user_id=user.id, changes=body.changes())
+    await service.update_preferences(
+        session, events=events, user_id=user.id, changes=body.changes()
+    )
     return Detail(detail="Preferencias actualizadas")

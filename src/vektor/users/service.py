@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -14,12 +17,15 @@ from vektor.auth.repository import SessionRepository
 from vektor.auth.service import hash_password_async, verify_password_async
 from vektor.core.config import Settings
 from vektor.core.errors import BadRequest, Conflict
+from vektor.core.events import EventBus
 from vektor.users.models import User
 from vektor.users.repository import PreferenceRepository, UserRepository
 from vektor.users.schemas import PreferencesRead
 
 
-async def update_profile(session: AsyncSession, *, user: User, changes: dict[str, Any]) -> User:
+async def update_profile(
+    session: AsyncSession, *, events: EventBus, user: User, changes: dict[str, Any]
+) -> User:
     """Change email, username or avatar; Conflict if the email or username is taken."""
     email = changes["email"].strip().lower() if "email" in changes else None
     username_key = changes["username"].lower() if "username" in changes else None
@@ -37,6 +43,7 @@ async def update_profile(session: AsyncSession, *, user: User, changes: dict[str
             await session.flush()
     except IntegrityError as exc:
         raise Conflict("Email or username already registered") from exc
+    events.publish(user.id, "profile.updated", user.id)
     return user
 
 
@@ -61,9 +68,10 @@ async def change_password(
     logger.info("password changed user={}", user.id)
 
 
-async def delete_account(session: AsyncSession, *, user_id: uuid.UUID) -> None:
-    """Delete the account and every row it owns."""
+async def delete_account(session: AsyncSession, *, user_id: uuid.UUID, backup_dir: Path) -> None:
+    """Delete the account, every row it owns and its backup files."""
     await UserRepository(session).delete(user_id)
+    await asyncio.to_thread(shutil.rmtree, Path(backup_dir) / str(user_id), True)
     logger.info("account deleted user={}", user_id)
 
 
@@ -74,10 +82,11 @@ async def get_preferences(session: AsyncSession, *, user_id: uuid.UUID) -> Prefe
 
 
 async def update_preferences(
-    session: AsyncSession, *, user_id: uuid.UUID, changes: dict[str, Any]
+    session: AsyncSession, *, events: EventBus, user_id: uuid.UUID, changes: dict[str, Any]
 ) -> PreferencesRead:
     """Merge the changes into the stored preferences."""
     current = await get_preferences(session, user_id=user_id)
     merged = current.model_copy(update=changes)
     await PreferenceRepository(session).save(user_id, merged.model_dump(mode="json"))
+    events.publish(user_id, "preferences.updated")
     return merged

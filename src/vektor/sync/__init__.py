@@ -1,0 +1,1 @@
+"""Devices and sessions, the live change feed, backup and restore."""

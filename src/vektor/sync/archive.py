@@ -1,0 +1,211 @@
+"""The backup file: gzip-compressed JSON lines, checked end to end.
+
+    {"kind": "header", "format": "vektor-backup", "version": 1, "app_version", "created_at"}
+    {"kind": "profile", ...}        {"kind": "preferences", "values": {...}}
+    {"kind": "conversation", "id", "title", "model", ..., "messages": [...]}   (one per line)
+    {"kind": "manifest", "counts": {...}, "sha256": "<of every line above>"}
+
+Writing and reading are blocking (files, gzip): callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from vektor.users.schemas import PreferencesRead
+
+FORMAT = "vektor-backup"
+FORMAT_VERSION = 1
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class BackupInvalid(ValueError):
+    """The file is not an intact backup this version can restore."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Header(_Record):
+    kind: Literal["header"]
+    format: Literal["vektor-backup"]
+    version: int
+    app_version: str
+    created_at: datetime
+
+
+class Profile(_Record):
+    kind: Literal["profile"]
+    email: str
+    username: str
+    avatar_url: str | None
+
+
+class Preferences(_Record):
+    kind: Literal["preferences"]
+    values: PreferencesRead
+
+
+class MessageRecord(_Record):
+    id: uuid.UUID
+    role: Literal["system", "user", "assistant"]
+    content: str
+    created_at: datetime
+    model: Annotated[str, Field(max_length=128)] | None = None
+    finish_reason: Annotated[str, Field(max_length=16)] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ConversationRecord(_Record):
+    kind: Literal["conversation"]
+    id: uuid.UUID
+    title: Annotated[str, Field(max_length=200)]
+    model: Annotated[str, Field(max_length=128)]
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageRecord]
+
+
+class Manifest(_Record):
+    kind: Literal["manifest"]
+    counts: dict[str, int]
+    sha256: str
+
+
+Record = Annotated[
+    Header | Profile | Preferences | ConversationRecord | Manifest, Field(discriminator="kind")
+]
+_record = TypeAdapter(Record)
+
+
+class ArchiveWriter:
+    """Writes records to a temporary file, then moves it into place when complete."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.temp = path.with_name(f".{path.name}.tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._raw: BinaryIO = open(self.temp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6, mtime=0)
+        self._content = hashlib.sha256()
+        self.counts = {"conversations": 0, "messages": 0}
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        """Append records (one JSON line each)."""
+        for record in records:
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+            self._content.update(line)
+            self._gzip.write(line)
+            if record["kind"] == "conversation":
+                self.counts["conversations"] += 1
+                self.counts["messages"] += len(record["messages"])
+
+    def finish(self) -> tuple[int, str]:
+        """Write the manifest, sync, rename into place; (size, sha256 of the file)."""
+        manifest = {"kind": "manifest", "counts": self.counts, "sha256": self._content.hexdigest()}
+        self._gzip.write(json.dumps(manifest, separators=(",", ":")).encode() + b"\n")
+        self._gzip.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self.temp, self.path)
+        return self.path.stat().st_size, file_sha256(self.path)
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        try:
+            self._gzip.close()
+            self._raw.close()
+        finally:
+            self.temp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    try:
+        with gzip.open(path, "rb") as handle:
+            while True:
+                line = handle.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    return
+                if len(line) > MAX_LINE_BYTES or not line.endswith(b"\n"):
+                    raise BackupInvalid("a record is truncated or too large")
+                yield line
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise BackupInvalid(f"not a readable backup: {type(exc).__name__}") from exc
+
+
+def _parse(line: bytes) -> Any:
+    try:
+        return _record.validate_json(line)
+    except ValidationError as exc:
+        raise BackupInvalid(
+            f"a record does not match the format: {exc.errors()[0]['msg']}"
+        ) from exc
+
+
+def verify(path: Path, expected_sha256: str | None = None) -> Manifest:
+    """Check the whole file without keeping it: checksums, version, every record, counts."""
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise BackupInvalid("checksum mismatch: the file changed since it was written")
+    content = hashlib.sha256()
+    counts = {"conversations": 0, "messages": 0}
+    seen: set[uuid.UUID] = set()
+    manifest: Manifest | None = None
+    for index, line in enumerate(_lines(path)):
+        if manifest is not None:
+            raise BackupInvalid("records after the manifest")
+        record = _parse(line)
+        if index == 0:
+            if not isinstance(record, Header):
+                raise BackupInvalid("no header")
+            if record.version != FORMAT_VERSION:
+                raise BackupInvalid(f"unsupported format version {record.version}")
+        elif isinstance(record, Header):
+            raise BackupInvalid("a second header")
+        if isinstance(record, Manifest):
+            manifest = record
+            continue
+        content.update(line)
+        if isinstance(record, ConversationRecord):
+            counts["conversations"] += 1
+            counts["messages"] += len(record.messages)
+            ids = [record.id, *(m.id for m in record.messages)]
+            if seen.intersection(ids) or len(set(ids)) != len(ids):
+                raise BackupInvalid("an id appears twice")
+            seen.update(ids)
+    if manifest is None:
+        raise BackupInvalid("no manifest: the file is truncated")
+    if manifest.sha256 != content.hexdigest():
+        raise BackupInvalid("content checksum mismatch")
+    if manifest.counts != counts:
+        raise BackupInvalid("counts do not match the manifest")
+    return manifest
+
+
+def records(path: Path) -> Iterator[Profile | Preferences | ConversationRecord]:
+    """The records of a verified file, one at a time."""
+    for line in _lines(path):
+        record = _parse(line)
+        if isinstance(record, Profile | Preferences | ConversationRecord):
+            yield record

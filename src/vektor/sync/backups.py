@@ -1,0 +1,172 @@
+"""Backup jobs: one consistent snapshot of a user's data, streamed to a checksummed file."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from vektor import __version__
+from vektor.core.database import create_engine, session_scope
+from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
+from vektor.sync.models import Backup
+from vektor.sync.repository import BackupRepository, SnapshotReader
+
+PAGE = 500
+STALE_AFTER = timedelta(seconds=60)
+
+
+def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
+    """Where a backup's file lives: one folder per user."""
+    return Path(backup_dir) / str(user_id) / f"{backup_id}.vkb"
+
+
+class BackupManager:
+    """Starts backup jobs in the background and keeps track of them."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        backup_dir: Path,
+    ) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker
+        self.backup_dir = Path(backup_dir)
+        # SQLite: a connection of its own, so a long snapshot never holds the app's one.
+        self.read_engine = (
+            create_engine(str(engine.url)) if engine.dialect.name == "sqlite" else engine
+        )
+        self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    async def start(self, user_id: uuid.UUID) -> Backup:
+        """Record the job, then run it in the background."""
+        async for session in session_scope(self.sessionmaker):
+            backup = await BackupRepository(session).add(Backup(user_id=user_id))
+        self.tasks[backup.id] = asyncio.create_task(self._run(backup.id, user_id))
+        return backup
+
+    async def fail_interrupted(self) -> None:
+        """Jobs whose heartbeat stopped (a crashed or stopped process) are failed."""
+        async for session in session_scope(self.sessionmaker):
+            await BackupRepository(session).fail_stale(datetime.now(UTC) - STALE_AFTER)
+
+    async def shutdown(self) -> None:
+        """Stop running jobs; each marks itself failed and removes its partial file."""
+        for task in self.tasks.values():
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+    async def _update(self, backup_id: uuid.UUID, **values: Any) -> None:
+        async for session in session_scope(self.sessionmaker):
+            await BackupRepository(session).update(backup_id, **values)
+
+    async def _run(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        path = backup_path(self.backup_dir, user_id, backup_id)
+        writer = await asyncio.to_thread(ArchiveWriter, path)
+        try:
+            await self._snapshot(backup_id, user_id, writer)
+            size, digest = await asyncio.to_thread(writer.finish)
+            await self._update(
+                backup_id,
+                status="completed",
+                file_name=path.name,
+                size_bytes=size,
+                sha256=digest,
+                conversations=writer.counts["conversations"],
+                messages=writer.counts["messages"],
+                completed_at=datetime.now(UTC),
+            )
+            logger.info("backup {} completed: {} bytes", backup_id, size)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(writer.abort)
+            await asyncio.shield(self._update(backup_id, status="failed", error="interrupted"))
+            raise
+        except Exception as exc:  # any failure ends the job as failed, with its reason
+            logger.exception("backup {} failed", backup_id)
+            await asyncio.to_thread(writer.abort)
+            await self._update(backup_id, status="failed", error=type(exc).__name__)
+        finally:
+            self.tasks.pop(backup_id, None)
+
+    async def _snapshot(
+        self, backup_id: uuid.UUID, user_id: uuid.UUID, writer: ArchiveWriter
+    ) -> None:
+        """Read everything in one transaction (repeatable read on PostgreSQL), page by page."""
+        async with self.read_engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execution_options(isolation_level="REPEATABLE READ")
+            async with connection.begin():
+                reader = SnapshotReader(connection)
+                profile = await reader.profile(user_id)
+                if profile is None:
+                    raise LookupError("the account no longer exists")
+                header = {
+                    "kind": "header",
+                    "format": FORMAT,
+                    "version": FORMAT_VERSION,
+                    "app_version": __version__,
+                    "created_at": datetime.now(UTC).isoformat(),
+                }
+                await asyncio.to_thread(
+                    writer.write,
+                    [
+                        header,
+                        {
+                            "kind": "profile",
+                            "email": profile.email,
+                            "username": profile.username,
+                            "avatar_url": profile.avatar_url,
+                        },
+                        {"kind": "preferences", "values": await reader.preferences(user_id)},
+                    ],
+                )
+                after = 0
+                while page := await reader.conversations(user_id, after, PAGE):
+                    after = page[-1].seq
+                    await asyncio.to_thread(writer.write, await self._records(reader, page))
+                    await self._update(backup_id, heartbeat_at=datetime.now(UTC))
+
+    @staticmethod
+    async def _records(reader: SnapshotReader, page: Any) -> list[dict[str, Any]]:
+        grouped: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+        for m in await reader.messages([c.id for c in page]):
+            grouped[m.conversation_id].append(
+                {
+                    "id": str(m.id),
+                    "role": m.role,
+                    "content": m.content,
+                    "created_at": _iso(m.created_at),
+                    "model": m.model,
+                    "finish_reason": m.finish_reason,
+                    "prompt_tokens": m.prompt_tokens,
+                    "completion_tokens": m.completion_tokens,
+                }
+            )
+        return [
+            {
+                "kind": "conversation",
+                "id": str(c.id),
+                "title": c.title,
+                "model": c.model,
+                "created_at": _iso(c.created_at),
+                "updated_at": _iso(c.updated_at),
+                "messages": grouped.get(c.id, []),
+            }
+            for c in page
+        ]
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()

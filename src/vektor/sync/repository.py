@@ -1,0 +1,191 @@
+"""Queries of the sync domain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from vektor.auth.models import Device, UserSession
+from vektor.chat.models import Conversation, Message
+from vektor.sync.models import Backup
+from vektor.users.models import Preference, User
+
+CONVERSATION = cast(Table, Conversation.__table__)
+MESSAGE = cast(Table, Message.__table__)
+
+
+class DeviceSessionRepository:
+    """A user's devices and active sessions."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def active_sessions(self, user_id: uuid.UUID) -> Sequence[Row[UserSession, Device]]:
+        """Unrevoked sessions with their devices, newest first."""
+        result = await self.session.execute(
+            select(UserSession, Device)
+            .join(Device, Device.id == UserSession.device_pk)
+            .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+            .order_by(UserSession.created_at.desc())
+        )
+        return result.all()
+
+    async def devices(self, user_id: uuid.UUID) -> Sequence[Device]:
+        """The user's devices, most recently seen first."""
+        result = await self.session.execute(
+            select(Device).where(Device.user_id == user_id).order_by(Device.last_seen_at.desc())
+        )
+        return result.scalars().all()
+
+    async def delete_device(self, user_id: uuid.UUID, device_id: str) -> bool:
+        """Delete a device; its sessions and refresh tokens go with it."""
+        result = await self.session.execute(
+            delete(Device).where(Device.user_id == user_id, Device.device_id == device_id)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+class BackupRepository:
+    """Backup jobs."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, backup: Backup) -> Backup:
+        """Insert a job."""
+        self.session.add(backup)
+        await self.session.flush()
+        return backup
+
+    async def get_owned(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> Backup | None:
+        """A job of the user."""
+        result = await self.session.execute(
+            select(Backup).where(Backup.id == backup_id, Backup.user_id == user_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def list_for_user(self, user_id: uuid.UUID) -> Sequence[Backup]:
+        """The user's jobs, newest first."""
+        result = await self.session.execute(
+            select(Backup).where(Backup.user_id == user_id).order_by(Backup.created_at.desc())
+        )
+        return result.scalars().all()
+
+    async def latest_completed(self, user_id: uuid.UUID) -> Backup | None:
+        """The newest completed backup."""
+        result = await self.session.execute(
+            select(Backup)
+            .where(Backup.user_id == user_id, Backup.status == "completed")
+            .order_by(Backup.created_at.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def update(self, backup_id: uuid.UUID, **values: Any) -> None:
+        """Change a job's fields."""
+        await self.session.execute(update(Backup).where(Backup.id == backup_id).values(**values))
+
+    async def fail_stale(self, before: datetime) -> None:
+        """Jobs whose heartbeat stopped before `before` were interrupted."""
+        await self.session.execute(
+            update(Backup)
+            .where(Backup.status == "in_progress", Backup.heartbeat_at < before)
+            .values(status="failed", error="interrupted")
+        )
+
+
+class SnapshotReader:
+    """Reads one user's data inside the caller's (consistent) transaction."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def profile(self, user_id: uuid.UUID) -> Row[str, str, str | None] | None:
+        """Email, username and avatar."""
+        result = await self.connection.execute(
+            select(User.email, User.username, User.avatar_url).where(User.id == user_id)
+        )
+        return result.first()
+
+    async def preferences(self, user_id: uuid.UUID) -> dict[str, Any]:
+        """Stored preference values (empty if never set)."""
+        result = await self.connection.execute(
+            select(Preference.values).where(Preference.user_id == user_id)
+        )
+        values = result.scalar_one_or_none()
+        return dict(values) if values else {}
+
+    async def conversations(
+        self, user_id: uuid.UUID, after_seq: int, limit: int
+    ) -> Sequence[Row[Any]]:
+        """A page of conversations in insertion order."""
+        result = await self.connection.execute(
+            select(CONVERSATION)
+            .where(CONVERSATION.c.user_id == user_id, CONVERSATION.c.seq > after_seq)
+            .order_by(CONVERSATION.c.seq)
+            .limit(limit)
+        )
+        return result.all()
+
+    async def messages(self, conversation_ids: list[uuid.UUID]) -> Sequence[Row[Any]]:
+        """Messages of some conversations, in order."""
+        result = await self.connection.execute(
+            select(MESSAGE)
+            .where(MESSAGE.c.conversation_id.in_(conversation_ids))
+            .order_by(MESSAGE.c.seq)
+        )
+        return result.all()
+
+
+class RestoreWriter:
+    """Writes restored conversations inside the caller's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def owners(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """Conversation id → owner, for the ids that exist."""
+        result = await self.session.execute(
+            select(CONVERSATION.c.id, CONVERSATION.c.user_id).where(CONVERSATION.c.id.in_(ids))
+        )
+        return {row[0]: row[1] for row in result.all()}
+
+    async def existing_messages(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which message ids exist."""
+        result = await self.session.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(ids)))
+        return {row[0] for row in result.all()}
+
+    async def delete_conversations(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
+        """Delete some of the user's conversations."""
+        await self.session.execute(
+            delete(CONVERSATION).where(
+                CONVERSATION.c.user_id == user_id, CONVERSATION.c.id.in_(ids)
+            )
+        )
+
+    async def insert(
+        self, conversations: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> None:
+        """Insert conversations and their messages."""
+        if conversations:
+            await self.session.execute(insert(CONVERSATION), conversations)
+        if messages:
+            await self.session.execute(insert(MESSAGE), messages)
+
+    async def conversation_ids(self, user_id: uuid.UUID) -> set[uuid.UUID]:
+        """Every conversation id of the user."""
+        result = await self.session.execute(
+            select(CONVERSATION.c.id).where(CONVERSATION.c.user_id == user_id)
+        )
+        return {row[0] for row in result.all()}
+
+    async def set_avatar(self, user_id: uuid.UUID, avatar_url: str | None) -> None:
+        """Restore the avatar."""
+        await self.session.execute(
+            update(User).where(User.id == user_id).values(avatar_url=avatar_url)
+        )
