@@ -58,6 +58,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "bcrypt_rounds": 4,
         "rate_limit_auth": "1000/minute",
         "vektor_config_dir": tmp_path / "config",
+        "backup_dir": tmp_path / "backups",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -187,7 +188,8 @@ def parse_sse(raw: str) -> list[dict[str, Any]]:
             fields[key] = value.removeprefix(" ")
         if "data" in fields:
             event = json.loads(fields["data"])
-            event["_id"] = int(fields["id"]) if "id" in fields else None
+            raw_id = fields.get("id")
+            event["_id"] = int(raw_id) if raw_id and raw_id.isdigit() else raw_id
             events.append(event)
     return events
 
