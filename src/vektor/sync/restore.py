@@ -21,7 +21,7 @@ from vektor.sync.archive import ConversationRecord, Preferences, Profile, record
 from vektor.sync.repository import RestoreWriter
 from vektor.users.repository import PreferenceRepository
 
-BATCH = 200
+BATCH = 1000
 _NAMESPACE = uuid.UUID("8a5b7f0e-4f6b-4c1e-9d2a-6f0f3c1d2b7a")
 
 

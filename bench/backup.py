@@ -1,0 +1,163 @@
+"""Backup and restore of a big account: time and peak extra memory of the server.
+
+Starts `vektor serve` on loopback (SQLite by default, or `--database postgresql`), seeds
+one user with 10,000 conversations and 100,000 messages straight into the database, then
+times POST /sync/backup until completed and POST /sync/restore, reading the server's peak
+resident memory (VmHWM, reset before each step) against its resident memory before.
+
+    uv run python -m bench.backup [--database postgresql] [--conversations 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert, select
+
+from bench.auth_latency import PG_ADMIN_DSN, free_port, pg_database, wait_healthy
+from bench.stream import start, stop
+from vektor.chat.models import Conversation, Message
+from vektor.core.database import create_engine
+from vektor.users.models import User
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A VmRSS / VmHWM figure of a process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak(pid: int) -> None:
+    """Start VmHWM over from the current resident size (Linux clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+async def seed(url: str, email: str, conversations: int, per: int) -> None:
+    engine = create_engine(url)
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        user_id = (await connection.execute(select(User.id).where(User.email == email))).scalar()
+        for start_at in range(0, conversations, 1000):
+            rows = [
+                {
+                    "id": uuid.uuid4(),
+                    "user_id": user_id,
+                    "title": f"Conversation {i}",
+                    "model": "bench",
+                    "message_count": per,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(start_at, min(conversations, start_at + 1000))
+            ]
+            await connection.execute(insert(Conversation), rows)
+            messages = [
+                {
+                    "id": uuid.uuid4(),
+                    "conversation_id": c["id"],
+                    "role": "user" if n % 2 == 0 else "assistant",
+                    "content": f"Message {n} of {c['title']}: " + "lorem ipsum dolor sit amet " * 4,
+                    "created_at": now,
+                }
+                for c in rows
+                for n in range(per)
+            ]
+            await connection.execute(insert(Message), messages)
+    await engine.dispose()
+
+
+def measure(client: httpx.Client, pid: int, headers: dict[str, str]) -> None:
+    baseline = memory_kib(pid, "VmRSS")
+    reset_peak(pid)
+    started = time.perf_counter()
+    task = client.post("/sync/backup", headers=headers).json()["task_id"]
+    while True:
+        status = client.get(f"/sync/backup/{task}", headers=headers).json()
+        if status["status"] != "in_progress":
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    peak = memory_kib(pid, "VmHWM")
+    print(
+        f"backup : {status['status']} in {elapsed:6.2f} s, file {status['size_bytes'] / 1e6:.1f} MB, "
+        f"{status['conversations']} conversations, {status['messages']} messages, "
+        f"peak extra memory {(peak - baseline) / 1024:.1f} MiB"
+    )
+    baseline = memory_kib(pid, "VmRSS")
+    reset_peak(pid)
+    started = time.perf_counter()
+    response = client.post("/sync/restore", json={"backup_id": task}, headers=headers, timeout=600)
+    elapsed = time.perf_counter() - started
+    peak = memory_kib(pid, "VmHWM")
+    print(
+        f"restore: {response.status_code} in {elapsed:6.2f} s, "
+        f"peak extra memory {(peak - baseline) / 1024:.1f} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--conversations", type=int, default=10_000)
+    parser.add_argument("--messages-per-conversation", type=int, default=10)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
+    pg_name = f"vektor_bench_{uuid.uuid4().hex[:10]}"
+    if args.database == "postgresql":
+        asyncio.run(pg_database(True, pg_name))
+        host = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+        url = f"postgresql+asyncpg://{host}/{pg_name}"
+    else:
+        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
+        "RATE_LIMIT_AUTH": "1000/minute",
+        "BCRYPT_ROUNDS": "4",
+        "LOG_LEVEL": "WARNING",
+        "BACKUP_DIR": str(workdir / "backups"),
+    }
+    server = start([sys.executable, "-m", "vektor", "serve", "--port", str(port)], env, workdir)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, server)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            client.post(
+                "/auth/register",
+                json={"email": "big@example.com", "username": "big", "password": "bench password"},
+            )
+            token = client.post(
+                "/auth/login", data={"username": "big", "password": "bench password"}
+            ).json()
+            headers = {"Authorization": f"Bearer {token['access_token']}"}
+            started = time.perf_counter()
+            asyncio.run(
+                seed(url, "big@example.com", args.conversations, args.messages_per_conversation)
+            )
+            print(
+                f"database={args.database}: seeded {args.conversations} conversations x "
+                f"{args.messages_per_conversation} messages in {time.perf_counter() - started:.1f} s"
+            )
+            measure(client, server.pid, headers)
+    finally:
+        stop(server)
+        if args.database == "postgresql":
+            asyncio.run(pg_database(False, pg_name))
+
+
+if __name__ == "__main__":
+    main()
