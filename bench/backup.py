@@ -90,7 +90,8 @@ def measure(client: httpx.Client, pid: int, headers: dict[str, str]) -> None:
     elapsed = time.perf_counter() - started
     peak = memory_kib(pid, "VmHWM")
     print(
-        f"backup : {status['status']} in {elapsed:6.2f} s, file {status['size_bytes'] / 1e6:.1f} MB, "
+        f"backup : {status['status']} in {elapsed:6.2f} s, "
+        f"file {status['size_bytes'] / 1e6:.1f} MB, "
         f"{status['conversations']} conversations, {status['messages']} messages, "
         f"peak extra memory {(peak - baseline) / 1024:.1f} MiB"
     )
@@ -150,7 +151,8 @@ def main() -> None:
             )
             print(
                 f"database={args.database}: seeded {args.conversations} conversations x "
-                f"{args.messages_per_conversation} messages in {time.perf_counter() - started:.1f} s"
+                f"{args.messages_per_conversation} messages "
+                f"in {time.perf_counter() - started:.1f} s"
             )
             measure(client, server.pid, headers)
     finally:
