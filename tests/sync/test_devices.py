@@ -64,3 +64,23 @@ async def test_logged_out_sessions_are_not_listed(client, alice):
 async def test_sync_requires_auth(client):
     for path in ("/sync/sessions", "/sync/devices", "/sync/backups", "/sync/changes"):
         assert (await client.get(path)).status_code == 401
+
+
+async def test_last_sync_and_last_seen_move_with_use(client, alice, app):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from vektor.auth.models import Device, UserSession
+
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(UserSession).values(last_seen_at=long_ago))
+        await session.execute(update(Device).values(last_seen_at=long_ago))
+        await session.commit()
+    await client.get("/users/me", headers=alice["headers"])
+    sessions = (await client.get("/sync/sessions", headers=alice["headers"])).json()
+    devices = (await client.get("/sync/devices", headers=alice["headers"])).json()
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    assert datetime.fromisoformat(sessions[0]["last_sync"]) > recent
+    assert datetime.fromisoformat(devices[0]["last_seen"]) > recent
