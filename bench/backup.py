@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,8 +20,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, select
 
-from bench.auth_latency import PG_ADMIN_DSN, free_port, pg_database, wait_healthy
-from bench.stream import start, stop
+from bench.common import vektor_server
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import create_engine
 from vektor.users.models import User
@@ -114,51 +110,33 @@ def main() -> None:
     parser.add_argument("--messages-per-conversation", type=int, default=10)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
-    pg_name = f"vektor_bench_{uuid.uuid4().hex[:10]}"
-    if args.database == "postgresql":
-        asyncio.run(pg_database(True, pg_name))
-        host = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
-        url = f"postgresql+asyncpg://{host}/{pg_name}"
-    else:
-        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
-        "RATE_LIMIT_AUTH": "1000/minute",
-        "BCRYPT_ROUNDS": "4",
-        "LOG_LEVEL": "WARNING",
-        "BACKUP_DIR": str(workdir / "backups"),
-    }
-    server = start([sys.executable, "-m", "vektor", "serve", "--port", str(port)], env, workdir)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, server)
-        with httpx.Client(base_url=base, timeout=60) as client:
-            client.post(
-                "/auth/register",
-                json={"email": "big@example.com", "username": "big", "password": "bench password"},
+    with (
+        vektor_server(args.database, BCRYPT_ROUNDS="4") as server,
+        httpx.Client(base_url=server.base, timeout=60) as client,
+    ):
+        client.post(
+            "/auth/register",
+            json={"email": "big@example.com", "username": "big", "password": "bench password"},
+        )
+        token = client.post(
+            "/auth/login", data={"username": "big", "password": "bench password"}
+        ).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        started = time.perf_counter()
+        asyncio.run(
+            seed(
+                server.database_url,
+                "big@example.com",
+                args.conversations,
+                args.messages_per_conversation,
             )
-            token = client.post(
-                "/auth/login", data={"username": "big", "password": "bench password"}
-            ).json()
-            headers = {"Authorization": f"Bearer {token['access_token']}"}
-            started = time.perf_counter()
-            asyncio.run(
-                seed(url, "big@example.com", args.conversations, args.messages_per_conversation)
-            )
-            print(
-                f"database={args.database}: seeded {args.conversations} conversations x "
-                f"{args.messages_per_conversation} messages "
-                f"in {time.perf_counter() - started:.1f} s"
-            )
-            measure(client, server.pid, headers)
-    finally:
-        stop(server)
-        if args.database == "postgresql":
-            asyncio.run(pg_database(False, pg_name))
+        )
+        print(
+            f"database={args.database}: seeded {args.conversations} conversations x "
+            f"{args.messages_per_conversation} messages "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        measure(client, server.process.pid, headers)
 
 
 if __name__ == "__main__":

@@ -15,19 +15,18 @@ import asyncio
 import json
 import os
 import re
-import signal
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from bench.auth_latency import PG_ADMIN_DSN, free_port, percentile, pg_database, wait_healthy
+from bench.common import ROOT, Server, free_port, percentile, start, stop, vektor_server
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
 DIRECT_FIRST = re.compile(rb'"content": "[^"]')
@@ -125,27 +124,6 @@ def http_request(path: str, body: dict[str, object], token: str | None = None) -
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def make_users(base: str, count: int) -> list[str]:
     tokens = []
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -175,94 +153,97 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    root = Path(__file__).resolve().parent.parent
-    workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
-    up_port, vk_port = free_port(), free_port()
-    (workdir / "config").mkdir()
-    (workdir / "config" / "model_configs.json").write_text(
-        json.dumps(
-            [
-                {
-                    "name": "bench",
-                    "provider": "openai",
-                    "model": SCRIPT,
-                    "base_url": f"http://127.0.0.1:{up_port}/v1",
-                    "timeout_s": 30,
-                }
-            ]
-        )
-    )
-    pg_name = f"vektor_bench_{uuid.uuid4().hex[:10]}"
-    if args.database == "postgresql":
-        asyncio.run(pg_database(True, pg_name))
-        host = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
-        url = f"postgresql+asyncpg://{host}/{pg_name}"
-    else:
-        url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SECRET_KEY": "bench-" + uuid.uuid4().hex * 2,
-        "RATE_LIMIT_AUTH": "1000000/minute",
-        "RATE_LIMIT_CHAT": "1000000/minute",
-        "BCRYPT_ROUNDS": "4",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(root),
+    up_port = free_port()
+    config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
+    deployment = {
+        "name": "bench",
+        "provider": "openai",
+        "model": SCRIPT,
+        "base_url": f"http://127.0.0.1:{up_port}/v1",
+        "timeout_s": 30,
     }
-    upstream = start([sys.executable, "-m", "tests.support.upstream", str(up_port)], env, root)
-    vektor = start([sys.executable, "-m", "vektor", "serve", "--port", str(vk_port)], env, workdir)
+    (config / "model_configs.json").write_text(json.dumps([deployment]))
+    upstream = start(
+        [sys.executable, "-m", "tests.support.upstream", str(up_port)],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+        ROOT,
+    )
     try:
-        wait_healthy(f"http://127.0.0.1:{vk_port}", vektor)
-        clients = max(args.concurrency)
-        tokens = make_users(f"http://127.0.0.1:{vk_port}", clients)
-        chat = {"model": "bench", "messages": [{"role": "user", "content": "Hola"}]}
-        direct_body = {"model": SCRIPT, "stream": True, "messages": chat["messages"]}
-        targets = [
-            Target(
-                "direct",
-                up_port,
-                "/v1/chat/completions",
-                DIRECT_FIRST,
-                DIRECT_DONE,
-                [http_request("/v1/chat/completions", direct_body)] * clients,
-                upstream.pid,
-            ),
-            Target(
-                "vektor",
-                vk_port,
-                "/chat/stream",
-                VEKTOR_FIRST,
-                VEKTOR_DONE,
-                [http_request("/chat/stream", chat, token) for token in tokens],
-                vektor.pid,
-            ),
-        ]
-        print(f"database={args.database} upstream: {SCRIPT}; medians of {args.repeats} runs")
-        print(
-            f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
-            f"{'streams/s':>10} {'CPU/stream':>11}"
-        )
-        for concurrency in args.concurrency:
-            total = 30 if concurrency == 1 else args.streams
-            results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-            for _ in range(args.repeats):
-                for target in targets:  # alternate, so drift hits both alike
-                    results[target.name].append(asyncio.run(run_load(target, concurrency, total)))
-            for target in targets:
-                runs = results[target.name]
-                p50 = statistics.median(r["p50"] for r in runs)
-                p99 = statistics.median(r["p99"] for r in runs)
-                rate = statistics.median(r["rate"] for r in runs)
-                cpu = statistics.median(r["cpu_ms"] for r in runs)
-                print(
-                    f"{target.name:<8} {concurrency:>4} {total:>8} {p50:>8.1f}ms "
-                    f"{p99:>8.1f}ms {rate:>10.1f} {cpu:>9.2f}ms"
-                )
+        with vektor_server(
+            args.database,
+            VEKTOR_CONFIG_DIR=str(config),
+            RATE_LIMIT_CHAT="1000000/minute",
+            BCRYPT_ROUNDS="4",
+        ) as server:
+            wait_upstream(up_port)
+            run_all(args, server, upstream, up_port)
     finally:
-        stop(vektor)
         stop(upstream)
-        if args.database == "postgresql":
-            asyncio.run(pg_database(False, pg_name))
+        shutil.rmtree(config, ignore_errors=True)
+
+
+def wait_upstream(port: int) -> None:
+    """Wait until the scripted upstream answers."""
+    for _ in range(100):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit("the scripted upstream did not start")
+
+
+def run_all(
+    args: argparse.Namespace, server: Server, upstream: subprocess.Popen[bytes], up_port: int
+) -> None:
+    """Measure each concurrency, alternating direct and Vektor runs."""
+    vk_port = int(server.base.rsplit(":", 1)[1])
+    vektor = server.process
+    clients = max(args.concurrency)
+    tokens = make_users(f"http://127.0.0.1:{vk_port}", clients)
+    chat = {"model": "bench", "messages": [{"role": "user", "content": "Hola"}]}
+    direct_body = {"model": SCRIPT, "stream": True, "messages": chat["messages"]}
+    targets = [
+        Target(
+            "direct",
+            up_port,
+            "/v1/chat/completions",
+            DIRECT_FIRST,
+            DIRECT_DONE,
+            [http_request("/v1/chat/completions", direct_body)] * clients,
+            upstream.pid,
+        ),
+        Target(
+            "vektor",
+            vk_port,
+            "/chat/stream",
+            VEKTOR_FIRST,
+            VEKTOR_DONE,
+            [http_request("/chat/stream", chat, token) for token in tokens],
+            vektor.pid,
+        ),
+    ]
+    print(f"database={args.database} upstream: {SCRIPT}; medians of {args.repeats} runs")
+    print(
+        f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
+        f"{'streams/s':>10} {'CPU/stream':>11}"
+    )
+    for concurrency in args.concurrency:
+        total = 30 if concurrency == 1 else args.streams
+        results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
+        for _ in range(args.repeats):
+            for target in targets:  # alternate, so drift hits both alike
+                results[target.name].append(asyncio.run(run_load(target, concurrency, total)))
+        for target in targets:
+            runs = results[target.name]
+            p50 = statistics.median(r["p50"] for r in runs)
+            p99 = statistics.median(r["p99"] for r in runs)
+            rate = statistics.median(r["rate"] for r in runs)
+            cpu = statistics.median(r["cpu_ms"] for r in runs)
+            print(
+                f"{target.name:<8} {concurrency:>4} {total:>8} {p50:>8.1f}ms "
+                f"{p99:>8.1f}ms {rate:>10.1f} {cpu:>9.2f}ms"
+            )
 
 
 if __name__ == "__main__":

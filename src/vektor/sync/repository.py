@@ -5,18 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from vektor.auth.models import Device, UserSession
-from vektor.chat.models import Conversation, Message
+from vektor.chat.repository import CONVERSATION, MESSAGE
 from vektor.sync.models import Backup
 from vektor.users.models import Preference, User
-
-CONVERSATION = cast(Table, Conversation.__table__)
-MESSAGE = cast(Table, Message.__table__)
 
 
 class DeviceSessionRepository:
