@@ -130,3 +130,19 @@ async def test_missing_form_field_is_422(client, missing):
 async def test_json_login_is_422(client):
     response = await client.post("/auth/login", json={"username": "a", "password": "b"})
     assert response.status_code == 422
+
+
+async def test_parallel_first_logins_on_one_new_device(client):
+    import asyncio
+
+    await register(client, "alice")
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/auth/login",
+                data={"username": "alice", "password": PASSWORD, "device_id": "brand-new"},
+            )
+            for _ in range(4)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 4

@@ -9,6 +9,7 @@ client asks for, a list of `key=value` items separated by `;`:
 - `stall=S`: wait S seconds before the first byte;
 - `drop=K`: close the connection after K pieces, mid-stream;
 - `tool=NAME`: emit one tool call to NAME;
+- `bad=K`: send a chunk that breaks the protocol after K pieces;
 - `nousage`: leave out the usage chunk.
 
 Counters (`requests`, `disconnects`, `completed`) let tests see what the server saw.
@@ -46,6 +47,7 @@ class Script:
     drop: int | None = None
     tool: str | None = None
     usage: bool = True
+    bad: int | None = None
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -68,6 +70,8 @@ class Script:
                 script.tool = value
             elif key == "nousage":
                 script.usage = False
+            elif key == "bad":
+                script.bad = int(value)
         return script
 
     def pieces(self) -> list[str]:
@@ -192,6 +196,9 @@ class ScriptedUpstream:
             for index, piece in enumerate(pieces):
                 if script.drop is not None and index == script.drop:
                     raise DropConnection
+                if script.bad is not None and index == script.bad:
+                    yield 'data: {"choices": [{"delta": "not an object"}]}\n\n'
+                    continue
                 if script.delay:
                     await asyncio.sleep(script.delay)
                 yield chunk({"content": piece})

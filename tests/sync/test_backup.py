@@ -347,3 +347,51 @@ async def test_upload_over_the_cap_is_413(chat_harness, upstream):
     chat = await chat_harness([scripted(upstream)], max_upload_bytes=2048)
     response = await upload(chat, b"x" * 5000)
     assert response.status_code == 413
+
+
+def long_record(**message_changes):
+    record = conversation_record()
+    record["messages"][0].update(message_changes)
+    return record
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        long_record(content="x" * 1_000_001),
+        long_record(prompt_tokens=10**20),
+        long_record(completion_tokens=-1),
+        long_record(content="nul\x00inside"),
+    ],
+    ids=["huge-content", "huge-int", "negative-int", "nul"],
+)
+async def test_out_of_range_records_are_422(chat, record):
+    before = await export(chat)
+    assert (await upload(chat, build_backup([record]))).status_code == 422
+    assert await export(chat) == before
+
+
+async def test_unsafe_avatar_in_a_backup_is_422(chat):
+    profile = {
+        "kind": "profile",
+        "email": "x@example.com",
+        "username": "x",
+        "avatar_url": "javascript:alert(1)",
+    }
+    assert (await upload(chat, build_backup([profile]))).status_code == 422
+    me = (await chat.client.get("/users/me", headers=chat.headers)).json()
+    assert me["avatar_url"] is None
+
+
+async def test_crafted_id_collision_is_422_not_500(chat):
+    from vektor.sync.restore import _mapped
+
+    await converse(chat, "mine")
+    me = (await chat.client.get("/users/me", headers=chat.headers)).json()
+    mine = (await export(chat))["conversations"][0]["messages"][0]["id"]
+    collide = str(_mapped(uuid.UUID(me["id"]), uuid.UUID(mine)))
+    before = await export(chat)
+    record = conversation_record(message_ids=[mine, collide])
+    response = await upload(chat, build_backup([record]))
+    assert response.status_code == 422
+    assert await export(chat) == before

@@ -120,3 +120,27 @@ def test_event_payload_is_json():
     events, resync = bus.since(user, f"{bus.epoch}-0")
     assert not resync
     assert json.loads(json.dumps(events[0].payload()))["type"] == "profile.updated"
+
+
+async def test_unicode_digits_in_a_cursor_mean_resync(client, alice, app):
+    epoch = app.state.events.epoch
+    for cursor in (f"{epoch}-²", f"{epoch}-٣", f"{epoch}--1", f"{epoch}-"):
+        response = await client.get(
+            "/sync/changes", params={"since": cursor}, headers=alice["headers"]
+        )
+        assert response.status_code == 200
+        assert response.json()["resync"] is True
+
+
+async def test_feed_ends_when_its_device_is_removed(chat_harness, upstream):
+    chat = await chat_harness([scripted(upstream)], live=True, sse_ping_seconds=0.1)
+    phone = bearer(await login(chat.client, "user1", device_id="phone"))
+    feed, _reader = await open_feed(chat.client, phone)
+    try:
+        removed = await chat.client.delete("/sync/devices/phone", headers=chat.headers)
+        assert removed.status_code == 204
+        async with asyncio.timeout(5):
+            async for _ in feed.aiter_text():
+                pass  # the server ends the stream
+    finally:
+        await feed.aclose()

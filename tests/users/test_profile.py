@@ -124,3 +124,9 @@ async def test_change_password_weak_or_too_long_is_422(client, alice, new):
     )
     assert response.status_code == 422
     assert await login(client, "alice")
+
+
+async def test_overlong_avatar_url_is_422(client, alice):
+    url = "https://cdn.example.com/" + "a" * 2040
+    response = await client.put("/users/me", headers=alice["headers"], json={"avatar_url": url})
+    assert response.status_code == 422

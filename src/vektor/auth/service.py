@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.auth.models import Device, RefreshToken, UserSession
 from vektor.auth.repository import DeviceRepository, RefreshTokenRepository, SessionRepository
@@ -117,9 +117,15 @@ async def _device_for(
     device = await devices.get(user_id, device_id)
     now = datetime.now(UTC)
     if device is None:
-        return await devices.add(
-            Device(user_id=user_id, device_id=device_id, name=name, last_seen_at=now)
-        )
+        try:
+            async with session.begin_nested():
+                return await devices.add(
+                    Device(user_id=user_id, device_id=device_id, name=name, last_seen_at=now)
+                )
+        except IntegrityError:  # a parallel first login on this device created it
+            device = await devices.get(user_id, device_id)
+            if device is None:
+                raise
     device.last_seen_at = now
     if name:
         device.name = name
@@ -181,6 +187,14 @@ async def refresh(
     device = await session.get(Device, user_session.device_pk)
     device_id = device.device_id if device else ""
     return await _issue(session, settings, user_session, device_id)
+
+
+async def session_is_active(
+    sessionmaker: async_sessionmaker[AsyncSession], session_id: uuid.UUID
+) -> bool:
+    """Whether a login session is still active (a short transaction of its own)."""
+    async with sessionmaker() as session:
+        return await SessionRepository(session).get_active(session_id) is not None
 
 
 async def logout(session: AsyncSession, *, refresh_token: str) -> None:

@@ -42,6 +42,7 @@ class Generation:
     model: str
     task: asyncio.Task[None] | None = None
     cancel_reason: str | None = None
+    finishing: bool = False
     parts: list[str] = field(default_factory=list)
 
 
@@ -106,8 +107,10 @@ class GenerationManager:
         generation = self.running.get(message_id)
         if generation is None or generation.task is None or generation.task.done():
             return False
-        generation.cancel_reason = reason
-        generation.task.cancel()
+        if generation.cancel_reason is None and not generation.finishing:
+            # Once: a second cancel must not interrupt the storing of the partial answer.
+            generation.cancel_reason = reason
+            generation.task.cancel()
         return True
 
     async def shutdown(self) -> None:
@@ -131,11 +134,22 @@ class GenerationManager:
             outcome.finish_reason = "cancelled"
         except ProviderError as exc:
             outcome.finish_reason, outcome.error = "error", str(exc)
+        except Exception as exc:  # an upstream that breaks the protocol: end the answer cleanly
+            logger.exception("generation {} failed", generation.message_id)
+            outcome.finish_reason, outcome.error = (
+                "error",
+                f"upstream failure: {type(exc).__name__}",
+            )
         finally:
-            await opened.aclose()
+            generation.finishing = True
+            try:
+                await opened.aclose()
+            except Exception:  # closing a broken upstream connection may fail too
+                logger.warning("could not close the upstream of {}", generation.message_id)
         try:
-            await self._finish(generation, outcome, prompt_chars)
+            await asyncio.shield(self._finish(generation, outcome, prompt_chars))
         finally:
+            self.streams.close(generation.message_id)
             self.running.pop(generation.message_id, None)
             self.release(generation.user_id)
 

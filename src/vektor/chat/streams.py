@@ -101,7 +101,7 @@ class MemoryStreamStore:
     def close(self, message_id: uuid.UUID) -> None:
         """Mark the stream finished."""
         log = self._logs.get(message_id)
-        if log is not None:
+        if log is not None and log.finished_at is None:
             log.finished_at = time.monotonic()
             self._finished.append((log.finished_at, message_id))
             log.notify()

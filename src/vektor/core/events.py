@@ -100,7 +100,7 @@ class MemoryEventBus:
         if cursor is None:
             return None
         epoch, _, seq = cursor.partition("-")
-        if epoch != self.epoch or not seq.isdigit():
+        if epoch != self.epoch or not (seq.isascii() and seq.isdecimal()):
             return None
         return int(seq)
 

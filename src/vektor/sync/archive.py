@@ -20,13 +20,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from vektor.users.schemas import PreferencesRead
+from vektor.users.schemas import AvatarUrl, PreferencesRead
 
 FORMAT = "vektor-backup"
 FORMAT_VERSION = 1
-MAX_LINE_BYTES = 64 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # decompressed: a small file may not expand forever
+MAX_CONTENT_CHARS = 1_000_000
+MAX_INT = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+Text = Annotated[str, Field(max_length=MAX_CONTENT_CHARS), AfterValidator(_no_nul)]
+Short = Annotated[str, Field(max_length=128), AfterValidator(_no_nul)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 
 class BackupInvalid(ValueError):
@@ -47,9 +61,9 @@ class Header(_Record):
 
 class Profile(_Record):
     kind: Literal["profile"]
-    email: str
-    username: str
-    avatar_url: str | None
+    email: Annotated[str, Field(max_length=320), AfterValidator(_no_nul)]
+    username: Short
+    avatar_url: AvatarUrl
 
 
 class Preferences(_Record):
@@ -60,19 +74,19 @@ class Preferences(_Record):
 class MessageRecord(_Record):
     id: uuid.UUID
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
     created_at: datetime
-    model: Annotated[str, Field(max_length=128)] | None = None
-    finish_reason: Annotated[str, Field(max_length=16)] | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    model: Short | None = None
+    finish_reason: Annotated[str, Field(max_length=16), AfterValidator(_no_nul)] | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
 
 
 class ConversationRecord(_Record):
     kind: Literal["conversation"]
     id: uuid.UUID
-    title: Annotated[str, Field(max_length=200)]
-    model: Annotated[str, Field(max_length=128)]
+    title: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+    model: Short
     created_at: datetime
     updated_at: datetime
     messages: list[MessageRecord]
@@ -142,6 +156,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _lines(path: Path) -> Iterator[bytes]:
+    total = 0
     try:
         with gzip.open(path, "rb") as handle:
             while True:
@@ -150,6 +165,9 @@ def _lines(path: Path) -> Iterator[bytes]:
                     return
                 if len(line) > MAX_LINE_BYTES or not line.endswith(b"\n"):
                     raise BackupInvalid("a record is truncated or too large")
+                total += len(line)
+                if total > MAX_TOTAL_BYTES:
+                    raise BackupInvalid("the backup expands beyond the size a restore accepts")
                 yield line
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise BackupInvalid(f"not a readable backup: {type(exc).__name__}") from exc
@@ -203,9 +221,9 @@ def verify(path: Path, expected_sha256: str | None = None) -> Manifest:
     return manifest
 
 
-def records(path: Path) -> Iterator[Profile | Preferences | ConversationRecord]:
-    """The records of a verified file, one at a time."""
+def records(path: Path) -> Iterator[tuple[Profile | Preferences | ConversationRecord, int]]:
+    """The records of a verified file, one at a time, with their size in bytes."""
     for line in _lines(path):
         record = _parse(line)
         if isinstance(record, Profile | Preferences | ConversationRecord):
-            yield record
+            yield record, len(line)

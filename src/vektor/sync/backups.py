@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vektor import __version__
@@ -20,6 +21,25 @@ from vektor.sync.repository import BackupRepository, SnapshotReader
 
 PAGE = 500
 STALE_AFTER = timedelta(seconds=60)
+
+
+def _snapshot_engine(url: str) -> AsyncEngine:
+    """A SQLite engine whose transactions really begin at BEGIN, reads included.
+
+    The sqlite3 driver only opens a transaction before a write; a snapshot needs the reads
+    in one transaction, so the driver's handling is switched off and BEGIN sent explicitly.
+    """
+    engine = create_engine(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
@@ -41,14 +61,18 @@ class BackupManager:
         self.backup_dir = Path(backup_dir)
         # SQLite: a connection of its own, so a long snapshot never holds the app's one.
         self.read_engine = (
-            create_engine(str(engine.url)) if engine.dialect.name == "sqlite" else engine
+            _snapshot_engine(engine.url.render_as_string(hide_password=False))
+            if engine.dialect.name == "sqlite"
+            else engine
         )
         self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.owners: dict[uuid.UUID, uuid.UUID] = {}
 
     async def start(self, user_id: uuid.UUID) -> Backup:
         """Record the job, then run it in the background."""
         async for session in session_scope(self.sessionmaker):
             backup = await BackupRepository(session).add(Backup(user_id=user_id))
+        self.owners[backup.id] = user_id
         self.tasks[backup.id] = asyncio.create_task(self._run(backup.id, user_id))
         return backup
 
@@ -70,10 +94,18 @@ class BackupManager:
         async for session in session_scope(self.sessionmaker):
             await BackupRepository(session).update(backup_id, **values)
 
+    async def cancel_user(self, user_id: uuid.UUID) -> None:
+        """Stop the user's running jobs (the account is going away)."""
+        tasks = [task for key, task in self.tasks.items() if self.owners.get(key) == user_id]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _run(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
         path = backup_path(self.backup_dir, user_id, backup_id)
-        writer = await asyncio.to_thread(ArchiveWriter, path)
+        writer: ArchiveWriter | None = None
         try:
+            writer = await asyncio.to_thread(ArchiveWriter, path)
             await self._snapshot(backup_id, user_id, writer)
             size, digest = await asyncio.to_thread(writer.finish)
             await self._update(
@@ -88,15 +120,18 @@ class BackupManager:
             )
             logger.info("backup {} completed: {} bytes", backup_id, size)
         except asyncio.CancelledError:
-            await asyncio.to_thread(writer.abort)
+            if writer is not None:
+                await asyncio.to_thread(writer.abort)
             await asyncio.shield(self._update(backup_id, status="failed", error="interrupted"))
             raise
         except Exception as exc:  # any failure ends the job as failed, with its reason
             logger.exception("backup {} failed", backup_id)
-            await asyncio.to_thread(writer.abort)
+            if writer is not None:
+                await asyncio.to_thread(writer.abort)
             await self._update(backup_id, status="failed", error=type(exc).__name__)
         finally:
             self.tasks.pop(backup_id, None)
+            self.owners.pop(backup_id, None)
 
     async def _snapshot(
         self, backup_id: uuid.UUID, user_id: uuid.UUID, writer: ArchiveWriter

@@ -9,7 +9,6 @@ derived from the caller and the old id, so a second restore gives the same state
 from __future__ import annotations
 
 import asyncio
-import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,13 @@ from vektor.sync.repository import RestoreWriter
 from vektor.users.repository import PreferenceRepository
 
 BATCH = 1000
+BATCH_BYTES = 8 * 1024 * 1024  # a batch also stops at this much decompressed data
+
+
+class RestoreConflict(ValueError):
+    """The file's ids cannot be placed on this account."""
+
+
 _NAMESPACE = uuid.UUID("8a5b7f0e-4f6b-4c1e-9d2a-6f0f3c1d2b7a")
 
 
@@ -29,8 +35,18 @@ def _mapped(user_id: uuid.UUID, original: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"{user_id}:{original}")
 
 
-async def _next_batch(source: Iterator[Any]) -> list[Any]:
-    return await asyncio.to_thread(lambda: list(itertools.islice(source, BATCH)))
+def _take(source: Iterator[tuple[Any, int]]) -> list[Any]:
+    batch, size = [], 0
+    for record, length in source:
+        batch.append(record)
+        size += length
+        if len(batch) >= BATCH or size >= BATCH_BYTES:
+            break
+    return batch
+
+
+async def _next_batch(source: Iterator[tuple[Any, int]]) -> list[Any]:
+    return await asyncio.to_thread(_take, source)
 
 
 async def apply_backup(session: AsyncSession, *, user_id: uuid.UUID, path: Path, mode: str) -> int:
@@ -46,7 +62,8 @@ async def apply_backup(session: AsyncSession, *, user_id: uuid.UUID, path: Path,
                     user_id, record.values.model_dump(mode="json")
                 )
             elif isinstance(record, Profile):
-                await writer.set_avatar(user_id, record.avatar_url)
+                avatar = None if record.avatar_url is None else str(record.avatar_url)
+                await writer.set_avatar(user_id, avatar)
         if conversations:
             kept.update(await _apply_conversations(writer, user_id, conversations))
     if mode == "replace":
@@ -65,8 +82,16 @@ async def _apply_conversations(
         for r in batch
     }
     await writer.delete_conversations(user_id, list(ids.values()))
+    if len(set(ids.values())) != len(ids) or await writer.owners(list(ids.values())):
+        raise RestoreConflict("conversation ids collide with existing data")
     message_ids = [m.id for r in batch for m in r.messages]
     taken = await writer.existing_messages(message_ids) if message_ids else set()
+    final = {i: _mapped(user_id, i) if i in taken else i for i in message_ids}
+    remapped = [new for old, new in final.items() if old != new]
+    if len(set(final.values())) != len(final) or (
+        remapped and await writer.existing_messages(remapped)
+    ):
+        raise RestoreConflict("message ids collide with existing data")
     conversations: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for record in batch:
@@ -84,7 +109,7 @@ async def _apply_conversations(
         )
         messages.extend(
             {
-                "id": _mapped(user_id, m.id) if m.id in taken else m.id,
+                "id": final[m.id],
                 "conversation_id": cid,
                 "role": m.role,
                 "content": m.content,

@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import StreamingResponse
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
+from vektor.auth.service import session_is_active
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
 from vektor.sync import service
@@ -80,16 +81,22 @@ async def remove_device(
 )
 async def change_feed(
     request: Request,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     events: EventsDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> StreamingResponse:
-    """Live changes to your data; reconnect with Last-Event-ID to get what you missed."""
+    """Live changes to your data; reconnect with Last-Event-ID to get what you missed.
+
+    The feed ends when its session is revoked (checked at every event and heartbeat).
+    """
     cursor = last_event_id or None
+    sessionmaker, session_id = request.app.state.sessionmaker, principal.session.id
 
     async def body() -> AsyncIterator[bytes]:
-        async for event in events.follow(user.id, cursor, settings.sse_ping_seconds):
+        async for event in events.follow(principal.user.id, cursor, settings.sse_ping_seconds):
+            if not await session_is_active(sessionmaker, session_id):
+                return
             if event is None:
                 yield b": ping\n\n"
             else:
@@ -228,12 +235,19 @@ async def _receive_upload(
     upload, mode = form.get("file"), form.get("mode", "merge")
     if not isinstance(upload, UploadFile) or mode not in ("merge", "replace"):
         raise BadRequest("Send a `file` part, and `mode` merge or replace")
-    folder = Path(backup_dir) / str(user_id)
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-    handle = await asyncio.to_thread(
-        tempfile.NamedTemporaryFile, "wb", dir=folder, prefix=".upload-", delete=False
-    )
-    with handle:
-        await asyncio.to_thread(shutil.copyfileobj, upload.file, handle, 1 << 20)
-    await form.close()
-    return Path(handle.name), str(mode)
+    try:
+        folder = Path(backup_dir) / str(user_id)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        handle = await asyncio.to_thread(
+            tempfile.NamedTemporaryFile, "wb", dir=folder, prefix=".upload-", delete=False
+        )
+        path = Path(handle.name)
+        try:
+            with handle:
+                await asyncio.to_thread(shutil.copyfileobj, upload.file, handle, 1 << 20)
+        except BaseException:
+            await asyncio.to_thread(path.unlink, True)
+            raise
+    finally:
+        await form.close()
+    return path, str(mode)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.core.database import session_scope
@@ -17,7 +18,7 @@ from vektor.sync.archive import BackupInvalid, verify
 from vektor.sync.backups import backup_path
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, DeviceSessionRepository
-from vektor.sync.restore import apply_backup
+from vektor.sync.restore import RestoreConflict, apply_backup
 from vektor.sync.schemas import BackupRead, DeviceRead, SessionRead
 
 
@@ -135,8 +136,14 @@ async def restore_file(
         await asyncio.to_thread(verify, path, expected_sha256)
     except BackupInvalid as exc:
         raise Invalid(f"Backup rejected: {exc}") from exc
-    async for session in session_scope(sessionmaker):
-        restored = await apply_backup(session, user_id=user_id, path=path, mode=mode)
+    try:
+        async for session in session_scope(sessionmaker):
+            restored = await apply_backup(session, user_id=user_id, path=path, mode=mode)
+    except RestoreConflict as exc:
+        raise Invalid(f"Backup rejected: {exc}") from exc
+    except (IntegrityError, DataError, OverflowError) as exc:
+        # The transaction was rolled back: nothing changed.
+        raise Invalid("Backup rejected: its data does not fit this account") from exc
     events.publish(user_id, RESYNC)
     return restored
 

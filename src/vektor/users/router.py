@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
@@ -35,8 +35,11 @@ async def update_me(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_users_me")
-async def delete_me(user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
+async def delete_me(
+    request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> Response:
     """Delete the account and all its data."""
+    await request.app.state.backups.cancel_user(user.id)
     await service.delete_account(session, user_id=user.id, backup_dir=settings.backup_dir)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -32,8 +32,16 @@ def _check_password(value: str) -> str:
     return value
 
 
+MAX_AVATAR_URL = 2048
+
+
 def _check_avatar(value: HttpUrl | None) -> str | None:
-    return None if value is None else str(value)
+    if value is None:
+        return None
+    url = str(value)
+    if len(url) > MAX_AVATAR_URL:
+        raise ValueError(f"avatar_url may have at most {MAX_AVATAR_URL} characters")
+    return url
 
 
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]

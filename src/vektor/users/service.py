@@ -69,8 +69,10 @@ async def change_password(
 
 
 async def delete_account(session: AsyncSession, *, user_id: uuid.UUID, backup_dir: Path) -> None:
-    """Delete the account, every row it owns and its backup files."""
+    """Delete the account, every row it owns and, once that is committed, its backup files."""
     await UserRepository(session).delete(user_id)
+    # Committed here, not at the request boundary: files go only once the rows are gone.
+    await session.commit()
     await asyncio.to_thread(shutil.rmtree, Path(backup_dir) / str(user_id), True)
     logger.info("account deleted user={}", user_id)
 

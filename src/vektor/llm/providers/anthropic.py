@@ -104,10 +104,18 @@ class _MessageState:
         self.tools: dict[int, dict[str, str]] = {}
 
     def feed(self, event: str, data: str) -> list[ProviderEvent]:
+        """Events of one server event; anything off-protocol is a ProviderError."""
         try:
-            payload = json.loads(data) if data else {}
-        except json.JSONDecodeError as exc:
-            raise ProviderError("upstream sent malformed JSON", retryable=True) from exc
+            return self._feed(event, data)
+        except ProviderError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ProviderError(f"upstream sent a malformed event: {exc}", retryable=True) from exc
+
+    def _feed(self, event: str, data: str) -> list[ProviderEvent]:
+        payload = json.loads(data) if data else {}
+        if not isinstance(payload, dict):
+            raise ProviderError("upstream sent an unexpected event", retryable=True)
         kind = payload.get("type", event)
         if kind == "error":
             error = payload.get("error") or {}
@@ -127,7 +135,7 @@ class _MessageState:
         elif kind == "content_block_delta":
             delta = payload.get("delta") or {}
             if delta.get("type") == "text_delta" and delta.get("text"):
-                return [TextDelta(delta["text"])]
+                return [TextDelta(str(delta["text"]))]
             if delta.get("type") == "input_json_delta":
                 slot = self.tools.get(int(payload.get("index", 0)))
                 if slot is not None:

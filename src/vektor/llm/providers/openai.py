@@ -148,10 +148,16 @@ class _ChunkParser:
         self.usage: Usage | None = None
 
     def feed(self, data: str, *, complete: bool = False) -> list[ProviderEvent]:
+        """Events of one chunk; anything off-protocol is a ProviderError."""
         try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ProviderError("upstream sent malformed JSON", retryable=True) from exc
+            return self._feed(data, complete)
+        except ProviderError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ProviderError(f"upstream sent a malformed chunk: {exc}", retryable=True) from exc
+
+    def _feed(self, data: str, complete: bool) -> list[ProviderEvent]:
+        chunk = json.loads(data)
         if not isinstance(chunk, dict):
             raise ProviderError("upstream sent an unexpected chunk", retryable=True)
         if "error" in chunk:
@@ -167,6 +173,8 @@ class _ChunkParser:
             delta = choice.get("message" if complete else "delta") or {}
             content = delta.get("content")
             if content:
+                if not isinstance(content, str):
+                    raise ProviderError("upstream sent non-text content", retryable=True)
                 events.append(TextDelta(content))
             for call in delta.get("tool_calls") or []:
                 slot = self.tool_calls.setdefault(
