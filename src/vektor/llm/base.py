@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+_T = TypeVar("_T")
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -73,6 +75,16 @@ class ProviderError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+def parse_upstream(what: str, parse: Callable[..., _T], *args: Any) -> _T:
+    """Run a parser; data that breaks the protocol (types, fields) is a retryable failure."""
+    try:
+        return parse(*args)
+    except ProviderError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ProviderError(f"upstream sent a malformed {what}: {exc}", retryable=True) from exc
 
 
 class Provider(Protocol):

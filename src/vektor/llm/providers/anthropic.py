@@ -17,6 +17,7 @@ from vektor.llm.base import (
     TextDelta,
     ToolCall,
     Usage,
+    parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.providers.openai import (
@@ -105,12 +106,7 @@ class _MessageState:
 
     def feed(self, event: str, data: str) -> list[ProviderEvent]:
         """Events of one server event; anything off-protocol is a ProviderError."""
-        try:
-            return self._feed(event, data)
-        except ProviderError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ProviderError(f"upstream sent a malformed event: {exc}", retryable=True) from exc
+        return parse_upstream("event", self._feed, event, data)
 
     def _feed(self, event: str, data: str) -> list[ProviderEvent]:
         payload = json.loads(data) if data else {}

@@ -18,6 +18,7 @@ from vektor.llm.base import (
     TextDelta,
     ToolCall,
     Usage,
+    parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
 
@@ -149,12 +150,7 @@ class _ChunkParser:
 
     def feed(self, data: str, *, complete: bool = False) -> list[ProviderEvent]:
         """Events of one chunk; anything off-protocol is a ProviderError."""
-        try:
-            return self._feed(data, complete)
-        except ProviderError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ProviderError(f"upstream sent a malformed chunk: {exc}", retryable=True) from exc
+        return parse_upstream("chunk", self._feed, data, complete)
 
     def _feed(self, data: str, complete: bool) -> list[ProviderEvent]:
         chunk = json.loads(data)
