@@ -1,0 +1,1 @@
+"""MCP servers as pools of replicas: tool catalogs, weighted choice, safe failover."""

@@ -1,0 +1,226 @@
+"""Pools of MCP replicas: one tool catalog per pool, a replica chosen per call by weight,
+failover that never runs a non-idempotent tool twice, and a circuit breaker per replica.
+
+Each attempt runs in a task of its own with its own timeout: the SDK reports a server that
+dies mid-call as an ExceptionGroup that cancels the task owning the client, and that task
+must never be the chat's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from loguru import logger
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult, Tool
+
+from vektor.mcp.config import McpServerConfig
+
+COOLDOWN_BASE_S = 2.0
+COOLDOWN_MAX_S = 60.0
+SEPARATOR = "__"
+
+
+class Unreached(Exception):
+    """The request never reached the server (refused, connect timeout): safe to retry."""
+
+
+class Broken(Exception):
+    """The server died or timed out during the call: it may have run."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What the model is told."""
+
+    content: str
+    is_error: bool
+    replica: str | None = None
+
+
+@dataclass
+class Replica:
+    """One MCP endpoint and its health."""
+
+    config: McpServerConfig
+    calls: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    cooldown_until: float = 0.0
+    last_error: str | None = None
+    excluded: str | None = None
+    tools: dict[str, Tool] = field(default_factory=dict)
+
+    def available(self, now: float) -> bool:
+        """Listed, consistent, and not cooling down."""
+        return self.excluded is None and self.cooldown_until <= now
+
+    def record_success(self) -> None:
+        """Close the breaker."""
+        self.consecutive_failures = 0
+        self.cooldown_until = 0.0
+
+    def record_failure(self, error: str) -> None:
+        """Open the breaker for a growing cooldown."""
+        self.failures += 1
+        self.consecutive_failures += 1
+        self.last_error = error
+        delay = min(COOLDOWN_MAX_S, COOLDOWN_BASE_S * 2 ** (self.consecutive_failures - 1))
+        self.cooldown_until = time.monotonic() + delay
+
+    def status(self) -> dict[str, Any]:
+        """Health for the configuration and monitoring endpoints."""
+        return {
+            **self.config.public(),
+            "healthy": self.excluded is None and self.available(time.monotonic()),
+            "last_error": self.excluded or self.last_error,
+            "calls": self.calls,
+            "failures": self.failures,
+        }
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _classify(exc: BaseException) -> Exception:
+    """Unreached when every cause is a failure to connect; Broken otherwise."""
+    leaves = _leaves(exc)
+    unreached = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
+    if leaves and all(isinstance(leaf, unreached) for leaf in leaves):
+        return Unreached(str(leaves[0]) or type(leaves[0]).__name__)
+    return Broken(str(leaves[0]) or type(leaves[0]).__name__)
+
+
+def _client(config: McpServerConfig, timeout: float) -> Client:
+    if config.transport == "stdio":
+        command = config.command or []
+        target: Any = StdioServerParameters(command=command[0], args=command[1:], env=config.env)
+        return Client(target, read_timeout_seconds=timeout)
+    return Client(str(config.url), read_timeout_seconds=timeout)
+
+
+async def _in_own_task(coro: Any, limit_s: float) -> Any:
+    """Run one attempt in a task of its own, bounded by `limit_s` seconds."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.wait_for(task, limit_s)
+    except TimeoutError as exc:
+        raise Broken(f"no answer within {limit_s:.1f} s") from exc
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    except Exception as exc:
+        raise _classify(exc) from exc
+
+
+def _text(result: CallToolResult) -> str:
+    parts = [getattr(item, "text", None) or str(item) for item in result.content]
+    return "\n".join(parts)
+
+
+class McpPool:
+    """The replicas of one logical MCP server."""
+
+    def __init__(self, name: str, replicas: list[Replica]) -> None:
+        self.name = name
+        self.replicas = replicas
+        self.tools: dict[str, Tool] = {}
+
+    async def refresh(self) -> None:
+        """List every replica's tools; a replica whose catalog differs is excluded."""
+        catalogs = await asyncio.gather(*(self._list(r) for r in self.replicas))
+        reference: dict[str, Tool] | None = None
+        for replica, tools in zip(self.replicas, catalogs, strict=True):
+            if tools is None:
+                continue
+            if reference is None:
+                reference = tools
+            if set(tools) != set(reference):
+                replica.excluded = "tool catalog differs from the pool's"
+                logger.warning("MCP replica {} excluded: catalog differs", replica.config.label)
+                continue
+            replica.excluded = None
+            replica.tools = tools
+        self.tools = reference or {}
+
+    async def _list(self, replica: Replica) -> dict[str, Tool] | None:
+        async def listing() -> dict[str, Tool]:
+            tools: dict[str, Tool] = {}
+            async with _client(replica.config, replica.config.timeout_s) as client:
+                cursor = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    tools.update({tool.name: tool for tool in page.tools})
+                    cursor = page.next_cursor
+                    if not cursor:
+                        return tools
+
+        try:
+            return dict(await _in_own_task(listing(), replica.config.timeout_s))
+        except (Unreached, Broken) as exc:
+            replica.record_failure(str(exc))
+            return None
+
+    def _candidates(self) -> list[Replica]:
+        now = time.monotonic()
+        ready = [r for r in self.replicas if r.available(now)]
+        weighted = [r for r in ready if r.config.weight > 0]
+        order: list[Replica] = []
+        while weighted:
+            pick = random.choices(weighted, weights=[r.config.weight for r in weighted])[0]  # noqa: S311
+            order.append(pick)
+            weighted.remove(pick)
+        return order + [r for r in ready if r.config.weight <= 0]
+
+    async def call(self, tool: str, arguments: dict[str, Any], deadline_s: float) -> ToolResult:
+        """Call a tool on some replica, failing over as far as it is safe to."""
+        spec = self.tools.get(tool)
+        if spec is None:
+            return ToolResult(f"Unknown tool {self.name}{SEPARATOR}{tool}", is_error=True)
+        hints = spec.annotations
+        retry_safe = bool(hints and (hints.read_only_hint or hints.idempotent_hint))
+        deadline = time.monotonic() + deadline_s
+        for replica in self._candidates():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            replica.calls += 1
+            try:
+                result = await self._attempt(replica, tool, arguments, remaining)
+            except Unreached as exc:
+                replica.record_failure(str(exc))
+                continue
+            except Broken as exc:
+                replica.record_failure(str(exc))
+                if retry_safe:
+                    continue
+                return ToolResult(
+                    "The tool call was interrupted; whether it ran is unknown.",
+                    is_error=True,
+                    replica=replica.config.label,
+                )
+            replica.record_success()
+            return ToolResult(
+                _text(result), is_error=bool(result.is_error), replica=replica.config.label
+            )
+        return ToolResult(f"No replica of '{self.name}' could run the tool.", is_error=True)
+
+    async def _attempt(
+        self, replica: Replica, tool: str, arguments: dict[str, Any], remaining: float
+    ) -> CallToolResult:
+        timeout = min(replica.config.timeout_s, remaining)
+
+        async def run() -> CallToolResult:
+            async with _client(replica.config, timeout) as client:
+                return await client.call_tool(tool, arguments)
+
+        result: CallToolResult = await _in_own_task(run(), timeout)
+        return result

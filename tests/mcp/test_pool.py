@@ -1,0 +1,99 @@
+"""The MCP pool against real MCP servers: weights, failover rules, catalogs."""
+
+import asyncio
+from collections import Counter
+
+from vektor.mcp.config import McpServerConfig
+from vektor.mcp.pool import McpPool, Replica
+
+
+def pool_of(*entries):
+    return McpPool("tools", [Replica(McpServerConfig(name="tools", **e)) for e in entries])
+
+
+async def test_weighted_split(mcp_servers, url):
+    a, b = mcp_servers.start("a"), mcp_servers.start("b")
+    pool = pool_of({"url": url(a), "weight": 3}, {"url": url(b), "weight": 1})
+    await pool.refresh()
+    assert {"whoami", "add", "lookup", "increment", "fail"} <= set(pool.tools)
+    seen = Counter()
+    for _ in range(60):
+        result = await pool.call("whoami", {}, deadline_s=10)
+        assert not result.is_error
+        seen[result.content] += 1
+    assert seen["a"] + seen["b"] == 60
+    assert 0.55 < seen["a"] / 60 < 0.92, seen
+
+
+async def test_unreachable_replica_fails_over_for_any_tool(mcp_servers, url, tmp_path):
+    live = mcp_servers.start("live")
+    dead = mcp_servers.start("dead")
+    pool = pool_of({"url": url(dead), "weight": 1000}, {"url": url(live), "weight": 1})
+    await pool.refresh()
+    mcp_servers.kill(dead)  # down before the call: the request never reaches it
+    counter = tmp_path / "runs.txt"
+    result = await pool.call("increment", {"path": str(counter)}, deadline_s=10)
+    assert not result.is_error
+    assert counter.read_text().splitlines() == ["live"]
+    assert pool.replicas[0].failures == 1
+
+
+async def test_non_idempotent_tool_is_not_retried_after_a_crash(mcp_servers, url, tmp_path):
+    first, second = mcp_servers.start("first"), mcp_servers.start("second")
+    pool = pool_of({"url": url(first), "weight": 1000}, {"url": url(second), "weight": 1})
+    await pool.refresh()
+    counter = tmp_path / "runs.txt"
+    call = asyncio.create_task(
+        pool.call("increment", {"path": str(counter), "delay": 5}, deadline_s=20)
+    )
+    for _ in range(100):
+        if counter.exists():
+            break
+        await asyncio.sleep(0.05)
+    mcp_servers.kill(first)  # dies mid-call
+    result = await call
+    assert result.is_error
+    assert "unknown" in result.content
+    assert counter.read_text().splitlines() == ["first"]  # ran once, never twice
+
+
+async def test_read_only_tool_is_retried_after_a_crash(mcp_servers, url):
+    first, second = mcp_servers.start("first"), mcp_servers.start("second")
+    pool = pool_of({"url": url(first), "weight": 1000}, {"url": url(second), "weight": 1})
+    await pool.refresh()
+    call = asyncio.create_task(pool.call("lookup", {"key": "k", "delay": 1}, deadline_s=20))
+    await asyncio.sleep(0.5)
+    mcp_servers.kill(first)
+    result = await call
+    assert not result.is_error
+    assert result.content == "k@second"
+
+
+async def test_tool_errors_go_back_without_retry(mcp_servers, url):
+    a, b = mcp_servers.start("a"), mcp_servers.start("b")
+    pool = pool_of({"url": url(a)}, {"url": url(b)})
+    await pool.refresh()
+    result = await pool.call("fail", {}, deadline_s=10)
+    assert result.is_error
+    assert "fail" in result.content
+    assert sum(r.calls for r in pool.replicas) == 1
+
+
+async def test_all_down_is_a_clean_error_within_the_deadline(mcp_servers, url):
+    a = mcp_servers.start("a")
+    pool = pool_of({"url": url(a)})
+    await pool.refresh()
+    mcp_servers.kill(a)
+    started = asyncio.get_running_loop().time()
+    result = await pool.call("whoami", {}, deadline_s=5)
+    assert result.is_error
+    assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_replica_with_a_different_catalog_is_excluded(mcp_servers, url):
+    a, odd = mcp_servers.start("a"), mcp_servers.start("odd", "--extra")
+    pool = pool_of({"url": url(a)}, {"url": url(odd)})
+    await pool.refresh()
+    assert pool.replicas[1].excluded
+    for _ in range(5):
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "a"

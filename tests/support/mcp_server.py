@@ -1,0 +1,65 @@
+"""A real MCP server (official SDK) for tests: `python -m tests.support.mcp_server PORT NAME`.
+
+Tools: `whoami` (the replica's name), `add` (read-only), `lookup` (read-only, slow),
+`increment` (not idempotent: appends a line to a file, then waits), `fail` (raises).
+`--extra` adds a tool, to make a replica whose catalog differs from its pool's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+
+
+def build(name: str, extra: bool) -> MCPServer:
+    server = MCPServer(f"test-{name}")
+
+    @server.tool()
+    def whoami() -> str:
+        """The replica's name."""
+        return name
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+    def lookup(key: str, delay: float = 0.0) -> str:
+        """A read-only lookup that may take a while."""
+        time.sleep(delay)
+        return f"{key}@{name}"
+
+    @server.tool()
+    def increment(path: str, delay: float = 0.0) -> str:
+        """Append a line to a file (not idempotent), then wait."""
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{name}\n")
+        time.sleep(delay)
+        return "incremented"
+
+    @server.tool()
+    def fail() -> str:
+        """Always fails."""
+        raise RuntimeError("this tool always fails")
+
+    if extra:
+
+        @server.tool()
+        def extra_tool() -> str:
+            """Only on this replica."""
+            return "extra"
+
+    return server
+
+
+def main() -> None:
+    port, name = int(sys.argv[1]), sys.argv[2]
+    build(name, "--extra" in sys.argv).run("streamable-http", host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main()
