@@ -50,6 +50,9 @@ class McpServers:
         _wait_port(port, process)
         return port
 
+    def signal(self, port: int, number: int) -> None:
+        os.killpg(self.processes[port].pid, number)
+
     def kill(self, port: int) -> None:
         process = self.processes.pop(port)
         os.killpg(process.pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """The MCP pool against real MCP servers: weights, failover rules, catalogs."""
 
 import asyncio
+import time
 from collections import Counter
 
 from vektor.mcp.config import McpServerConfig
@@ -97,3 +98,60 @@ async def test_replica_with_a_different_catalog_is_excluded(mcp_servers, url):
     assert pool.replicas[1].excluded
     for _ in range(5):
         assert (await pool.call("whoami", {}, deadline_s=10)).content == "a"
+
+
+async def test_stdio_server(tmp_path):
+    import sys
+
+    from tests.mcp.conftest import ROOT
+
+    command = [sys.executable, "-m", "tests.support.mcp_server", "stdio", "piped"]
+    pool = McpPool(
+        "local",
+        [
+            Replica(
+                McpServerConfig(
+                    name="local", transport="stdio", command=command, env={"PYTHONPATH": str(ROOT)}
+                )
+            )
+        ],
+    )
+    await pool.refresh()
+    assert "whoami" in pool.tools
+    result = await pool.call("add", {"a": 2, "b": 40}, deadline_s=20)
+    assert not result.is_error
+    assert result.content == "42"
+
+
+async def test_replica_restarted_on_the_same_port(mcp_servers, url):
+    port = mcp_servers.start("before")
+    pool = pool_of({"url": url(port)})
+    await pool.refresh()
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "before"
+    mcp_servers.kill(port)
+    mcp_servers.start("after", port=port)
+    pool.replicas[0].cooldown_until = 0  # what a health probe would do once it answers again
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "after"
+
+
+async def test_hung_replica_times_out_opens_breaker_and_recovers(mcp_servers, url):
+    import signal
+
+    hung, healthy = mcp_servers.start("hung"), mcp_servers.start("healthy")
+    pool = pool_of(
+        {"url": url(hung), "weight": 1000, "timeout_s": 1}, {"url": url(healthy), "weight": 1}
+    )
+    await pool.refresh()
+    mcp_servers.signal(hung, signal.SIGSTOP)
+    try:
+        result = await pool.call("lookup", {"key": "k"}, deadline_s=10)
+        assert result.content == "k@healthy"  # read-only: retried elsewhere after the timeout
+        assert not pool.replicas[0].available(time.monotonic())  # breaker open
+        assert pool.replicas[0].failures == 1
+        # Breaker open: the hung replica is not tried again while it cools down.
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "healthy"
+        assert pool.replicas[0].calls == 1
+    finally:
+        mcp_servers.signal(hung, signal.SIGCONT)
+    await asyncio.sleep(2.2)  # the first cooldown
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "hung"

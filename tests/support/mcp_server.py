@@ -57,8 +57,13 @@ def build(name: str, extra: bool) -> MCPServer:
 
 
 def main() -> None:
-    port, name = int(sys.argv[1]), sys.argv[2]
-    build(name, "--extra" in sys.argv).run("streamable-http", host="127.0.0.1", port=port)
+    """`PORT NAME [--extra]` serves streamable HTTP; `stdio NAME` serves on stdin/stdout."""
+    where, name = sys.argv[1], sys.argv[2]
+    server = build(name, "--extra" in sys.argv)
+    if where == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=int(where))
 
 
 if __name__ == "__main__":
