@@ -201,12 +201,18 @@ async def chat_harness(database_url: str, tmp_path: Path) -> AsyncIterator[Calla
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def build(
-        deployments: list[dict[str, Any]], *, live: bool = False, **overrides: Any
+        deployments: list[dict[str, Any]],
+        *,
+        live: bool = False,
+        mcp: list[dict[str, Any]] | None = None,
+        **overrides: Any,
     ) -> ChatHarness:
-        """`live=True` serves the app with uvicorn on loopback (real connections)."""
+        """`live=True` serves the app with uvicorn on loopback; `mcp` writes mcp_servers.json."""
         config_dir = tmp_path / f"config{len(opened)}"
         config_dir.mkdir()
         (config_dir / "model_configs.json").write_text(json.dumps(deployments))
+        if mcp is not None:
+            (config_dir / "mcp_servers.json").write_text(json.dumps(mcp))
         values = {"vektor_config_dir": config_dir, "rate_limit_chat": "1000/minute", **overrides}
         settings = make_settings(database_url, tmp_path, **values)
         application = create_app(settings)

@@ -23,6 +23,7 @@ from vektor.auth.router import router as auth_router
 from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore
+from vektor.chat.tools import ToolRunner
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.errors import AppError
@@ -32,6 +33,8 @@ from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.config import load_deployments
 from vektor.llm.router import ModelRouter
+from vektor.mcp.config import load_mcp_servers
+from vektor.mcp.registry import McpRegistry
 from vektor.monitoring.router import router as monitoring_router
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
@@ -73,8 +76,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.streams = MemoryStreamStore(settings.stream_retention_seconds)
     app.state.events = MemoryEventBus()
+    mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
+    app.state.mcp = McpRegistry(mcp_servers)
+    app.state.mcp.start()
+    tools = ToolRunner(
+        app.state.mcp,
+        app.state.model_router,
+        max_rounds=settings.max_tool_rounds,
+        timeout_s=settings.tool_call_timeout_seconds,
+    )
     app.state.generations = GenerationManager(
-        app.state.sessionmaker, app.state.streams, app.state.events
+        app.state.sessionmaker, app.state.streams, app.state.events, tools=tools
     )
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
@@ -84,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.generations.shutdown()
         await app.state.backups.shutdown()
+        await app.state.mcp.aclose()
         await app.state.model_router.aclose()
         await app.state.http_client.aclose()
         await app.state.rate_limiter.close()

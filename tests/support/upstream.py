@@ -8,7 +8,8 @@ client asks for, a list of `key=value` items separated by `;`:
 - `status=CODE`: answer that HTTP status instead;
 - `stall=S`: wait S seconds before the first byte;
 - `drop=K`: close the connection after K pieces, mid-stream;
-- `tool=NAME`: emit one tool call to NAME;
+- `tool=NAME`: emit one tool call to NAME (unless the last message is a tool result;
+  with `loop`, always);
 - `bad=K`: send a chunk that breaks the protocol after K pieces;
 - `nousage`: leave out the usage chunk.
 
@@ -48,6 +49,7 @@ class Script:
     tool: str | None = None
     usage: bool = True
     bad: int | None = None
+    loop: bool = False
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -72,6 +74,8 @@ class Script:
                 script.usage = False
             elif key == "bad":
                 script.bad = int(value)
+            elif key == "loop":
+                script.loop = True
         return script
 
     def pieces(self) -> list[str]:
@@ -202,15 +206,17 @@ class ScriptedUpstream:
                 if script.delay:
                     await asyncio.sleep(script.delay)
                 yield chunk({"content": piece})
-            if script.tool:
+            answered = (body.get("messages") or [{}])[-1].get("role") == "tool"
+            if script.tool and (script.loop or not answered):
                 call = {
                     "index": 0,
                     "id": "call_1",
                     "type": "function",
-                    "function": {"name": script.tool, "arguments": '{"q": "x"}'},
+                    "function": {"name": script.tool, "arguments": "{}"},
                 }
                 yield chunk({"tool_calls": [call]})
-            yield chunk({}, "tool_calls" if script.tool else "stop")
+            called = script.tool and (script.loop or not answered)
+            yield chunk({}, "tool_calls" if called else "stop")
             if script.usage and (body.get("stream_options") or {}).get("include_usage"):
                 data = {
                     "id": "chatcmpl-1",

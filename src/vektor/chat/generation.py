@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,9 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vektor.chat.models import Message
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
-from vektor.core.database import session_scope
+from vektor.chat.tools import ToolRunner, tool_message_content
+from vektor.core.database import new_id, session_scope
+from vektor.core.errors import AppError
 from vektor.core.events import EventBus
-from vektor.llm.base import Finish, ProviderError, TextDelta, ToolCall, Usage
+from vektor.llm.base import (
+    Finish,
+    GenerationRequest,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    Usage,
+)
 from vektor.llm.router import OpenedStream
 
 FINISH_REASONS = {
@@ -29,6 +39,7 @@ FINISH_REASONS = {
     "length": "length",
     "tool_calls": "stop",
     "cancelled": "cancelled",
+    "tool_limit": "tool_limit",
 }
 
 
@@ -44,6 +55,8 @@ class Generation:
     cancel_reason: str | None = None
     finishing: bool = False
     parts: list[str] = field(default_factory=list)
+    request: GenerationRequest | None = None  # the model's context, grown by tool rounds
+    tool_log: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -51,6 +64,7 @@ class _Outcome:
     finish_reason: str = "stop"
     usage: Usage | None = None
     error: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class GenerationManager:
@@ -61,10 +75,12 @@ class GenerationManager:
         sessionmaker: async_sessionmaker[AsyncSession],
         streams: StreamStore,
         events: EventBus,
+        tools: ToolRunner | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.streams = streams
         self.events = events
+        self.tools = tools
         self.running: dict[uuid.UUID, Generation] = {}
         self.reserved: Counter[uuid.UUID] = Counter()
 
@@ -123,8 +139,9 @@ class GenerationManager:
 
     async def _run(self, generation: Generation, opened: OpenedStream, prompt_chars: int) -> None:
         outcome = _Outcome()
+        current = {"stream": opened}
         try:
-            await self._consume(generation, opened, outcome)
+            await self._rounds(generation, current, outcome)
         except asyncio.CancelledError:
             if generation.cancel_reason is None:
                 raise
@@ -132,7 +149,7 @@ class GenerationManager:
             if task is not None:
                 task.uncancel()
             outcome.finish_reason = "cancelled"
-        except ProviderError as exc:
+        except (ProviderError, AppError) as exc:
             outcome.finish_reason, outcome.error = "error", str(exc)
         except Exception as exc:  # an upstream that breaks the protocol: end the answer cleanly
             logger.exception("generation {} failed", generation.message_id)
@@ -143,7 +160,7 @@ class GenerationManager:
         finally:
             generation.finishing = True
             try:
-                await opened.aclose()
+                await current["stream"].aclose()
             except Exception:  # closing a broken upstream connection may fail too
                 logger.warning("could not close the upstream of {}", generation.message_id)
         try:
@@ -153,10 +170,31 @@ class GenerationManager:
             self.running.pop(generation.message_id, None)
             self.release(generation.user_id)
 
+    async def _rounds(
+        self, generation: Generation, current: dict[str, OpenedStream], outcome: _Outcome
+    ) -> None:
+        """Relay the answer; when the model asks for tools, run them and let it go on."""
+        rounds = 0
+        while True:
+            mark = len(generation.parts)
+            await self._consume(generation, current["stream"], outcome)
+            if not outcome.tool_calls or self.tools is None:
+                return
+            if rounds >= self.tools.max_rounds:
+                outcome.finish_reason = "tool_limit"
+                return
+            rounds += 1
+            await current["stream"].aclose()
+            text = "".join(generation.parts[mark:])
+            current["stream"] = await self.tools.run_round(
+                generation, outcome.tool_calls, text, self.streams
+            )
+
     async def _consume(
         self, generation: Generation, opened: OpenedStream, outcome: _Outcome
     ) -> None:
         publish = self.streams.publish
+        outcome.tool_calls = []
         async for event in opened.events():
             if isinstance(event, TextDelta):
                 generation.parts.append(event.content)
@@ -166,7 +204,7 @@ class GenerationManager:
             elif isinstance(event, Finish):
                 outcome.finish_reason = FINISH_REASONS.get(event.reason, "stop")
             elif isinstance(event, ToolCall):
-                logger.debug("tool call {} ignored: no tool servers", event.name)
+                outcome.tool_calls.append(event)
 
     async def _finish(self, generation: Generation, outcome: _Outcome, prompt_chars: int) -> None:
         """Store the answer, then publish error, usage and done."""
@@ -211,6 +249,17 @@ class GenerationManager:
     async def _store(
         self, generation: Generation, content: str, finish_reason: str, usage: Usage
     ) -> bool:
+        now = datetime.now(UTC)
+        tool_messages = [
+            Message(
+                id=new_id(),
+                conversation_id=generation.conversation_id,
+                role="tool",
+                content=tool_message_content(record),
+                created_at=now,
+            )
+            for record in generation.tool_log
+        ]
         message = Message(
             id=generation.message_id,
             conversation_id=generation.conversation_id,
@@ -220,12 +269,14 @@ class GenerationManager:
             finish_reason=finish_reason,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            created_at=datetime.now(UTC),
+            created_at=now,
         )
         try:
             async for session in session_scope(self.sessionmaker):
                 repository = ConversationRepository(session)
-                if not await repository.append_answer(message, generation.user_id):
+                if not await repository.append_answer(
+                    [*tool_messages, message], generation.user_id
+                ):
                     return False  # the conversation was deleted while the answer was written
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)

@@ -29,6 +29,17 @@ MAX_SEARCH_TERMS = 8
 # Plain tables for the per-answer writes: Core statements skip the ORM's bulk machinery.
 CONVERSATION = cast(Table, Conversation.__table__)
 MESSAGE = cast(Table, Message.__table__)
+MESSAGE_FIELDS = (
+    "id",
+    "conversation_id",
+    "role",
+    "content",
+    "model",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "created_at",
+)
 
 
 def search_terms(query: str) -> list[str]:
@@ -88,27 +99,22 @@ class ConversationRepository:
             )
         )
 
-    async def append_answer(self, message: Message, user_id: uuid.UUID) -> bool:
-        """Bump the owner's conversation and add the message; False if it no longer exists."""
+    async def append_answer(self, messages: list[Message], user_id: uuid.UUID) -> bool:
+        """Bump the owner's conversation and add the messages; False if it no longer exists."""
+        last = messages[-1]
         result = await self.session.execute(
             update(CONVERSATION)
-            .where(CONVERSATION.c.id == message.conversation_id, CONVERSATION.c.user_id == user_id)
-            .values(message_count=CONVERSATION.c.message_count + 1, updated_at=message.created_at)
+            .where(CONVERSATION.c.id == last.conversation_id, CONVERSATION.c.user_id == user_id)
+            .values(
+                message_count=CONVERSATION.c.message_count + len(messages),
+                updated_at=last.created_at,
+            )
         )
         if getattr(result, "rowcount", 0) != 1:
             return False
         await self.session.execute(
-            insert(MESSAGE).values(
-                id=message.id,
-                conversation_id=message.conversation_id,
-                role=message.role,
-                content=message.content,
-                model=message.model,
-                finish_reason=message.finish_reason,
-                prompt_tokens=message.prompt_tokens,
-                completion_tokens=message.completion_tokens,
-                created_at=message.created_at,
-            )
+            insert(MESSAGE),
+            [{column: getattr(m, column) for column in MESSAGE_FIELDS} for m in messages],
         )
         return True
 

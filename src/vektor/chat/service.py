@@ -85,8 +85,10 @@ async def start_chat(
         )
         window = router.context_window(body.model)
         context = fit_context(history, max(1, (window - max_tokens)) * CHARS_PER_TOKEN)
+        tools = manager.tools
+        specs = tools.registry.tool_specs() if tools is not None and body.tools else []
         request = GenerationRequest(
-            messages=context, temperature=body.temperature, max_tokens=max_tokens
+            messages=context, temperature=body.temperature, max_tokens=max_tokens, tools=specs
         )
         try:
             opened = await router.open(body.model, request)
@@ -98,6 +100,7 @@ async def start_chat(
             user_id=user_id,
             conversation_id=conversation_id,
             model=body.model,
+            request=request,
         )
         manager.start(generation, opened, sum(len(m.content) for m in context))
         started = True
@@ -146,7 +149,7 @@ async def _store_question(
             history = [
                 ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
                 for m in await repository.messages(conversation_id)
-                if m.content
+                if m.content and m.role != "tool"  # tool rounds live inside their answer
             ]
             await repository.append(conversation_id, body.model, rows, now)
     undo = (body.conversation_id is None, conversation_id, message_ids)

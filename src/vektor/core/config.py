@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
     stream_retention_seconds: float = Field(default=600.0, ge=1)
     llm_cooldown_seconds: float = Field(default=5.0, gt=0)
+    max_tool_rounds: int = Field(default=5, ge=0, le=50)
+    tool_call_timeout_seconds: float = Field(default=60.0, gt=0)
     backup_dir: Path = Path("./backups")
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)

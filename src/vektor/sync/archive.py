@@ -73,7 +73,7 @@ class Preferences(_Record):
 
 class MessageRecord(_Record):
     id: uuid.UUID
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: Text
     created_at: datetime
     model: Short | None = None

@@ -11,6 +11,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from vektor.llm.base import (
+    ChatMessage,
     Finish,
     GenerationRequest,
     ProviderError,
@@ -62,6 +63,20 @@ def transport_error(exc: httpx.HTTPError) -> ProviderError:
     return ProviderError(f"upstream unreachable: {type(exc).__name__}", retryable=True)
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A context message in the chat-completions shape."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    body: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        body["content"] = message.content or None
+        body["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    return body
+
+
 class OpenAIProvider:
     """Chat completions over HTTP, streamed as server-sent events."""
 
@@ -79,7 +94,7 @@ class OpenAIProvider:
     def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": stream,
         }
         if stream:

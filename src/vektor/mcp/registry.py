@@ -1,0 +1,82 @@
+"""Every MCP pool of the configuration, with the tools they offer to models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from loguru import logger
+
+from vektor.mcp.config import McpServerConfig
+from vektor.mcp.pool import SEPARATOR, McpPool, Replica, ToolResult
+
+PROBE_INTERVAL_S = 15.0
+
+
+class McpRegistry:
+    """Pools by name; tools are offered to the model as `<pool>__<tool>`."""
+
+    def __init__(self, configs: list[McpServerConfig]) -> None:
+        grouped: dict[str, list[Replica]] = {}
+        for config in configs:
+            grouped.setdefault(config.name, []).append(Replica(config))
+        self.pools = {name: McpPool(name, replicas) for name, replicas in grouped.items()}
+        self._probe: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """List the tools now and every PROBE_INTERVAL_S, in the background."""
+        if self.pools and self._probe is None:
+            self._probe = asyncio.create_task(self._probe_forever())
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    async def refresh(self) -> None:
+        """Re-list every pool's tools (this is also the health probe)."""
+        await asyncio.gather(*(pool.refresh() for pool in self.pools.values()))
+
+    async def aclose(self) -> None:
+        """Stop probing."""
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+
+    def tool_specs(self) -> list[dict[str, Any]]:
+        """The tools in the chat-completions `tools` shape."""
+        specs = []
+        for name, pool in self.pools.items():
+            for tool in pool.tools.values():
+                specs.append(
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": f"{name}{SEPARATOR}{tool.name}",
+                            "description": tool.description or "",
+                            "parameters": tool.input_schema or {"type": "object"},
+                        },
+                    }
+                )
+        return specs
+
+    async def call(self, qualified: str, arguments: str, deadline_s: float) -> ToolResult:
+        """Run `<pool>__<tool>` with JSON arguments; every failure is a ToolResult error."""
+        pool_name, _, tool = qualified.partition(SEPARATOR)
+        pool = self.pools.get(pool_name)
+        if pool is None or not tool:
+            return ToolResult(f"Unknown tool {qualified}", is_error=True)
+        try:
+            parsed = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return ToolResult("The tool arguments are not valid JSON", is_error=True)
+        if not isinstance(parsed, dict):
+            return ToolResult("The tool arguments must be a JSON object", is_error=True)
+        result = await pool.call(tool, parsed, deadline_s)
+        logger.info("tool {} on {}: error={}", qualified, result.replica, result.is_error)
+        return result
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every replica with its live health."""
+        return [replica.status() for pool in self.pools.values() for replica in pool.replicas]
