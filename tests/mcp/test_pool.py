@@ -155,3 +155,21 @@ async def test_hung_replica_times_out_opens_breaker_and_recovers(mcp_servers, ur
         mcp_servers.signal(hung, signal.SIGCONT)
     await asyncio.sleep(2.2)  # the first cooldown
     assert (await pool.call("whoami", {}, deadline_s=10)).content == "hung"
+
+
+async def test_legacy_sse_transport(mcp_servers):
+    port = mcp_servers.start("legacy", "--sse")
+    pool = pool_of({"url": f"http://127.0.0.1:{port}/sse", "transport": "sse"})
+    await pool.refresh()
+    assert "whoami" in pool.tools
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "legacy"
+
+
+async def test_custom_headers(mcp_servers, url):
+    port = mcp_servers.start("with-headers")
+    pool = pool_of({"url": url(port), "headers": {"X-Api-Key": "secret-value"}})
+    await pool.refresh()
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "with-headers"
+    status = pool.replicas[0].status()
+    assert status["headers"] == {"X-Api-Key": "***"}
+    assert "secret-value" not in str(status)

@@ -62,6 +62,8 @@ def main() -> None:
     server = build(name, "--extra" in sys.argv)
     if where == "stdio":
         server.run("stdio")
+    elif "--sse" in sys.argv:
+        server.run("sse", host="127.0.0.1", port=int(where))
     else:
         server.run("streamable-http", host="127.0.0.1", port=int(where))
 

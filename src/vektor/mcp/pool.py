@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 from loguru import logger
-from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Tool
 
+from mcp import Client, StdioServerParameters
 from vektor.mcp.config import McpServerConfig
 
 COOLDOWN_BASE_S = 2.0
@@ -99,12 +103,26 @@ def _classify(exc: BaseException) -> Exception:
     return Broken(str(leaves[0]) or type(leaves[0]).__name__)
 
 
-def _client(config: McpServerConfig, timeout: float) -> Client:
+@asynccontextmanager
+async def _connected(config: McpServerConfig, read_s: float) -> AsyncIterator[Client]:
+    """A client connected to the replica by its transport, for one attempt."""
     if config.transport == "stdio":
         command = config.command or []
-        target: Any = StdioServerParameters(command=command[0], args=command[1:], env=config.env)
-        return Client(target, read_timeout_seconds=timeout)
-    return Client(str(config.url), read_timeout_seconds=timeout)
+        params = StdioServerParameters(command=command[0], args=command[1:], env=config.env)
+        async with Client(params, read_timeout_seconds=read_s) as client:
+            yield client
+    elif config.transport == "sse":
+        transport = sse_client(str(config.url), headers=config.headers, timeout=read_s)
+        async with Client(transport, read_timeout_seconds=read_s, mode="legacy") as client:
+            yield client
+    elif config.headers:
+        async with httpx2.AsyncClient(headers=config.headers, timeout=read_s) as http:
+            transport = streamable_http_client(str(config.url), http_client=http)
+            async with Client(transport, read_timeout_seconds=read_s) as client:
+                yield client
+    else:
+        async with Client(str(config.url), read_timeout_seconds=read_s) as client:
+            yield client
 
 
 async def _in_own_task(coro: Any, limit_s: float) -> Any:
@@ -154,7 +172,7 @@ class McpPool:
     async def _list(self, replica: Replica) -> dict[str, Tool] | None:
         async def listing() -> dict[str, Tool]:
             tools: dict[str, Tool] = {}
-            async with _client(replica.config, replica.config.timeout_s) as client:
+            async with _connected(replica.config, replica.config.timeout_s) as client:
                 cursor = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
@@ -219,7 +237,7 @@ class McpPool:
         timeout = min(replica.config.timeout_s, remaining)
 
         async def run() -> CallToolResult:
-            async with _client(replica.config, timeout) as client:
+            async with _connected(replica.config, timeout) as client:
                 return await client.call_tool(tool, arguments)
 
         result: CallToolResult = await _in_own_task(run(), timeout)
