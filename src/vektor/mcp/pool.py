@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx2
 from loguru import logger
+from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Tool
 
-from mcp import Client, StdioServerParameters
 from vektor.mcp.config import McpServerConfig
 
 COOLDOWN_BASE_S = 2.0
