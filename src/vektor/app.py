@@ -24,6 +24,7 @@ from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore
 from vektor.chat.tools import ToolRunner
+from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.errors import AppError
@@ -173,5 +174,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router, responses=AUTH_RESPONSES)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(sync_router, responses=AUTH_RESPONSES)
+    app.include_router(configuration_router, responses=AUTH_RESPONSES)
     app.include_router(monitoring_router)
     return app

@@ -224,6 +224,15 @@ class ModelRouter:
             headers={"Retry-After": str(max(1, int(wait) + 1))},
         )
 
+    def public_configs(self) -> list[dict[str, Any]]:
+        """Every deployment's configuration, secrets masked, with its live state."""
+        now = time.monotonic()
+        return [
+            {**d.config.public(), "state": "healthy" if d.available(now) else "cooldown"}
+            for group in self.deployments.values()
+            for d in group
+        ]
+
     def status(self) -> dict[str, list[dict[str, Any]]]:
         """Per-model, per-deployment counters."""
         now = time.monotonic()

@@ -1,0 +1,1 @@
+"""The /config endpoints: model and MCP server configuration, as the API shows it."""
