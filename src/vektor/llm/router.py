@@ -4,7 +4,6 @@ cooldown of failing deployments (a circuit breaker), and per-deployment counters
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from vektor.core.balancing import weighted_order
 from vektor.core.errors import NotFound, Unavailable, UpstreamError
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
@@ -177,13 +177,7 @@ class ModelRouter:
         """Available deployments in weighted random order; standbys (weight 0) last."""
         now = time.monotonic()
         group = [d for d in self.deployments.get(name, []) if d.available(now)]
-        weighted = [d for d in group if d.config.weight > 0]
-        order: list[Deployment] = []
-        while weighted:
-            pick = random.choices(weighted, weights=[d.config.weight for d in weighted])[0]  # noqa: S311
-            order.append(pick)
-            weighted.remove(pick)
-        return order + [d for d in group if d.config.weight <= 0]
+        return weighted_order(group, lambda d: d.config.weight)
 
     async def open(self, name: str, request: GenerationRequest) -> OpenedStream:
         """Start a generation on some deployment; fail over until one produces an event."""

@@ -9,7 +9,6 @@ must never be the chat's.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, Tool
 
+from vektor.core.balancing import weighted_order
 from vektor.mcp.config import McpServerConfig
 
 COOLDOWN_BASE_S = 2.0
@@ -190,13 +190,7 @@ class McpPool:
     def _candidates(self) -> list[Replica]:
         now = time.monotonic()
         ready = [r for r in self.replicas if r.available(now)]
-        weighted = [r for r in ready if r.config.weight > 0]
-        order: list[Replica] = []
-        while weighted:
-            pick = random.choices(weighted, weights=[r.config.weight for r in weighted])[0]  # noqa: S311
-            order.append(pick)
-            weighted.remove(pick)
-        return order + [r for r in ready if r.config.weight <= 0]
+        return weighted_order(ready, lambda r: r.config.weight)
 
     async def call(self, tool: str, arguments: dict[str, Any], deadline_s: float) -> ToolResult:
         """Call a tool on some replica, failing over as far as it is safe to."""
