@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,10 +37,17 @@ class McpServers:
     def __init__(self) -> None:
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *flags: str, port: int | None = None) -> int:
+    def start(
+        self, name: str, *flags: str, port: int | None = None, python: Path | None = None
+    ) -> int:
+        """Serve the test tools on a free port; `python` runs the SDK 1.x server instead."""
         port = port or free_port()
+        if python is None:
+            command = [sys.executable, "-m", "tests.support.mcp_server"]
+        else:
+            command = [str(python), str(ROOT / "tests" / "support" / "mcp_server_v1.py")]
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.mcp_server", str(port), name, *flags],
+            [*command, str(port), name, *flags],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,
@@ -68,6 +76,22 @@ def mcp_servers() -> Iterator[McpServers]:
     servers = McpServers()
     yield servers
     servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def mcp_v1_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away environment with the 1.x SDK, for servers on the older protocol
+    revision (2025-11-25, stateful sessions). uv's cache makes it a second or two."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv, "uv is needed to build the SDK 1.x environment"
+    where = tmp_path_factory.mktemp("mcp-v1") / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(where)], check=True)
+    subprocess.run(
+        [uv, "pip", "install", "-q", "--python", str(where / "bin" / "python"), "mcp>=1.20,<2"],
+        check=True,
+        timeout=300,
+    )
+    return where / "bin" / "python"
 
 
 @pytest.fixture

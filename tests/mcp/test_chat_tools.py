@@ -94,3 +94,44 @@ async def test_all_replicas_down_is_a_clean_tool_error(chat_harness, upstream, m
     result = next(e for e in events if e["type"] == "tool_result")
     assert result["is_error"] is True
     assert events[-1]["type"] == "done"
+
+
+async def test_cancelling_the_chat_cancels_the_tool_call_on_the_server(
+    chat_harness, upstream, mcp_servers, url, tmp_path
+):
+    from tests.chat.test_jobs import Reader, wait_for_answer
+
+    port = mcp_servers.start("slow")
+    marks = tmp_path / "marks.txt"
+    arguments = json.dumps({"path": str(marks), "steps": 50, "step_s": 0.2})
+    chat = await chat_harness(
+        [scripted(upstream, f"chunks=1;text=ok;tool=tools__slow;args={arguments}")],
+        mcp=[{"name": "tools", "url": url(port)}],
+        live=True,
+    )
+    await tools_ready(chat)
+    body = {"model": "scripted", "messages": [{"role": "user", "content": "go slow"}]}
+    async with chat.client.stream("POST", "/chat/stream", json=body, headers=chat.headers) as r:
+        reader = Reader(r)
+        events = []
+        while not any(e["type"] == "tool_progress" for e in events):
+            events += await reader.read(1)
+        assert marks.read_text().splitlines() == ["started"]
+        message_id = events[0]["message_id"]
+        cancelled = await chat.client.post(
+            f"/chat/stream/{message_id}/cancel", headers=chat.headers
+        )
+        assert cancelled.status_code == 202
+        events += await reader.read(10_000)
+    progress = next(e for e in events if e["type"] == "tool_progress")
+    assert progress["name"] == "tools__slow"
+    assert progress["total"] == 50
+    assert events[-1]["type"] == "done"
+    assert events[-1]["finish_reason"] == "cancelled"
+    for _ in range(50):  # the server's handler was cancelled, not left to finish
+        if "cancelled" in marks.read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert marks.read_text().splitlines() == ["started", "cancelled"]
+    answer = await wait_for_answer(chat, events[0]["conversation_id"])
+    assert answer["finish_reason"] == "cancelled"

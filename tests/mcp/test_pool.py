@@ -173,3 +173,79 @@ async def test_custom_headers(mcp_servers, url):
     status = pool.replicas[0].status()
     assert status["headers"] == {"X-Api-Key": "***"}
     assert "secret-value" not in str(status)
+
+
+async def test_standby_is_used_only_when_every_weighted_replica_is_down(mcp_servers, url):
+    a, b, standby = mcp_servers.start("a"), mcp_servers.start("b"), mcp_servers.start("standby")
+    pool = pool_of(
+        {"url": url(a), "weight": 1},
+        {"url": url(b), "weight": 1},
+        {"url": url(standby), "weight": 0},
+    )
+    await pool.refresh()
+    seen = Counter([(await pool.call("whoami", {}, deadline_s=10)).content for _ in range(30)])
+    assert set(seen) == {"a", "b"}, seen
+    mcp_servers.kill(a)
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "b"
+    mcp_servers.kill(b)
+    assert (await pool.call("whoami", {}, deadline_s=10)).content == "standby"
+    assert pool.replicas[2].calls == 1
+
+
+async def test_progress_keeps_a_slow_tool_alive_past_the_silence_limit(mcp_servers, url, tmp_path):
+    port = mcp_servers.start("slow")
+    pool = pool_of({"url": url(port), "timeout_s": 1})
+    await pool.refresh()
+    marks = tmp_path / "marks.txt"
+    heard = []
+
+    async def progressed(progress, total, message):
+        heard.append((progress, total, message))
+
+    started = time.monotonic()
+    arguments = {"path": str(marks), "steps": 8, "step_s": 0.3}
+    result = await pool.call("slow", arguments, deadline_s=20, on_progress=progressed)
+    assert not result.is_error, result.content
+    assert time.monotonic() - started > 2  # longer than the 1 s silence limit
+    assert result.content == "done in 8 steps"
+    assert heard == [(i, 8, f"step {i}") for i in range(1, 9)]
+    assert marks.read_text().splitlines() == ["started", "finished"]
+
+
+async def test_silence_past_the_limit_is_a_timeout(mcp_servers, url, tmp_path):
+    port = mcp_servers.start("quiet")
+    pool = pool_of({"url": url(port), "timeout_s": 1})
+    await pool.refresh()
+    started = time.monotonic()
+    result = await pool.call("lookup", {"key": "k", "delay": 5}, deadline_s=20)
+    assert result.is_error
+    assert time.monotonic() - started < 3
+    assert pool.replicas[0].failures == 1
+
+
+async def test_latency_is_kept_per_replica(mcp_servers, url):
+    port = mcp_servers.start("timed")
+    pool = pool_of({"url": url(port)})
+    await pool.refresh()
+    assert pool.replicas[0].status()["latency_ms"] is None
+    await pool.call("lookup", {"key": "k", "delay": 0.2}, deadline_s=10)
+    await pool.call("whoami", {}, deadline_s=10)
+    latency = pool.replicas[0].status()["latency_ms"]
+    assert latency["p95"] >= 200
+    assert 0 < latency["last"] < 200
+    assert latency["p50"] >= latency["last"]
+
+
+async def test_server_on_the_older_protocol_revision(mcp_servers, url, mcp_v1_python):
+    streamable = mcp_servers.start("old", python=mcp_v1_python)
+    legacy_sse = mcp_servers.start("old-sse", "--sse", python=mcp_v1_python)
+    for entry, name in (
+        ({"url": url(streamable)}, "old"),
+        ({"url": f"http://127.0.0.1:{legacy_sse}/sse", "transport": "sse"}, "old-sse"),
+    ):
+        pool = pool_of(entry)
+        await pool.refresh()
+        assert set(pool.tools) == {"whoami", "add"}
+        assert pool.tools["add"].annotations.read_only_hint is True
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == name
+        assert (await pool.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"

@@ -1,7 +1,9 @@
 """A real MCP server (official SDK) for tests: `python -m tests.support.mcp_server PORT NAME`.
 
 Tools: `whoami` (the replica's name), `add` (read-only), `lookup` (read-only, slow),
-`increment` (not idempotent: appends a line to a file, then waits), `fail` (raises).
+`increment` (not idempotent: appends a line to a file, then waits), `fail` (raises),
+`slow` (reports progress step by step and writes `started`, then `finished` or `cancelled`
+to a file, so a test can see whether the server's handler was cancelled).
 `--extra` adds a tool, to make a replica whose catalog differs from its pool's.
 """
 
@@ -10,8 +12,14 @@ from __future__ import annotations
 import sys
 import time
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
+
+
+async def _mark(path: anyio.Path, word: str) -> None:
+    async with await path.open("a", encoding="utf-8") as handle:
+        await handle.write(f"{word}\n")
 
 
 def build(name: str, extra: bool) -> MCPServer:
@@ -40,6 +48,22 @@ def build(name: str, extra: bool) -> MCPServer:
             handle.write(f"{name}\n")
         time.sleep(delay)
         return "incremented"
+
+    @server.tool()
+    async def slow(path: str, steps: int, ctx: Context, step_s: float = 0.2) -> str:
+        """Take `steps` × `step_s` seconds, reporting progress after each step."""
+        marks = anyio.Path(path)
+        await _mark(marks, "started")
+        try:
+            for step in range(steps):
+                await anyio.sleep(step_s)
+                await ctx.report_progress(step + 1, steps, f"step {step + 1}")
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await _mark(marks, "cancelled")
+            raise
+        await _mark(marks, "finished")
+        return f"done in {steps} steps"
 
     @server.tool()
     def fail() -> str:

@@ -9,7 +9,7 @@ client asks for, a list of `key=value` items separated by `;`:
 - `stall=S`: wait S seconds before the first byte;
 - `drop=K`: close the connection after K pieces, mid-stream;
 - `tool=NAME`: emit one tool call to NAME (unless the last message is a tool result;
-  with `loop`, always);
+  with `loop`, always); `args=JSON`: its arguments (default `{}`);
 - `bad=K`: send a chunk that breaks the protocol after K pieces;
 - `nousage`: leave out the usage chunk.
 
@@ -47,6 +47,7 @@ class Script:
     stall: float = 0.0
     drop: int | None = None
     tool: str | None = None
+    tool_args: str = "{}"
     usage: bool = True
     bad: int | None = None
     loop: bool = False
@@ -70,6 +71,8 @@ class Script:
                 script.drop = int(value)
             elif key == "tool":
                 script.tool = value
+            elif key == "args":
+                script.tool_args = value
             elif key == "nousage":
                 script.usage = False
             elif key == "bad":
@@ -212,7 +215,7 @@ class ScriptedUpstream:
                     "index": 0,
                     "id": "call_1",
                     "type": "function",
-                    "function": {"name": script.tool, "arguments": "{}"},
+                    "function": {"name": script.tool, "arguments": script.tool_args},
                 }
                 yield chunk({"tool_calls": [call]})
             called = script.tool and (script.loop or not answered)

@@ -47,7 +47,23 @@ class ToolRunner:
                     "server": call.name.partition(SEPARATOR)[0],
                 },
             )
-            result = await self.registry.call(call.name, call.arguments, self.timeout_s)
+
+            async def progressed(
+                progress: float, total: float | None, message: str | None, call: ToolCall = call
+            ) -> None:
+                streams.publish(
+                    generation.message_id,
+                    {
+                        "type": "tool_progress",
+                        "id": call.id,
+                        "name": call.name,
+                        "progress": progress,
+                        "total": total,
+                        "message": message,
+                    },
+                )
+
+            result = await self.registry.call(call.name, call.arguments, self.timeout_s, progressed)
             streams.publish(
                 generation.message_id,
                 {

@@ -9,8 +9,10 @@ must never be the chat's.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,9 @@ from vektor.mcp.config import McpServerConfig
 COOLDOWN_BASE_S = 2.0
 COOLDOWN_MAX_S = 60.0
 SEPARATOR = "__"
+LATENCY_WINDOW = 200
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 class Unreached(Exception):
@@ -59,13 +64,16 @@ class Replica:
     last_error: str | None = None
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
     def available(self, now: float) -> bool:
         """Listed, consistent, and not cooling down."""
         return self.excluded is None and self.cooldown_until <= now
 
-    def record_success(self) -> None:
-        """Close the breaker."""
+    def record_success(self, seconds: float | None = None) -> None:
+        """Close the breaker; remember how long the call took."""
+        if seconds is not None:
+            self.latencies.append(seconds)
         self.consecutive_failures = 0
         self.cooldown_until = 0.0
 
@@ -85,6 +93,19 @@ class Replica:
             "last_error": self.excluded or self.last_error,
             "calls": self.calls,
             "failures": self.failures,
+            "latency_ms": self.latency_ms(),
+        }
+
+    def latency_ms(self) -> dict[str, float] | None:
+        """p50/p95/last of the recent successful calls, in milliseconds."""
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+        return {
+            "p50": round(statistics.median(ordered) * 1000, 2),
+            "p95": round(p95 * 1000, 2),
+            "last": round(self.latencies[-1] * 1000, 2),
         }
 
 
@@ -125,15 +146,25 @@ async def _connected(config: McpServerConfig, read_s: float) -> AsyncIterator[Cl
             yield client
 
 
-async def _in_own_task(coro: Any, limit_s: float) -> Any:
-    """Run one attempt in a task of its own, bounded by `limit_s` seconds."""
+async def _in_own_task(coro: Any, limit: float | Callable[[], float]) -> Any:
+    """Run one attempt in a task of its own. `limit` is seconds, or a function giving the
+    seconds left (it may grow, e.g. when the server reports progress)."""
+    left = limit if callable(limit) else (lambda: limit)
     task = asyncio.ensure_future(coro)
     try:
-        return await asyncio.wait_for(task, limit_s)
-    except TimeoutError as exc:
-        raise Broken(f"no answer within {limit_s:.1f} s") from exc
+        while True:
+            wait_s = left()
+            if wait_s <= 0:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise Broken("no answer within the time limit")
+            done, _ = await asyncio.wait({task}, timeout=wait_s)
+            if done:
+                return task.result()
     except asyncio.CancelledError:
         task.cancel()
+        raise
+    except Broken:
         raise
     except Exception as exc:
         raise _classify(exc) from exc
@@ -192,7 +223,13 @@ class McpPool:
         ready = [r for r in self.replicas if r.available(now)]
         return weighted_order(ready, lambda r: r.config.weight)
 
-    async def call(self, tool: str, arguments: dict[str, Any], deadline_s: float) -> ToolResult:
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        deadline_s: float,
+        on_progress: ProgressFn | None = None,
+    ) -> ToolResult:
         """Call a tool on some replica, failing over as far as it is safe to."""
         spec = self.tools.get(tool)
         if spec is None:
@@ -205,8 +242,9 @@ class McpPool:
             if remaining <= 0:
                 break
             replica.calls += 1
+            started = time.monotonic()
             try:
-                result = await self._attempt(replica, tool, arguments, remaining)
+                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
             except Unreached as exc:
                 replica.record_failure(str(exc))
                 continue
@@ -219,20 +257,39 @@ class McpPool:
                     is_error=True,
                     replica=replica.config.label,
                 )
-            replica.record_success()
+            replica.record_success(time.monotonic() - started)
             return ToolResult(
                 _text(result), is_error=bool(result.is_error), replica=replica.config.label
             )
         return ToolResult(f"No replica of '{self.name}' could run the tool.", is_error=True)
 
     async def _attempt(
-        self, replica: Replica, tool: str, arguments: dict[str, Any], remaining: float
+        self,
+        replica: Replica,
+        tool: str,
+        arguments: dict[str, Any],
+        remaining: float,
+        on_progress: ProgressFn | None,
     ) -> CallToolResult:
-        timeout = min(replica.config.timeout_s, remaining)
+        """One call on one replica. The replica's timeout is a silence limit: each
+        progress notification restarts it, so a slow tool that reports progress runs
+        until the overall deadline (`remaining`)."""
+        silence = min(replica.config.timeout_s, remaining)
+        deadline = time.monotonic() + remaining
+        heard = time.monotonic()
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            nonlocal heard
+            heard = time.monotonic()
+            if on_progress is not None:
+                await on_progress(progress, total, message)
 
         async def run() -> CallToolResult:
-            async with _connected(replica.config, timeout) as client:
-                return await client.call_tool(tool, arguments)
+            async with _connected(replica.config, remaining) as client:
+                return await client.call_tool(tool, arguments, progress_callback=progressed)
 
-        result: CallToolResult = await _in_own_task(run(), timeout)
+        def limit() -> float:
+            return min(heard + silence, deadline) - time.monotonic()
+
+        result: CallToolResult = await _in_own_task(run(), limit)
         return result

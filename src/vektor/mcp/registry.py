@@ -9,7 +9,7 @@ from typing import Any
 from loguru import logger
 
 from vektor.mcp.config import McpServerConfig
-from vektor.mcp.pool import SEPARATOR, McpPool, Replica, ToolResult
+from vektor.mcp.pool import SEPARATOR, McpPool, ProgressFn, Replica, ToolResult
 
 PROBE_INTERVAL_S = 15.0
 
@@ -61,7 +61,13 @@ class McpRegistry:
                 )
         return specs
 
-    async def call(self, qualified: str, arguments: str, deadline_s: float) -> ToolResult:
+    async def call(
+        self,
+        qualified: str,
+        arguments: str,
+        deadline_s: float,
+        on_progress: ProgressFn | None = None,
+    ) -> ToolResult:
         """Run `<pool>__<tool>` with JSON arguments; every failure is a ToolResult error."""
         pool_name, _, tool = qualified.partition(SEPARATOR)
         pool = self.pools.get(pool_name)
@@ -73,7 +79,7 @@ class McpRegistry:
             return ToolResult("The tool arguments are not valid JSON", is_error=True)
         if not isinstance(parsed, dict):
             return ToolResult("The tool arguments must be a JSON object", is_error=True)
-        result = await pool.call(tool, parsed, deadline_s)
+        result = await pool.call(tool, parsed, deadline_s, on_progress)
         logger.info("tool {} on {}: error={}", qualified, result.replica, result.is_error)
         return result
 
