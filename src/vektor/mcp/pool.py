@@ -65,6 +65,23 @@ class Replica:
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    _http: httpx2.AsyncClient | None = None
+
+    def http(self) -> httpx2.AsyncClient:
+        """The replica's HTTP connection pool, shared by its calls (each call still opens an
+        MCP session of its own). Building an HTTP client costs tens of milliseconds (TLS
+        setup), too much to pay per tool call."""
+        if self._http is None:
+            self._http = httpx2.AsyncClient(
+                headers=self.config.headers, timeout=httpx2.Timeout(self.config.timeout_s)
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     def available(self, now: float) -> bool:
         """Listed, consistent, and not cooling down."""
@@ -125,8 +142,9 @@ def _classify(exc: BaseException) -> Exception:
 
 
 @asynccontextmanager
-async def _connected(config: McpServerConfig, read_s: float) -> AsyncIterator[Client]:
+async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
     """A client connected to the replica by its transport, for one attempt."""
+    config = replica.config
     if config.transport == "stdio":
         command = config.command or []
         params = StdioServerParameters(command=command[0], args=command[1:], env=config.env)
@@ -136,13 +154,9 @@ async def _connected(config: McpServerConfig, read_s: float) -> AsyncIterator[Cl
         transport = sse_client(str(config.url), headers=config.headers, timeout=read_s)
         async with Client(transport, read_timeout_seconds=read_s, mode="legacy") as client:
             yield client
-    elif config.headers:
-        async with httpx2.AsyncClient(headers=config.headers, timeout=read_s) as http:
-            transport = streamable_http_client(str(config.url), http_client=http)
-            async with Client(transport, read_timeout_seconds=read_s) as client:
-                yield client
     else:
-        async with Client(str(config.url), read_timeout_seconds=read_s) as client:
+        transport = streamable_http_client(str(config.url), http_client=replica.http())
+        async with Client(transport, read_timeout_seconds=read_s) as client:
             yield client
 
 
@@ -203,7 +217,7 @@ class McpPool:
     async def _list(self, replica: Replica) -> dict[str, Tool] | None:
         async def listing() -> dict[str, Tool]:
             tools: dict[str, Tool] = {}
-            async with _connected(replica.config, replica.config.timeout_s) as client:
+            async with _connected(replica, replica.config.timeout_s) as client:
                 cursor = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
@@ -285,7 +299,7 @@ class McpPool:
                 await on_progress(progress, total, message)
 
         async def run() -> CallToolResult:
-            async with _connected(replica.config, remaining) as client:
+            async with _connected(replica, remaining) as client:
                 return await client.call_tool(tool, arguments, progress_callback=progressed)
 
         def limit() -> float:

@@ -39,10 +39,13 @@ class McpRegistry:
         await asyncio.gather(*(pool.refresh() for pool in self.pools.values()))
 
     async def aclose(self) -> None:
-        """Stop probing."""
+        """Stop probing; close the replicas' connections."""
         if self._probe is not None:
             self._probe.cancel()
             await asyncio.gather(self._probe, return_exceptions=True)
+        for pool in self.pools.values():
+            for replica in pool.replicas:
+                await replica.aclose()
 
     def tool_specs(self) -> list[dict[str, Any]]:
         """The tools in the chat-completions `tools` shape."""
