@@ -249,3 +249,36 @@ async def test_server_on_the_older_protocol_revision(mcp_servers, url, mcp_v1_py
         assert pool.tools["add"].annotations.read_only_hint is True
         assert (await pool.call("whoami", {}, deadline_s=10)).content == name
         assert (await pool.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"
+
+
+async def test_half_open_breaker_lets_one_call_test_the_replica(mcp_servers, url):
+    import signal
+
+    slow, other = mcp_servers.start("recovering"), mcp_servers.start("other")
+    pool = pool_of(
+        {"url": url(slow), "weight": 1000, "timeout_s": 1}, {"url": url(other), "weight": 1}
+    )
+    await pool.refresh()
+    mcp_servers.signal(slow, signal.SIGSTOP)
+    try:
+        assert (await pool.call("lookup", {"key": "k"}, deadline_s=10)).content == "k@other"
+    finally:
+        mcp_servers.signal(slow, signal.SIGCONT)
+    pool.replicas[0].cooldown_until = 0  # the cooldown is over: half-open
+    answers = await asyncio.gather(
+        *(pool.call("lookup", {"key": "k", "delay": 0.5}, deadline_s=10) for _ in range(4))
+    )
+    # One call tested the replica; the others went elsewhere meanwhile.
+    assert sorted(a.content for a in answers) == ["k@other"] * 3 + ["k@recovering"]
+    assert pool.replicas[0].status()["healthy"]
+
+
+def test_a_lost_session_is_safe_to_retry():
+    from mcp.shared.exceptions import MCPError
+
+    from vektor.mcp.pool import Broken, SessionLost, _classify
+
+    lost = ExceptionGroup("call", [MCPError(-32600, "Session terminated")])
+    assert isinstance(_classify(lost), SessionLost)
+    assert isinstance(_classify(MCPError(-32001, "Session not found")), SessionLost)
+    assert isinstance(_classify(MCPError(-32603, "Internal error")), Broken)

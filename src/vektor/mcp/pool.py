@@ -22,6 +22,7 @@ from loguru import logger
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, Tool
 
 from vektor.core.balancing import weighted_order
@@ -41,6 +42,14 @@ class Unreached(Exception):
 
 class Broken(Exception):
     """The server died or timed out during the call: it may have run."""
+
+
+class SessionLost(Unreached):
+    """The server no longer knows the session (it restarted): it refused the request
+    without running it, so a new session may retry it once."""
+
+
+SESSION_LOST = ("session not found", "session terminated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,7 @@ class Replica:
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
+    probing: bool = False
     _http: httpx2.AsyncClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
@@ -84,11 +94,15 @@ class Replica:
             self._http = None
 
     def available(self, now: float) -> bool:
-        """Listed, consistent, and not cooling down."""
-        return self.excluded is None and self.cooldown_until <= now
+        """Listed, consistent, and not cooling down. After a cooldown the breaker is
+        half-open: one call at a time tests the replica until one succeeds."""
+        if self.excluded is not None or self.cooldown_until > now:
+            return False
+        return not (self.consecutive_failures and self.probing)
 
     def record_success(self, seconds: float | None = None) -> None:
         """Close the breaker; remember how long the call took."""
+        self.probing = False
         if seconds is not None:
             self.latencies.append(seconds)
         self.consecutive_failures = 0
@@ -96,6 +110,7 @@ class Replica:
 
     def record_failure(self, error: str) -> None:
         """Open the breaker for a growing cooldown."""
+        self.probing = False
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = error
@@ -135,6 +150,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 def _classify(exc: BaseException) -> Exception:
     """Unreached when every cause is a failure to connect; Broken otherwise."""
     leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, MCPError) and any(m in leaf.message.lower() for m in SESSION_LOST):
+            return SessionLost(leaf.message)
     unreached = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
     if leaves and all(isinstance(leaf, unreached) for leaf in leaves):
         return Unreached(str(leaves[0]) or type(leaves[0]).__name__)
@@ -227,10 +245,12 @@ class McpPool:
                         return tools
 
         try:
-            return dict(await _in_own_task(listing(), replica.config.timeout_s))
+            tools = dict(await _in_own_task(listing(), replica.config.timeout_s))
         except (Unreached, Broken) as exc:
             replica.record_failure(str(exc))
             return None
+        replica.record_success()  # the probe answered: close the breaker
+        return tools
 
     def _candidates(self) -> list[Replica]:
         now = time.monotonic()
@@ -255,13 +275,23 @@ class McpPool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if not replica.available(time.monotonic()):
+                continue  # another call is testing it (half-open)
             replica.calls += 1
             started = time.monotonic()
+            replica.probing = replica.consecutive_failures > 0
             try:
-                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+                try:
+                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+                except SessionLost:
+                    remaining = deadline - time.monotonic()
+                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
             except Unreached as exc:
                 replica.record_failure(str(exc))
                 continue
+            except asyncio.CancelledError:
+                replica.probing = False
+                raise
             except Broken as exc:
                 replica.record_failure(str(exc))
                 if retry_safe:

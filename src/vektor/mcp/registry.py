@@ -11,7 +11,7 @@ from loguru import logger
 from vektor.mcp.config import McpServerConfig
 from vektor.mcp.pool import SEPARATOR, McpPool, ProgressFn, Replica, ToolResult
 
-PROBE_INTERVAL_S = 15.0
+PROBE_INTERVAL_S = 5.0
 
 
 class McpRegistry:
