@@ -19,11 +19,13 @@ from loguru import logger
 from sqlalchemy import exc as sa_exc
 
 from vektor import __version__
+from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.router import router as auth_router
 from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore
 from vektor.chat.tools import ToolRunner
+from vektor.compat.router import router as compat_router
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
@@ -106,9 +108,39 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await flush_logs()
 
 
+OPENAI_ERROR_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("not_found_error", "model_not_found"),
+    409: ("invalid_request_error", None),
+    413: ("invalid_request_error", "request_too_large"),
+    422: ("invalid_request_error", None),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+    502: ("api_error", "upstream_error"),
+    503: ("api_error", "service_unavailable"),
+}
+
+
+def _error(
+    request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """`{"detail": …}`, or OpenAI's error shape on the `/v1` API."""
+    if not request.url.path.startswith("/v1/"):
+        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+    kind, code = OPENAI_ERROR_TYPES.get(status_code, ("api_error", None))
+    if isinstance(detail, list):  # validation errors
+        param = ".".join(str(p) for p in detail[0]["loc"][1:]) if detail else None
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
+    else:
+        param, message = None, str(detail)
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return _error(request, exc.status_code, exc.detail, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,7 +150,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
         for err in exc.errors()
     ]
-    return JSONResponse({"detail": errors}, status_code=422)
+    return _error(request, 422, errors)
 
 
 # Failures to reach the database (refused, timed out, dropped, pool exhausted) are a 503.
@@ -139,7 +171,7 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     logger.opt(exception=exc).warning(
         "database unavailable on {}: {}", request.url.path, type(exc).__name__
     )
-    return JSONResponse({"detail": "Database unavailable"}, status_code=503)
+    return _error(request, 503, "Database unavailable")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -175,5 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(sync_router, responses=AUTH_RESPONSES)
     app.include_router(configuration_router, responses=AUTH_RESPONSES)
+    app.include_router(api_keys_router, responses=AUTH_RESPONSES)
+    app.include_router(compat_router)
     app.include_router(monitoring_router)
     return app

@@ -1,5 +1,6 @@
 """Imports every domain's tables so that `Base.metadata` is complete (Alembic, tests)."""
 
+from vektor.apikeys.models import ApiKey
 from vektor.auth.models import Device, RefreshToken, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
@@ -7,6 +8,7 @@ from vektor.sync.models import Backup
 from vektor.users.models import Preference, User
 
 __all__ = [
+    "ApiKey",
     "Backup",
     "Base",
     "Conversation",

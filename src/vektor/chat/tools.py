@@ -74,13 +74,13 @@ class ToolRunner:
                     "is_error": result.is_error,
                 },
             )
-            generation.tool_log.append(_record(call, result.content, result.is_error))
+            generation.tool_log.append(tool_record(call, result.content, result.is_error))
             messages.append(ChatMessage(role="tool", content=result.content, tool_call_id=call.id))
         generation.request = replace(generation.request, messages=messages)
         return await self.router.open(generation.model, generation.request)
 
 
-def _record(call: ToolCall, content: str, is_error: bool) -> dict[str, Any]:
+def tool_record(call: ToolCall, content: str, is_error: bool) -> dict[str, Any]:
     """How a tool call is kept with the conversation (a message of role `tool`)."""
     return {
         "id": call.id,

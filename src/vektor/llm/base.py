@@ -29,6 +29,7 @@ class GenerationRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_choice: str | dict[str, Any] | None = None  # chat-completions `tool_choice`
 
 
 @dataclass(frozen=True, slots=True)

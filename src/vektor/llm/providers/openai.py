@@ -105,6 +105,8 @@ class OpenAIProvider:
             body["max_tokens"] = request.max_tokens
         if request.tools and self.config.tools:
             body["tools"] = request.tools
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
         return body
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:

@@ -1,0 +1,1 @@
+"""Per-user API keys for programmatic access (the OpenAI-compatible API)."""
