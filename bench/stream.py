@@ -1,9 +1,11 @@
-"""Streaming benchmark: Vektor's /chat/stream against the upstream itself, in one run.
+"""Streaming benchmark: Vektor's /chat/stream and /v1/chat/completions against the upstream
+itself, in one run.
 
 Starts, on loopback, the scripted OpenAI-compatible upstream (20 chunks, 10 ms apart) and a
-Vektor server (auth and persistence on, SQLite or PostgreSQL), registers one user per
-concurrent client, then measures time to first content chunk (TTFC) and streams/s at each
-concurrency, alternating direct and Vektor runs and reporting medians of the repeats.
+Vektor server (auth and persistence on, SQLite or PostgreSQL), registers one user (with an
+API key for /v1) per concurrent client, then measures time to first content chunk (TTFC)
+and streams/s at each concurrency, alternating the targets and reporting medians of the
+repeats.
 
     uv run python -m bench.stream [--database postgresql] [--concurrency 1 50] [--repeats 3]
 """
@@ -124,8 +126,9 @@ def http_request(path: str, body: dict[str, object], token: str | None = None) -
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-def make_users(base: str, count: int) -> list[str]:
-    tokens = []
+def make_users(base: str, count: int) -> list[tuple[str, str]]:
+    """(access token, API key) of `count` new users."""
+    users = []
     with httpx.Client(base_url=base, timeout=30) as client:
         for index in range(count):
             name = f"bench{index}"
@@ -141,8 +144,15 @@ def make_users(base: str, count: int) -> list[str]:
                 "/auth/login", data={"username": name, "password": "bench password"}
             )
             response.raise_for_status()
-            tokens.append(response.json()["access_token"])
-    return tokens
+            token = response.json()["access_token"]
+            key = client.post(
+                "/users/me/api-keys",
+                json={"name": "bench"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            key.raise_for_status()
+            users.append((token, key.json()["key"]))
+    return users
 
 
 def main() -> None:
@@ -200,7 +210,7 @@ def run_all(
     vk_port = int(server.base.rsplit(":", 1)[1])
     vektor = server.process
     clients = max(args.concurrency)
-    tokens = make_users(f"http://127.0.0.1:{vk_port}", clients)
+    users = make_users(f"http://127.0.0.1:{vk_port}", clients)
     chat = {"model": "bench", "messages": [{"role": "user", "content": "Hola"}]}
     direct_body = {"model": SCRIPT, "stream": True, "messages": chat["messages"]}
     targets = [
@@ -219,7 +229,19 @@ def run_all(
             "/chat/stream",
             VEKTOR_FIRST,
             VEKTOR_DONE,
-            [http_request("/chat/stream", chat, token) for token in tokens],
+            [http_request("/chat/stream", chat, token) for token, _ in users],
+            vektor.pid,
+        ),
+        Target(
+            "v1",
+            vk_port,
+            "/v1/chat/completions",
+            DIRECT_FIRST,
+            DIRECT_DONE,
+            [
+                http_request("/v1/chat/completions", {**chat, "stream": True}, key)
+                for _, key in users
+            ],
             vektor.pid,
         ),
     ]
