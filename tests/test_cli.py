@@ -215,6 +215,17 @@ def test_server_starts_with_no_env_file_and_serves(tmp_path, command, extra_env)
             )
             assert me.status_code == 200
             assert me.json()["username"] == "e2e"
+        # /metrics counts every request of every worker, whichever worker answers.
+        for _ in range(4):
+            scraped = httpx.get(f"{base}/metrics").text
+            line = next(
+                row
+                for row in scraped.splitlines()
+                if row.startswith("vektor_http_requests_total{")
+                and 'route="/users/me"' in row
+                and 'status="200"' in row
+            )
+            assert float(line.rsplit(" ", 1)[1]) == 6
     finally:
         _stop(process)
     assert (tmp_path / "vektor.db").exists()

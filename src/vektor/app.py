@@ -38,6 +38,7 @@ from vektor.llm.config import load_deployments
 from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
+from vektor.monitoring.metrics import RequestStats
 from vektor.monitoring.router import router as monitoring_router
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
@@ -93,10 +94,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
+    app.state.ready = True
     logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
     try:
         yield
     finally:
+        app.state.ready = False  # /health/ready answers 503 from here on
         await app.state.generations.shutdown()
         await app.state.backups.shutdown()
         await app.state.mcp.aclose()
@@ -185,6 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=COMMON_RESPONSES,
     )
     app.state.settings = settings
+    app.state.stats = RequestStats()
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in DATABASE_DOWN_ERRORS:
@@ -201,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         larger_bodies={"/sync/restore": settings.max_upload_bytes},
+        stats=app.state.stats,
     )
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)

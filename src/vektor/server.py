@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _worker_exited(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges (streams in progress) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 class VektorGunicorn(BaseApplication):  # type: ignore[misc]
@@ -27,7 +39,21 @@ class VektorGunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def run_gunicorn(*, host: str, port: int, workers: int, graceful_timeout: int = 30) -> None:
-    """Serve with `workers` Uvicorn worker processes until stopped."""
+    """Serve with `workers` Uvicorn worker processes until stopped. Prometheus metrics are
+    shared through files in PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set),
+    so /metrics on any worker shows the whole server."""
+    owned = None
+    if not os.environ.get(MULTIPROC_ENV):
+        owned = tempfile.mkdtemp(prefix="vektor-metrics-")
+        os.environ[MULTIPROC_ENV] = owned
+    try:
+        _run(host=host, port=port, workers=workers, graceful_timeout=graceful_timeout)
+    finally:
+        if owned is not None:
+            shutil.rmtree(owned, ignore_errors=True)
+
+
+def _run(*, host: str, port: int, workers: int, graceful_timeout: int) -> None:
     VektorGunicorn(
         {
             "bind": f"{host}:{port}",
@@ -38,5 +64,6 @@ def run_gunicorn(*, host: str, port: int, workers: int, graceful_timeout: int = 
             "keepalive": 5,
             "accesslog": None,
             "errorlog": "-",
+            "child_exit": _worker_exited,
         }
     ).run()

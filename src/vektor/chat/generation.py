@@ -33,6 +33,7 @@ from vektor.llm.base import (
     Usage,
 )
 from vektor.llm.router import OpenedStream
+from vektor.monitoring.metrics import ACTIVE_STREAMS, TOKENS
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -114,6 +115,7 @@ class GenerationManager:
             },
         )
         self.running[generation.message_id] = generation
+        ACTIVE_STREAMS.inc()
         generation.task = asyncio.create_task(
             self._run(generation, opened, prompt_chars), name=f"generation-{generation.message_id}"
         )
@@ -169,6 +171,7 @@ class GenerationManager:
             self.streams.close(generation.message_id)
             self.running.pop(generation.message_id, None)
             self.release(generation.user_id)
+            ACTIVE_STREAMS.dec()
 
     async def _rounds(
         self, generation: Generation, current: dict[str, OpenedStream], outcome: _Outcome
@@ -212,6 +215,8 @@ class GenerationManager:
         usage = outcome.usage or Usage(
             prompt_tokens=max(1, prompt_chars // 4), completion_tokens=len(generation.parts)
         )
+        TOKENS.labels(generation.model, "in").inc(usage.prompt_tokens)
+        TOKENS.labels(generation.model, "out").inc(usage.completion_tokens)
         stored = await self._store(generation, content, outcome.finish_reason, usage)
         publish = self.streams.publish
         if outcome.error is not None:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vektor.core.logging import API_CHANNEL
+from vektor.monitoring.metrics import UNMATCHED, RequestStats
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CONTEXT_KEY = "vektor.context"
@@ -67,14 +68,20 @@ def _limit_body(receive: Receive, max_bytes: int) -> Receive:
 
 
 class RequestContextMiddleware:
-    """Outermost middleware: tags, times and logs every HTTP request; caps its body."""
+    """Outermost middleware: tags, times, counts and logs every HTTP request; caps its
+    body."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, larger_bodies: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        larger_bodies: dict[str, int] | None = None,
+        stats: RequestStats | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.larger_bodies = larger_bodies or {}  # path → its own cap (uploads)
+        self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with its id bound to every log record."""
@@ -114,15 +121,18 @@ class RequestContextMiddleware:
             finally:
                 self._log(scope, ctx, status["code"], started)
 
-    @staticmethod
-    def _log(scope: Scope, ctx: dict[str, Any], status: int, started: float) -> None:
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    def _log(self, scope: Scope, ctx: dict[str, Any], status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        elapsed_ms = round(elapsed * 1000, 2)
         route = scope.get("route")
+        template = getattr(route, "path", None)
+        if self.stats is not None:
+            self.stats.record(scope["method"], template or UNMATCHED, status, elapsed)
         logger.bind(
             channel=API_CHANNEL,
             method=scope["method"],
             path=scope["path"],
-            route=getattr(route, "path", None),
+            route=template,
             status=status,
             duration_ms=elapsed_ms,
             request_id=ctx["request_id"],

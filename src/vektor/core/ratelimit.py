@@ -20,6 +20,7 @@ from limits.storage import storage_from_string
 from loguru import logger
 
 from vektor.core.errors import RateLimited
+from vektor.monitoring.metrics import RATE_LIMITED
 
 
 def _redis_storage_uri(redis_url: str) -> str:
@@ -56,6 +57,7 @@ class RateLimiter:
         try:
             for scope, value in keys:
                 if not await self.strategy.hit(item, scope, value):
+                    RATE_LIMITED.labels(scope).inc()
                     stats = await self.strategy.get_window_stats(item, scope, value)
                     retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
                     retry_after = max(retry_after, 1)

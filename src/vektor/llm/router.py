@@ -20,6 +20,7 @@ from vektor.llm.providers.anthropic import AnthropicProvider
 from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
 from vektor.llm.providers.local import LocalModel, LocalProvider
 from vektor.llm.providers.openai import OpenAIProvider
+from vektor.monitoring.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 
 COOLDOWN_MAX_S = 60.0
 DEFAULT_CONTEXT_WINDOW = 128_000
@@ -46,6 +47,8 @@ class Deployment:
 
     def record_success(self, first_token_s: float) -> None:
         """A stream started: close the breaker."""
+        LLM_REQUESTS.labels(self.config.name, self.key, "success").inc()
+        LLM_FIRST_TOKEN.labels(self.config.name, self.key).observe(first_token_s)
         self.consecutive_failures = 0
         self.cooldown_until = 0.0
         self.first_token_ms.append(first_token_s * 1000)
@@ -53,6 +56,7 @@ class Deployment:
 
     def record_failure(self, error: str, now: float) -> None:
         """Open the breaker for a growing cooldown."""
+        LLM_REQUESTS.labels(self.config.name, self.key, "failure").inc()
         self.failures += 1
         self.consecutive_failures += 1
         self.last_error = error

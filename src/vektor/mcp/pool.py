@@ -27,6 +27,7 @@ from mcp.types import CallToolResult, Tool
 
 from vektor.core.balancing import weighted_order
 from vektor.mcp.config import McpServerConfig
+from vektor.monitoring.metrics import MCP_CALLS, MCP_LATENCY
 
 COOLDOWN_BASE_S = 2.0
 COOLDOWN_MAX_S = 60.0
@@ -288,12 +289,14 @@ class McpPool:
                     result = await self._attempt(replica, tool, arguments, remaining, on_progress)
             except Unreached as exc:
                 replica.record_failure(str(exc))
+                MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
                 continue
             except asyncio.CancelledError:
                 replica.probing = False
                 raise
             except Broken as exc:
                 replica.record_failure(str(exc))
+                MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
                 if retry_safe:
                     continue
                 return ToolResult(
@@ -301,7 +304,10 @@ class McpPool:
                     is_error=True,
                     replica=replica.config.label,
                 )
-            replica.record_success(time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            replica.record_success(elapsed)
+            MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
+            MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
             return ToolResult(
                 _text(result), is_error=bool(result.is_error), replica=replica.config.label
             )

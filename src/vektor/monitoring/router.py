@@ -1,28 +1,178 @@
-"""/health."""
+"""Health for people and orchestrators, status, info, the route list, Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+from typing import Any
+
+import psutil
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
-from vektor.monitoring.service import check_database
+from vektor.apikeys.dependencies import get_api_user
+from vektor.auth.dependencies import AdminUser, get_admin_user, get_principal
+from vektor.core.errors import Unauthorized
+from vektor.monitoring.metrics import exposition
+from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 
 router = APIRouter(tags=["system"])
+DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unreachable"}}
+_process = psutil.Process(os.getpid())
+
+
+@router.get("/health", operation_id="health", responses=DOWN)
+async def health(request: Request) -> JSONResponse:
+    """Service health with its checks (database, Redis when configured, models, MCP pools):
+    200 `ok`, or 503 `degraded` when the database is unreachable. A model or MCP pool with no
+    healthy deployment or replica shows as `degraded` in its check without a 503."""
+    state = request.app.state
+    checks: dict[str, Any] = {"database": await check_database(state.engine)}
+    if state.settings.redis_url:
+        checks["redis"] = await check_redis(state.rate_limiter.storage)
+    checks["models"] = models_check(state.model_router.status())
+    checks["mcp"] = mcp_check(state.mcp.status())
+    healthy = checks["database"]["status"] == "ok"
+    body = {"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks}
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/health/live", operation_id="health_live")
+async def live() -> dict[str, str]:
+    """The process is up and its event loop answers (liveness probe)."""
+    return {"status": "ok"}
 
 
 @router.get(
-    "/health",
-    operation_id="health",
-    responses={503: {"description": "The database is unreachable"}},
+    "/health/ready",
+    operation_id="health_ready",
+    responses={503: {"description": "Shutting down, or the database is unreachable"}},
 )
-async def health(request: Request) -> JSONResponse:
-    """Service health: 200 `ok`, or 503 `degraded` when the database is unreachable."""
+async def ready(request: Request) -> JSONResponse:
+    """Ready for traffic: started, not shutting down, database reachable (readiness probe)."""
+    if not getattr(request.app.state, "ready", False):
+        return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
     database = await check_database(request.app.state.engine)
-    healthy = database["status"] == "ok"
-    body = {
-        "status": "ok" if healthy else "degraded",
+    if database["status"] != "ok":
+        return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/api/status", operation_id="api_status")
+async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
+    """Admin: this process's uptime, requests, errors, latency percentiles per route, active
+    streams, model deployments and MCP replicas with their counts, database pool, memory
+    and CPU."""
+    state = request.app.state
+    pool = state.engine.pool
+    memory, cpu = await asyncio.to_thread(_process_usage)
+    return {
         "version": __version__,
-        "checks": {"database": database},
+        **state.stats.summary(),
+        "active_streams": state.generations.active_streams(),
+        "models": state.model_router.status(),
+        "mcp": state.mcp.status(),
+        "database": {
+            "dialect": state.engine.dialect.name,
+            "pool": pool.status(),
+            "checked_out": getattr(pool, "checkedout", lambda: None)(),
+        },
+        "process": {"pid": os.getpid(), "rss_bytes": memory, "cpu_percent": cpu},
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+def _process_usage() -> tuple[int, float]:
+    return _process.memory_info().rss, _process.cpu_percent(interval=None)
+
+
+@router.get("/api/info", operation_id="api_info")
+async def info(request: Request) -> dict[str, Any]:
+    """Version, limits and capabilities (no secrets)."""
+    settings = request.app.state.settings
+    return {
+        "name": "Vektor",
+        "version": __version__,
+        "limits": {
+            "rate_limit_auth": settings.rate_limit_auth,
+            "rate_limit_chat": settings.rate_limit_chat,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_messages_per_request": settings.max_messages_per_request,
+            "max_message_chars": settings.max_message_chars,
+            "max_answer_tokens": settings.max_answer_tokens,
+            "max_concurrent_streams": settings.max_concurrent_streams,
+            "max_tool_rounds": settings.max_tool_rounds,
+        },
+        "capabilities": {
+            "streaming": "sse",
+            "providers": ["openai", "anthropic", "local"],
+            "mcp_transports": ["streamable-http", "sse", "stdio"],
+            "openai_compatible_api": "/v1",
+            "database": request.app.state.engine.dialect.name,
+            "shared_state": "redis" if settings.redis_url else "memory",
+            "metrics": "/metrics",
+        },
+    }
+
+
+AUTH_DEPENDENCIES = {get_principal: "user", get_api_user: "user or API key"}
+
+
+def _auth(dependant: Dependant) -> str | None:
+    """What a route asks of its caller, from its dependency tree."""
+    found: str | None = None
+    for dependency in dependant.dependencies:
+        if dependency.call is get_admin_user:
+            return "admin"
+        if dependency.call in AUTH_DEPENDENCIES:
+            found = AUTH_DEPENDENCIES[dependency.call]
+        deeper = _auth(dependency)
+        if deeper == "admin":
+            return "admin"
+        found = found or deeper
+    return found
+
+
+@router.get("/api/endpoints", operation_id="api_endpoints")
+async def endpoints(request: Request) -> list[dict[str, Any]]:
+    """Every API route: path, methods, tags, and whether (and what) auth it needs."""
+    rows = []
+    for context in iter_route_contexts(request.app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        needs = _auth(route.dependant)
+        rows.append(
+            {
+                "path": context.path or route.path,
+                "methods": sorted(context.methods or ()),
+                "tags": list(route.tags),
+                "auth": needs is not None,
+                "who": needs or "anyone",
+            }
+        )
+    return sorted(rows, key=lambda r: (r["path"], r["methods"]))
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"},
+        401: {"description": "METRICS_TOKEN is set and the bearer token does not match it"},
+    },
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (of every worker under Gunicorn)."""
+    token = request.app.state.settings.metrics_token
+    if token:
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise Unauthorized("A valid metrics token is required")
+    body, content_type = await asyncio.to_thread(exposition)
+    return Response(body, media_type=content_type)
