@@ -26,6 +26,7 @@ from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore
 from vektor.chat.tools import ToolRunner
 from vektor.compat.router import router as compat_router
+from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
@@ -89,8 +90,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_rounds=settings.max_tool_rounds,
         timeout_s=settings.tool_call_timeout_seconds,
     )
+    app.state.adapters = AdapterNotifier(
+        settings.vektor_config_dir, settings.adapter_url_allowlist, app.state.http_client
+    )
+    await app.state.adapters.reload()
     app.state.generations = GenerationManager(
-        app.state.sessionmaker, app.state.streams, app.state.events, tools=tools
+        app.state.sessionmaker,
+        app.state.streams,
+        app.state.events,
+        tools=tools,
+        on_finished=app.state.adapters.notify,
     )
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
@@ -102,6 +111,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False  # /health/ready answers 503 from here on
         await app.state.generations.shutdown()
         await app.state.backups.shutdown()
+        await app.state.adapters.aclose()
         await app.state.mcp.aclose()
         await app.state.model_router.aclose()
         await app.state.http_client.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,11 +78,13 @@ class GenerationManager:
         streams: StreamStore,
         events: EventBus,
         tools: ToolRunner | None = None,
+        on_finished: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.streams = streams
         self.events = events
         self.tools = tools
+        self.on_finished = on_finished  # e.g. the adapters' notifier
         self.running: dict[uuid.UUID, Generation] = {}
         self.reserved: Counter[uuid.UUID] = Counter()
 
@@ -218,6 +221,18 @@ class GenerationManager:
         TOKENS.labels(generation.model, "in").inc(usage.prompt_tokens)
         TOKENS.labels(generation.model, "out").inc(usage.completion_tokens)
         stored = await self._store(generation, content, outcome.finish_reason, usage)
+        if stored and self.on_finished is not None:
+            self.on_finished(
+                "conversation.finished",
+                {
+                    "conversation_id": str(generation.conversation_id),
+                    "message_id": str(generation.message_id),
+                    "user_id": str(generation.user_id),
+                    "model": generation.model,
+                    "finish_reason": outcome.finish_reason,
+                    "completion_tokens": usage.completion_tokens,
+                },
+            )
         publish = self.streams.publish
         if outcome.error is not None:
             publish(

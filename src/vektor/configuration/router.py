@@ -1,14 +1,35 @@
-"""/config endpoints (reads); secrets are always shown as `***`."""
+"""/config endpoints: reads for users, writes and reloads for admins; secrets are always
+shown as `***`."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field
 
-from vektor.auth.dependencies import CurrentUser
+from vektor.auth.dependencies import AdminUser, CurrentUser
+from vektor.configuration import adapters
+from vektor.llm.config import load_deployments
+from vektor.mcp.config import load_mcp_servers
 
 router = APIRouter(prefix="/config", tags=["config"])
+
+
+class AdapterWrite(BaseModel):
+    """An adapter to save: its name and its settings object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=64)]
+    settings: dict[str, Any]
+
+
+class Detail(BaseModel):
+    """A short confirmation."""
+
+    detail: str
 
 
 @router.get("/models", operation_id="config_models")
@@ -21,3 +42,61 @@ async def models(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
 async def mcp_servers(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     """The mcp_servers.json entries with live health (`healthy`, `last_error`), secrets masked."""
     return request.app.state.mcp.status()  # type: ignore[no-any-return]
+
+
+@router.get("/adapters", operation_id="config_adapters")
+async def list_adapters(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
+    """The adapters of the config folder: `{name, path}`."""
+    config_dir = request.app.state.settings.vektor_config_dir
+    return await asyncio.to_thread(adapters.list_adapters, config_dir)
+
+
+@router.post(
+    "/adapters",
+    operation_id="config_adapters_write",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Detail,
+    responses={
+        403: {"description": "Not an admin"},
+        413: {"description": "Settings larger than 64 KiB"},
+        422: {"description": "Bad name, too deep, or a URL pointing at an internal address"},
+    },
+)
+async def write_adapter(request: Request, body: AdapterWrite, admin: AdminUser) -> Detail:
+    """Admin: save `adapters/<name>.json` (replacing one of the same name), atomically.
+    URLs in the settings must not point at internal addresses unless allow-listed."""
+    settings = request.app.state.settings
+    data = await asyncio.to_thread(
+        adapters.validate, body.name, body.settings, settings.adapter_url_allowlist
+    )
+    await asyncio.to_thread(adapters.write_atomically, settings.vektor_config_dir, body.name, data)
+    await request.app.state.adapters.reload()
+    return Detail(detail="Adaptador guardado")
+
+
+@router.post(
+    "/reload",
+    operation_id="config_reload",
+    responses={403: {"description": "Not an admin"}, 422: {"description": "A file is invalid"}},
+)
+async def reload(request: Request, admin: AdminUser) -> dict[str, Any]:
+    """Admin: read model_configs.json, mcp_servers.json and the adapters again, without a
+    restart. An invalid file changes nothing (422)."""
+    state = request.app.state
+    config_dir = state.settings.vektor_config_dir
+    try:
+        deployments = await asyncio.to_thread(load_deployments, config_dir)
+        servers = await asyncio.to_thread(load_mcp_servers, config_dir)
+    except ValueError as exc:  # pydantic's ValidationError and JSON errors are ValueErrors
+        from vektor.core.errors import Invalid
+
+        raise Invalid(f"The configuration is invalid: {str(exc)[:500]}") from exc
+    state.model_router.reload(deployments)
+    await state.mcp.reload(servers)
+    await state.adapters.reload()
+    return {
+        "models": len(state.model_router.models()),
+        "deployments": len(deployments),
+        "mcp_replicas": len(servers),
+        "adapters": len(state.adapters.adapters),
+    }

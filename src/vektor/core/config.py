@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     redis_namespace: str = Field(default="vektor", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     vektor_config_dir: Path = Path("./config")
     metrics_token: str | None = None
+    # Hosts (names or addresses) and networks (CIDR) that adapter URLs may point at even
+    # though they are private, loopback or link-local; everything else such is refused.
+    adapter_url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_auth: str = "10/minute"
     rate_limit_chat: str = "60/minute"
     max_concurrent_streams: int = Field(default=4, ge=1)
@@ -87,7 +90,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "vektor-api"
     secret_key_is_ephemeral: bool = Field(default=False, exclude=True)
 
-    @field_validator("backend_cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "backend_cors_origins", "trusted_proxies", "adapter_url_allowlist", mode="before"
+    )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         """Accept a JSON list or a comma-separated list."""

@@ -24,6 +24,24 @@ class McpRegistry:
         self.pools = {name: McpPool(name, replicas) for name, replicas in grouped.items()}
         self._probe: asyncio.Task[None] | None = None
 
+    async def reload(self, configs: list[McpServerConfig]) -> None:
+        """Replace the pools from a new configuration; replicas whose entry is unchanged keep
+        their health and counters. Tools are listed again at once."""
+        previous = {
+            replica.config.model_dump_json(): replica
+            for pool in self.pools.values()
+            for replica in pool.replicas
+        }
+        grouped: dict[str, list[Replica]] = {}
+        for config in configs:
+            kept = previous.pop(config.model_dump_json(), None)
+            grouped.setdefault(config.name, []).append(kept or Replica(config))
+        for gone in previous.values():
+            await gone.aclose()
+        self.pools = {name: McpPool(name, replicas) for name, replicas in grouped.items()}
+        await self.refresh()
+        self.start()
+
     def start(self) -> None:
         """List the tools now and every PROBE_INTERVAL_S, in the background."""
         if self.pools and self._probe is None:

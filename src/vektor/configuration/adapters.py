@@ -1,0 +1,177 @@
+"""Adapters: `adapters/<name>.json` in the config folder, one JSON object per external
+service (a webhook, Slack, …). Names, sizes, depth and URLs are checked before anything is
+written, and the file is written atomically."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from vektor.core.errors import Invalid, PayloadTooLarge
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
+MAX_SETTINGS_BYTES = 64 * 1024
+MAX_DEPTH = 10
+URL_SCHEMES = ("http", "https", "ws", "wss")
+URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+ADAPTERS = "adapters"
+
+
+def check_name(name: str) -> str:
+    """A full match of the ASCII pattern: no dots, slashes or look-alike characters."""
+    if not isinstance(name, str) or NAME.fullmatch(name) is None:
+        raise Invalid("Adapter names match ^[a-z0-9][a-z0-9_-]{0,63}$")
+    return name
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, level + 1) for v in value)])
+    return level
+
+
+def check_shape(settings: dict[str, Any]) -> bytes:
+    """The settings serialised, within the size (413) and depth (422) caps."""
+    if _depth(settings) > MAX_DEPTH:
+        raise Invalid(f"Adapter settings may nest at most {MAX_DEPTH} levels")
+    data = json.dumps(settings, ensure_ascii=False, indent=2).encode("utf-8")
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise PayloadTooLarge(f"Adapter settings may be at most {MAX_SETTINGS_BYTES} bytes")
+    return data
+
+
+def urls_in(value: Any) -> Iterable[str]:
+    """Every string in the settings that looks like a URL (`scheme://…`)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from urls_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from urls_in(item)
+    elif isinstance(value, str) and URL_LIKE.match(value.strip()):
+        yield value  # any scheme: check_url refuses all but http(s) and ws(s)
+
+
+def _allowed(
+    host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow: list[str]
+) -> bool:
+    for entry in allow:
+        if entry.lower() == host.lower():
+            return True
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+
+
+def check_url(url: str, allow: list[str]) -> None:
+    """Refuse a URL whose host resolves to a private, loopback, link-local or otherwise
+    internal address (forms like `127.1` or `0x7f000001` resolve like the OS would), unless
+    the allow-list names the host or a network holding the address. Blocking (DNS)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
+        raise Invalid(f"Not an http(s) or ws(s) URL with a host: {url!r}")
+    if parts.username or parts.password:
+        raise Invalid("Credentials inside adapter URLs are not allowed")
+    host = parts.hostname
+    try:
+        port = parts.port or 443
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise Invalid(f"The host of {url!r} does not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not _public(address) and not _allowed(host, address, allow):
+            raise Invalid(
+                f"{url!r} points at an internal address ({address}); an administrator can "
+                "allow it with ADAPTER_URL_ALLOWLIST"
+            )
+
+
+def validate(name: str, settings: dict[str, Any], allow: list[str]) -> bytes:
+    """Everything checked before writing; the bytes to write. Blocking (DNS)."""
+    check_name(name)
+    data = check_shape(settings)
+    kind = settings.get("kind")
+    if kind in ("webhook", "slack") and not isinstance(settings.get("url"), str):
+        raise Invalid(f"A {kind} adapter needs a `url`")
+    for url in urls_in(settings):
+        check_url(url, allow)
+    return data
+
+
+def write_atomically(config_dir: Path, name: str, data: bytes) -> Path:
+    """`adapters/<name>.json`: a temporary file, fsync, rename, fsync of the folder."""
+    folder = (Path(config_dir) / ADAPTERS).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{check_name(name)}.json"
+    if target.parent != folder:  # belt and braces: the name pattern already forbids this
+        raise Invalid("Adapter path escapes the adapters folder")
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return target
+
+
+def list_adapters(config_dir: Path) -> list[dict[str, Any]]:
+    """`{name, path}` of every adapter file, by name."""
+    folder = Path(config_dir) / ADAPTERS
+    if not folder.is_dir():
+        return []
+    return [
+        {"name": path.stem, "path": f"{ADAPTERS}/{path.name}"}
+        for path in sorted(folder.glob("*.json"))
+        if NAME.fullmatch(path.stem)
+    ]
+
+
+def load_adapters(config_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every adapter's settings; unreadable files are skipped."""
+    loaded = {}
+    for row in list_adapters(config_dir):
+        try:
+            value = json.loads((Path(config_dir) / row["path"]).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, dict):
+            loaded[row["name"]] = value
+    return loaded
