@@ -34,7 +34,7 @@ from vektor.llm.base import (
     Usage,
 )
 from vektor.llm.router import OpenedStream
-from vektor.monitoring.metrics import ACTIVE_STREAMS, TOKENS
+from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -118,7 +118,7 @@ class GenerationManager:
             },
         )
         self.running[generation.message_id] = generation
-        ACTIVE_STREAMS.inc()
+        stream_started()
         generation.task = asyncio.create_task(
             self._run(generation, opened, prompt_chars), name=f"generation-{generation.message_id}"
         )
@@ -174,7 +174,7 @@ class GenerationManager:
             self.streams.close(generation.message_id)
             self.running.pop(generation.message_id, None)
             self.release(generation.user_id)
-            ACTIVE_STREAMS.dec()
+            stream_ended()
 
     async def _rounds(
         self, generation: Generation, current: dict[str, OpenedStream], outcome: _Outcome
@@ -218,8 +218,7 @@ class GenerationManager:
         usage = outcome.usage or Usage(
             prompt_tokens=max(1, prompt_chars // 4), completion_tokens=len(generation.parts)
         )
-        TOKENS.labels(generation.model, "in").inc(usage.prompt_tokens)
-        TOKENS.labels(generation.model, "out").inc(usage.completion_tokens)
+        count_tokens(generation.model, usage.prompt_tokens, usage.completion_tokens)
         stored = await self._store(generation, content, outcome.finish_reason, usage)
         if stored and self.on_finished is not None:
             self.on_finished(

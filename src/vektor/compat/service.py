@@ -37,7 +37,7 @@ from vektor.llm.base import (
 )
 from vektor.llm.router import ModelRouter, OpenedStream
 from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.metrics import ACTIVE_STREAMS, TOKENS
+from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 
@@ -145,7 +145,7 @@ async def open_completion(
     except BaseException:
         services.manager.release(user_id)
         raise
-    ACTIVE_STREAMS.inc()
+    stream_started()
     completion = Completion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         model=body.model,
@@ -225,9 +225,8 @@ async def finish(services: Services, completion: Completion, store: bool) -> uui
         return None
     completion.finished = True
     services.manager.release(completion.user_id)
-    ACTIVE_STREAMS.dec()
-    TOKENS.labels(completion.model, "in").inc(completion.prompt_tokens)
-    TOKENS.labels(completion.model, "out").inc(completion.completion_tokens)
+    stream_ended()
+    count_tokens(completion.model, completion.prompt_tokens, completion.completion_tokens)
     if not store:
         return None
     conversation_id = await _store(services.sessionmaker, completion)

@@ -6,8 +6,8 @@ worker writes its samples to files there; /metrics then aggregates all workers.
 
 from __future__ import annotations
 
+import math
 import os
-import statistics
 import time
 from collections import defaultdict, deque
 from typing import Any
@@ -67,6 +67,32 @@ RATE_LIMITED = Counter(
 )
 
 
+STREAMS = {"active": 0}  # this process's answers in progress (chat and /v1)
+
+
+def stream_started() -> None:
+    """An answer began."""
+    ACTIVE_STREAMS.inc()
+    STREAMS["active"] += 1
+
+
+def stream_ended() -> None:
+    """An answer ended."""
+    ACTIVE_STREAMS.dec()
+    STREAMS["active"] -= 1
+
+
+TOKEN_TOTALS = {"in": 0, "out": 0}  # this process's, for /api/status and the dashboard
+
+
+def count_tokens(model: str, prompt: int, completion: int) -> None:
+    """Tokens of one answer, into the Prometheus counter and this process's totals."""
+    TOKENS.labels(model, "in").inc(prompt)
+    TOKENS.labels(model, "out").inc(completion)
+    TOKEN_TOTALS["in"] += prompt
+    TOKEN_TOTALS["out"] += completion
+
+
 def exposition() -> tuple[bytes, str]:
     """The text exposition: this process's registry, or every worker's in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -101,11 +127,16 @@ class RequestStats:
         routes = {}
         for key, samples in sorted(self.by_route.items()):
             ordered = sorted(samples)
+
+            def rank(q: float, ordered: list[float] = ordered) -> float:
+                """Nearest-rank percentile, in milliseconds."""
+                return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000, 2)
+
             routes[key] = {
                 "count": len(ordered),
-                "p50_ms": round(statistics.median(ordered) * 1000, 2),
-                "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2),
-                "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+                "p50_ms": rank(0.50),
+                "p95_ms": rank(0.95),
+                "p99_ms": rank(0.99),
             }
         return {
             "uptime_s": round(time.time() - self.started, 1),

@@ -5,24 +5,32 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import psutil
 from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
 from vektor.apikeys.dependencies import get_api_user
 from vektor.auth.dependencies import AdminUser, get_admin_user, get_principal
 from vektor.core.errors import Unauthorized
-from vektor.monitoring.metrics import exposition
+from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 
 router = APIRouter(tags=["system"])
+DASHBOARD = Path(__file__).parent / "static" / "dashboard.html"
 DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unreachable"}}
 _process = psutil.Process(os.getpid())
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    """The live dashboard: a static page that signs in and polls /api/status."""
+    return FileResponse(DASHBOARD, media_type="text/html; charset=utf-8")
 
 
 @router.get("/health", operation_id="health", responses=DOWN)
@@ -73,7 +81,8 @@ async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
     return {
         "version": __version__,
         **state.stats.summary(),
-        "active_streams": state.generations.active_streams(),
+        "active_streams": STREAMS["active"],
+        "tokens": dict(TOKEN_TOTALS),
         "models": state.model_router.status(),
         "mcp": state.mcp.status(),
         "database": {
