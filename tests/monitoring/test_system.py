@@ -130,3 +130,52 @@ async def test_chat_feeds_llm_token_and_stream_metrics(chat_harness, upstream):
     llm = samples(after, "vektor_llm_requests_total")
     assert any(dict(k)["model"] == "metered" and dict(k)["outcome"] == "success" for k in llm)
     assert samples(after, "vektor_active_streams") == {(): 0.0}
+
+
+async def test_health_checks_redis_when_configured(database_url, tmp_path):
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from tests.conftest import make_settings
+    from tests.support.upstream import free_port
+    from vektor.app import create_app
+
+    for redis_url, expected in (
+        ("redis://127.0.0.1:6379/0", "ok"),
+        (f"redis://127.0.0.1:{free_port()}/0", "down"),  # nothing listens there
+    ):
+        app = create_app(make_settings(database_url, tmp_path, redis_url=redis_url))
+        async with LifespanManager(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.get("/health")
+        assert response.status_code == 200  # Redis down degrades, it does not fail health
+        assert response.json()["checks"]["redis"]["status"] == expected
+
+
+async def test_rate_limit_rejections_are_counted(database_url, tmp_path):
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from tests.conftest import make_settings
+    from vektor.app import create_app
+
+    app = create_app(make_settings(database_url, tmp_path, rate_limit_auth="2/minute"))
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = samples(
+                (await client.get("/metrics")).text, "vektor_rate_limit_rejections_total"
+            )
+            codes = [
+                (
+                    await client.post("/auth/login", data={"username": "x", "password": "y"})
+                ).status_code
+                for _ in range(3)
+            ]
+            after = samples(
+                (await client.get("/metrics")).text, "vektor_rate_limit_rejections_total"
+            )
+    assert codes[-1] == 429
+    grown = {k: after[k] - before.get(k, 0) for k in after}
+    assert sum(grown.values()) >= 1
