@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -104,10 +107,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
     app.state.ready = True
+    restore_sigterm = _drain_on_sigterm(app)
     logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
     try:
         yield
     finally:
+        restore_sigterm()
         app.state.ready = False  # /health/ready answers 503 from here on
         await app.state.generations.shutdown()
         await app.state.backups.shutdown()
@@ -149,6 +154,35 @@ def _error(
         param, message = None, str(detail)
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _drain_on_sigterm(app: FastAPI) -> Callable[[], None]:
+    """On SIGTERM, while the server stops accepting and waits for open connections, give
+    answers in progress SHUTDOWN_GRACE_SECONDS, then stop them so that their streams end
+    with `done` before the connections are cut. The server's own handler still runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals can only be handled there
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    grace = app.state.settings.shutdown_grace_seconds
+
+    def begin_drain() -> None:
+        app.state.ready = False
+        if getattr(app.state, "draining", None) is None:
+            app.state.draining = asyncio.ensure_future(app.state.generations.drain(grace))
+
+    def on_sigterm(number: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(begin_drain)
+        if callable(previous):
+            previous(number, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:

@@ -53,7 +53,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.prod or args.workers > 1:
         from vektor.server import run_gunicorn
 
-        run_gunicorn(host=args.host, port=args.port, workers=args.workers)
+        run_gunicorn(
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            graceful_timeout=int(settings.shutdown_grace_seconds) + 10,
+        )
         return 0
     import uvicorn
 
@@ -66,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload_dirs=[str(Path(__file__).resolve().parent)] if args.reload else None,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 10,
     )
     return 0
 

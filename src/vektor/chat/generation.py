@@ -134,6 +134,17 @@ class GenerationManager:
             generation.task.cancel()
         return True
 
+    async def drain(self, grace_s: float) -> None:
+        """Let running answers finish for up to `grace_s`, then stop the rest: their partial
+        answers are stored and their streams end with `done` (`cancelled`)."""
+        tasks = [g.task for g in self.running.values() if g.task is not None]
+        if tasks:
+            logger.info(
+                "shutting down: {} answers in progress, {} s to finish", len(tasks), grace_s
+            )
+            await asyncio.wait(tasks, timeout=grace_s)
+        await self.shutdown()
+
     async def shutdown(self) -> None:
         """Cancel every generation and wait until their partial answers are stored."""
         tasks = [g.task for g in self.running.values() if g.task is not None]
