@@ -61,7 +61,11 @@ async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, u
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-            account = {"email": "shutdown@example.com", "username": "shutdown", "password": "long password"}
+            account = {
+                "email": "shutdown@example.com",
+                "username": "shutdown",
+                "password": "long password",
+            }
             await client.post("/auth/register", json=account)
             login = await client.post(
                 "/auth/login", data={"username": "shutdown", "password": "long password"}
