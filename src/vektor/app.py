@@ -26,7 +26,7 @@ from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.router import router as auth_router
 from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
-from vektor.chat.streams import MemoryStreamStore
+from vektor.chat.streams import MemoryStreamStore, StreamStore
 from vektor.chat.tools import ToolRunner
 from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
@@ -34,7 +34,7 @@ from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.errors import AppError
-from vektor.core.events import MemoryEventBus
+from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
@@ -82,8 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.model_router = ModelRouter(
         deployments, app.state.http_client, cooldown_s=settings.llm_cooldown_seconds
     )
-    app.state.streams = MemoryStreamStore(settings.stream_retention_seconds)
-    app.state.events = MemoryEventBus()
+    app.state.streams, app.state.events = _shared_state(settings)
     mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
     app.state.mcp = McpRegistry(mcp_servers)
     app.state.mcp.start()
@@ -104,6 +103,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tools=tools,
         on_finished=app.state.adapters.notify,
     )
+    app.state.streams.start(on_cancel=app.state.generations.cancel)
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
     app.state.ready = True
@@ -116,6 +116,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ready = False  # /health/ready answers 503 from here on
         await app.state.generations.shutdown()
         await app.state.backups.shutdown()
+        await app.state.streams.aclose()
+        await app.state.events.aclose()
         await app.state.adapters.aclose()
         await app.state.mcp.aclose()
         await app.state.model_router.aclose()
@@ -154,6 +156,26 @@ def _error(
         param, message = None, str(detail)
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _shared_state(settings: Settings) -> tuple[StreamStore, EventBus]:
+    """Chat streams and the change feed: in this process, or on Redis when REDIS_URL is set
+    so that every instance sees them."""
+    if not settings.redis_url:
+        return MemoryStreamStore(settings.stream_retention_seconds), MemoryEventBus()
+    from redis.asyncio import Redis
+
+    from vektor.chat.redis_streams import RedisStreamStore
+    from vektor.core.redis_events import RedisEventBus
+
+    def client() -> Redis:
+        assert settings.redis_url is not None
+        return Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+
+    streams = RedisStreamStore(
+        client(), settings.redis_namespace, settings.stream_retention_seconds
+    )
+    return streams, RedisEventBus(client(), settings.redis_namespace)
 
 
 def _drain_on_sigterm(app: FastAPI) -> Callable[[], None]:

@@ -85,7 +85,7 @@ async def test_changes_since_cursor(client, alice, app):
     bus = app.state.events
     user_id = __import__("uuid").UUID(alice["user"]["id"])
     for _ in range(1100):
-        bus.publish(user_id, "preferences.updated")
+        bus.publish_now(user_id, "preferences.updated")
     behind = (
         await client.get("/sync/changes", params={"since": after["cursor"]}, headers=headers)
     ).json()
@@ -116,8 +116,8 @@ def test_event_payload_is_json():
     import uuid
 
     user = uuid.uuid4()
-    bus.publish(user, "profile.updated", user)
-    events, resync = bus.since(user, f"{bus.epoch}-0")
+    bus.publish_now(user, "profile.updated", user)
+    events, resync = asyncio.run(bus.since(user, f"{bus.epoch}-0"))
     assert not resync
     assert json.loads(json.dumps(events[0].payload()))["type"] == "profile.updated"
 

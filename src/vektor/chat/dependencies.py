@@ -49,7 +49,7 @@ async def valid_owned_stream(
     message_id: uuid.UUID, user: CurrentUser, streams: Annotated[StreamStore, Depends(get_streams)]
 ) -> uuid.UUID:
     """A stream of the caller's, or 404 (unknown, expired or someone else's)."""
-    if streams.owner(message_id) != user.id:
+    if await streams.owner(message_id) != user.id:
         raise NotFound("Stream not found")
     return message_id
 

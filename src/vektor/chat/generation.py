@@ -311,5 +311,7 @@ class GenerationManager:
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)
             return False
-        self.events.publish(generation.user_id, "conversation.updated", generation.conversation_id)
+        await self.events.publish(
+            generation.user_id, "conversation.updated", generation.conversation_id
+        )
         return True

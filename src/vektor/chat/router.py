@@ -93,9 +93,12 @@ async def resume_stream(
     operation_id="chat_stream_cancel",
     responses={404: {"description": "No such stream"}, 409: {"description": "Already finished"}},
 )
-async def cancel_stream(message_id: OwnedStream, generations: GenerationsDep) -> dict[str, str]:
-    """Stop a running answer now; the partial answer is stored as `cancelled`."""
-    if not generations.cancel(message_id):
+async def cancel_stream(
+    message_id: OwnedStream, generations: GenerationsDep, streams: StreamsDep
+) -> dict[str, str]:
+    """Stop a running answer now, on whichever instance runs it; the partial answer is
+    stored as `cancelled`."""
+    if not generations.cancel(message_id) and not await streams.cancel_elsewhere(message_id):
         raise Conflict("The answer has already finished")
     return {"detail": "Cancelling"}
 

@@ -77,7 +77,7 @@ async def start_chat(
     try:
         conversation_id, history, undo = await _store_question(sessionmaker, user_id, body)
         kind = "conversation.created" if body.conversation_id is None else "conversation.updated"
-        manager.events.publish(user_id, kind, conversation_id)
+        await manager.events.publish(user_id, kind, conversation_id)
         max_tokens = min(
             body.max_tokens or settings.max_answer_tokens,
             settings.max_answer_tokens,
@@ -200,4 +200,4 @@ async def delete_conversation(
 ) -> None:
     """Delete a conversation and its messages."""
     await ConversationRepository(session).delete(conversation.id)
-    events.publish(conversation.user_id, "conversation.deleted", conversation.id)
+    await events.publish(conversation.user_id, "conversation.deleted", conversation.id)

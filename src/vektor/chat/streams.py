@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,14 +48,26 @@ class StreamStore(Protocol):
         """Mark the stream finished (no more events)."""
         ...
 
-    def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
+    async def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
         """Whose stream it is, or None if unknown or expired."""
+        ...
+
+    async def cancel_elsewhere(self, message_id: uuid.UUID) -> bool:
+        """Ask the instance running this generation to stop it; False if none is."""
         ...
 
     def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
     ) -> AsyncIterator[list[StreamEvent] | None]:
         """Batches of the events after `after`, then live ones; None when idle (a heartbeat)."""
+        ...
+
+    def start(self, on_cancel: Callable[[uuid.UUID], object]) -> None:
+        """Start background work; `on_cancel` stops a generation of this process."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop background work and release connections."""
         ...
 
 
@@ -106,11 +118,29 @@ class MemoryStreamStore:
             self._finished.append((log.finished_at, message_id))
             log.notify()
 
-    def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
+    async def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
         """Whose stream it is."""
+        return self.local_owner(message_id)
+
+    def local_owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
+        """Whose stream it is, if this process holds it."""
         self._expire()
         log = self._logs.get(message_id)
         return log.owner if log else None
+
+    def last_event(self, message_id: uuid.UUID) -> StreamEvent:
+        """The newest event of a stream held here."""
+        return self._logs[message_id].events[-1]
+
+    async def cancel_elsewhere(self, message_id: uuid.UUID) -> bool:
+        """One process: there is nowhere else."""
+        return False
+
+    def start(self, on_cancel: Callable[[uuid.UUID], object]) -> None:
+        """Nothing runs in the background."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float

@@ -231,7 +231,9 @@ async def finish(services: Services, completion: Completion, store: bool) -> uui
         return None
     conversation_id = await _store(services.sessionmaker, completion)
     if conversation_id is not None:
-        services.manager.events.publish(completion.user_id, "conversation.created", conversation_id)
+        await services.manager.events.publish(
+            completion.user_id, "conversation.created", conversation_id
+        )
     return conversation_id
 
 

@@ -37,11 +37,11 @@ class ChangeEvent:
 class EventBus(Protocol):
     """Publish a user's changes; follow them from a cursor."""
 
-    def publish(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
-        """Record and deliver a change."""
+    async def publish(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
+        """Record and deliver a change (never raises: the feed is best effort)."""
         ...
 
-    def since(self, user_id: uuid.UUID, cursor: str | None) -> tuple[list[ChangeEvent], bool]:
+    async def since(self, user_id: uuid.UUID, cursor: str | None) -> tuple[list[ChangeEvent], bool]:
         """Events after the cursor, and whether the client must resync instead."""
         ...
 
@@ -51,8 +51,12 @@ class EventBus(Protocol):
         """Missed events (or a resync), then live ones; None when idle (a heartbeat)."""
         ...
 
-    def current(self, user_id: uuid.UUID) -> str:
+    async def current(self, user_id: uuid.UUID) -> str:
         """The cursor of the newest event."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
         ...
 
 
@@ -76,8 +80,12 @@ class MemoryEventBus:
             feed = self._feeds[user_id] = _Feed()
         return feed
 
-    def publish(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
+    async def publish(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
         """Record and wake the user's followers."""
+        self.publish_now(user_id, kind, object_id)
+
+    def publish_now(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
+        """Record and wake the user's followers (no await: usable from sync code)."""
         feed = self._feed(user_id)
         feed.seq += 1
         feed.events.append(
@@ -91,9 +99,15 @@ class MemoryEventBus:
         changed, feed.changed = feed.changed, asyncio.Event()
         changed.set()
 
-    def current(self, user_id: uuid.UUID) -> str:
+    async def current(self, user_id: uuid.UUID) -> str:
         """The cursor of the newest event."""
+        return self._current(user_id)
+
+    def _current(self, user_id: uuid.UUID) -> str:
         return f"{self.epoch}-{self._feed(user_id).seq}"
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
 
     def _parse(self, cursor: str | None) -> int | None:
         """The sequence number of a cursor of this epoch; None if it is not one."""
@@ -104,7 +118,7 @@ class MemoryEventBus:
             return None
         return int(seq)
 
-    def since(self, user_id: uuid.UUID, cursor: str | None) -> tuple[list[ChangeEvent], bool]:
+    async def since(self, user_id: uuid.UUID, cursor: str | None) -> tuple[list[ChangeEvent], bool]:
         """Events after the cursor; resync if it is unknown or older than the history."""
         feed = self._feed(user_id)
         seq = self._parse(cursor)
@@ -117,7 +131,7 @@ class MemoryEventBus:
 
     def _resync(self, user_id: uuid.UUID) -> ChangeEvent:
         return ChangeEvent(
-            cursor=self.current(user_id), type=RESYNC, id=None, at=datetime.now(UTC).isoformat()
+            cursor=self._current(user_id), type=RESYNC, id=None, at=datetime.now(UTC).isoformat()
         )
 
     async def follow(

@@ -116,10 +116,10 @@ async def changes(
     since: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ChangesRead:
     """Changes after a cursor, for a device that was offline; `resync` if too far behind."""
-    found, resync = events.since(user.id, since)
+    found, resync = await events.since(user.id, since)
     return ChangesRead(
         events=[ChangeRead(cursor=e.cursor, **e.payload()) for e in found],
-        cursor=events.current(user.id),
+        cursor=await events.current(user.id),
         resync=resync,
     )
 

@@ -52,7 +52,7 @@ async def remove_device(
     """Forget a device: its sessions, access and refresh tokens stop working."""
     if not await DeviceSessionRepository(session).delete_device(user_id, device_id):
         raise NotFound("Device not found")
-    events.publish(user_id, "device.removed", device_id)
+    await events.publish(user_id, "device.removed", device_id)
 
 
 def backup_read(backup: Backup) -> BackupRead:
@@ -144,7 +144,7 @@ async def restore_file(
     except (IntegrityError, DataError, OverflowError) as exc:
         # The transaction was rolled back: nothing changed.
         raise Invalid("Backup rejected: its data does not fit this account") from exc
-    events.publish(user_id, RESYNC)
+    await events.publish(user_id, RESYNC)
     return restored
 
 

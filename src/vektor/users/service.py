@@ -43,7 +43,7 @@ async def update_profile(
             await session.flush()
     except IntegrityError as exc:
         raise Conflict("Email or username already registered") from exc
-    events.publish(user.id, "profile.updated", user.id)
+    await events.publish(user.id, "profile.updated", user.id)
     return user
 
 
@@ -90,5 +90,5 @@ async def update_preferences(
     current = await get_preferences(session, user_id=user_id)
     merged = current.model_copy(update=changes)
     await PreferenceRepository(session).save(user_id, merged.model_dump(mode="json"))
-    events.publish(user_id, "preferences.updated")
+    await events.publish(user_id, "preferences.updated")
     return merged
