@@ -120,8 +120,9 @@ class Server:
 
 
 @contextmanager
-def vektor_server(database: str, **settings: str) -> Iterator[Server]:
-    """`vektor serve` on a spare port with its own database and folder; stopped afterwards."""
+def vektor_server(database: str, workers: int = 1, **settings: str) -> Iterator[Server]:
+    """`vektor serve` on a spare port with its own database and folder; stopped afterwards.
+    `workers` > 1 serves with Gunicorn and that many Uvicorn workers."""
     workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
     with bench_database(database, workdir) as url, _removed(workdir):
         port = free_port()
@@ -134,9 +135,10 @@ def vektor_server(database: str, **settings: str) -> Iterator[Server]:
             "PYTHONPATH": str(ROOT),
             **settings,
         }
-        process = start(
-            [sys.executable, "-m", "vektor", "serve", "--port", str(port)], env, workdir
-        )
+        command = [sys.executable, "-m", "vektor", "serve", "--port", str(port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        process = start(command, env, workdir)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_healthy(base, process)

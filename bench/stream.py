@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from bench.common import ROOT, Server, free_port, percentile, start, stop, vektor_server
 
@@ -49,9 +50,16 @@ class Target:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of a process and its live children (Gunicorn workers)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def _found(marker: re.Pattern[bytes] | bytes, data: bytes) -> bool:
@@ -161,6 +169,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--streams", type=int, default=600, help="streams per run at c > 1")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="Gunicorn workers (1: Uvicorn)")
     args = parser.parse_args()
 
     up_port = free_port()
@@ -181,6 +190,7 @@ def main() -> None:
     try:
         with vektor_server(
             args.database,
+            args.workers,
             VEKTOR_CONFIG_DIR=str(config),
             RATE_LIMIT_CHAT="1000000/minute",
             BCRYPT_ROUNDS="4",
@@ -245,7 +255,10 @@ def run_all(
             vektor.pid,
         ),
     ]
-    print(f"database={args.database} upstream: {SCRIPT}; medians of {args.repeats} runs")
+    print(
+        f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
+        f"medians of {args.repeats} runs"
+    )
     print(
         f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
         f"{'streams/s':>10} {'CPU/stream':>11}"
