@@ -10,13 +10,14 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import parse_sse, scripted
 from tests.support.upstream import free_port
 from tests.test_cli import _stop, _wait_healthy
 
 
-def start_server(tmp_path, port):
+def start_server(tmp_path, port, workers=1):
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'vektor.db'}",
@@ -25,9 +26,21 @@ def start_server(tmp_path, port):
         "BCRYPT_ROUNDS": "4",
         "SHUTDOWN_GRACE_SECONDS": "1.5",
         "RATE_LIMIT_CHAT": "1000/minute",
+        "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shutdown",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "vektor", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "vektor",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -49,7 +62,8 @@ async def read_stream(client, headers, model, started):
     return parse_sse(raw)
 
 
-async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, upstream):
+@pytest.mark.parametrize("workers", [1, 2], ids=["uvicorn", "gunicorn"])
+async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, upstream, workers):
     (tmp_path / "config").mkdir()
     models = [
         scripted(upstream, "chunks=200;delay=0.05;text=w", name="long"),
@@ -57,7 +71,7 @@ async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, u
     ]
     (tmp_path / "config" / "model_configs.json").write_text(json.dumps(models))
     port = free_port()
-    server = start_server(tmp_path, port)
+    server = start_server(tmp_path, port, workers)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
