@@ -68,7 +68,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings)
     if settings.secret_key_is_ephemeral:
         logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)

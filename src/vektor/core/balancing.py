@@ -11,6 +11,8 @@ T = TypeVar("T")
 
 def weighted_order(items: Sequence[T], weight: Callable[[T], float]) -> list[T]:
     """Items in random order drawn by weight, without replacement; weight 0 (standby) last."""
+    if len(items) == 1:
+        return list(items)
     weighted = [item for item in items if weight(item) > 0]
     order: list[T] = []
     while weighted:

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     redis_namespace: str = Field(default="vektor", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     vektor_config_dir: Path = Path("./config")
     metrics_token: str | None = None
+    db_pool_size: int = Field(default=20, ge=1, le=500)  # PostgreSQL connections kept per process
+    db_max_overflow: int = Field(default=20, ge=0, le=500)
     # On SIGTERM: answers in progress get this long to finish, then are stopped and stored.
     shutdown_grace_seconds: float = Field(default=20, ge=0, le=600)
     # Hosts (names or addresses) and networks (CIDR) that adapter URLs may point at even

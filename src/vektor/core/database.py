@@ -79,7 +79,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 20
+) -> AsyncEngine:
     """An async engine for SQLite (aiosqlite) or PostgreSQL (asyncpg)."""
     if url.startswith("sqlite"):
         # One connection, handed out in turn: SQLite has a single writer, and writers that
@@ -99,8 +101,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         url,
         echo=echo,
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
+        # Connections beyond pool_size are opened and closed per checkout (a TCP and TLS
+        # handshake each): size the pool for the concurrency one process sees.
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_timeout=5,
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 30},
