@@ -41,7 +41,12 @@ async def register(
     return UserRead.model_validate(user)
 
 
-@router.post("/login", response_model=TokenRead, operation_id="login")
+@router.post(
+    "/login",
+    response_model=TokenRead,
+    operation_id="login",
+    responses={401: {"description": "Wrong email, username or password"}},
+)
 async def login(
     session: SessionDep,
     settings: SettingsDep,
@@ -66,7 +71,12 @@ async def login(
     return _tokens(issued)
 
 
-@router.post("/refresh", response_model=TokenRead, operation_id="refresh")
+@router.post(
+    "/refresh",
+    response_model=TokenRead,
+    operation_id="refresh",
+    responses={401: {"description": "Unknown, expired or already used refresh token"}},
+)
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
 ) -> TokenRead:
@@ -77,7 +87,12 @@ async def refresh(
     return _tokens(issued)
 
 
-@router.post("/logout", response_model=Detail, operation_id="logout")
+@router.post(
+    "/logout",
+    response_model=Detail,
+    operation_id="logout",
+    responses={401: {"description": "Unknown or expired refresh token"}},
+)
 async def logout(body: LogoutRequest, session: SessionDep) -> Detail:
     """End the session of this refresh token; its access tokens stop working."""
     await service.logout(session, refresh_token=body.refresh_token)

@@ -22,13 +22,14 @@ from vektor.chat.schemas import ChatRequest, ConversationRead, ConversationSumma
 from vektor.chat.sse import sse_response
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import Conflict
+from vektor.core.openapi import sse_content
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
 SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: start, delta…, usage, done",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": sse_content(),
     },
     404: {"description": "Unknown model, conversation or stream"},
     503: {"description": "No deployment of the model could start"},

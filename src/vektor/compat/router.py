@@ -16,6 +16,7 @@ from vektor.chat.dependencies import GenerationsDep, RouterDep
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
 from vektor.core.dependencies import RateLimiterDep, SettingsDep
+from vektor.core.openapi import sse_content
 from vektor.llm.base import ToolCall
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -58,7 +59,7 @@ async def list_models(user: ApiUser, model_router: RouterDep) -> dict[str, Any]:
         200: {
             "description": "A chat.completion object, or chat.completion.chunk server-sent "
             "events ending with `data: [DONE]` when `stream` is true",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": sse_content(),
         },
         **ERRORS,
     },

@@ -70,7 +70,11 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/api/status", operation_id="api_status")
+@router.get(
+    "/api/status",
+    operation_id="api_status",
+    responses={401: {"description": "Not signed in"}, 403: {"description": "Not an admin"}},
+)
 async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
     """Admin: this process's uptime, requests, errors, latency percentiles per route, active
     streams, model deployments and MCP replicas with their counts, database pool, memory

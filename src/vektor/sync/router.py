@@ -23,6 +23,7 @@ from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
 from vektor.auth.service import session_is_active
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
+from vektor.core.openapi import sse_content
 from vektor.sync import service
 from vektor.sync.schemas import (
     BackupRead,
@@ -74,7 +75,7 @@ async def remove_device(
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": sse_content(),
             "description": "Changes as server-sent events",
         }
     },
