@@ -11,7 +11,9 @@ client asks for, a list of `key=value` items separated by `;`:
 - `tool=NAME`: emit one tool call to NAME (unless the last message is a tool result;
   with `loop`, always); `args=JSON`: its arguments (default `{}`);
 - `bad=K`: send a chunk that breaks the protocol after K pieces;
-- `nousage`: leave out the usage chunk.
+- `nousage`: leave out the usage chunk;
+- `drip=S`: after the first piece, send the rest one byte every S seconds;
+- `huge=N`: after the first piece, send one event of N bytes (in 64 KiB writes).
 
 Counters (`requests`, `disconnects`, `completed`) let tests see what the server saw.
 """
@@ -51,6 +53,8 @@ class Script:
     usage: bool = True
     bad: int | None = None
     loop: bool = False
+    drip: float = 0.0
+    huge: int = 0
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -79,6 +83,10 @@ class Script:
                 script.bad = int(value)
             elif key == "loop":
                 script.loop = True
+            elif key == "drip":
+                script.drip = float(value)
+            elif key == "huge":
+                script.huge = int(value)
         return script
 
     def pieces(self) -> list[str]:
@@ -200,6 +208,18 @@ class ScriptedUpstream:
 
         try:
             yield chunk({"role": "assistant", "content": ""})
+            if script.drip or script.huge:
+                yield chunk({"content": pieces[0]})
+                if script.huge:
+                    yield 'data: {"choices": [{"index": 0, "delta": {"content": "'
+                    for _ in range(script.huge // 65536):
+                        yield "x" * 65536
+                    yield '"}}]}\n\n'
+                    return
+                for byte in chunk({"content": pieces[-1]}):
+                    await asyncio.sleep(script.drip)
+                    yield byte
+                return
             for index, piece in enumerate(pieces):
                 if script.drop is not None and index == script.drop:
                     raise DropConnection

@@ -87,10 +87,21 @@ class OpenedStream:
     rest: AsyncIterator[ProviderEvent]
 
     async def events(self) -> AsyncIterator[ProviderEvent]:
-        """Every event, the first one included."""
+        """Every event, the first one included. An upstream that sends no complete event for
+        the deployment's `timeout_s` (stalled, or dripping bytes) fails the stream."""
         if self.first is not None:
             yield self.first
-        async for event in self.rest:
+        limit = self.deployment.config.timeout_s
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    event = await anext(self.rest)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ProviderError(
+                    f"upstream stalled: no event for {limit:g} s", retryable=False
+                ) from None
             yield event
 
     async def aclose(self) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
 
 from vektor.llm.base import (
     Finish,
@@ -26,6 +25,7 @@ from vektor.llm.providers.openai import (
     timeout_for,
     transport_error,
 )
+from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -70,17 +70,17 @@ class AnthropicProvider:
         if key:
             headers["x-api-key"] = key
         try:
-            async with aconnect_sse(
-                self.client,
+            async with self.client.stream(
                 "POST",
                 self.url,
                 json=self._body(request),
                 headers=headers,
                 timeout=timeout_for(self.config),
-            ) as source:
-                await raise_for_upstream_status(source.response)
+            ) as response:
+                await raise_for_upstream_status(response)
+                check_event_stream(response)
                 state = _MessageState()
-                async for sse in source.aiter_sse():
+                async for sse in read_events(response):
                     for event in state.feed(sse.event, sse.data):
                         yield event
                     if state.stopped:
@@ -89,8 +89,6 @@ class AnthropicProvider:
                     yield event
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
-        except SSEError as exc:
-            raise ProviderError(f"upstream sent no event stream: {exc}", retryable=True) from exc
 
     async def aclose(self) -> None:
         """The HTTP client is shared and closed by its owner."""

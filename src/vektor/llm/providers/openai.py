@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
 
 from vektor.llm.base import (
     ChatMessage,
@@ -22,6 +21,7 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
+from vektor.llm.sse_reader import check_event_stream, read_body, read_events
 
 # Statuses after which another deployment may well succeed.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -116,17 +116,17 @@ class OpenAIProvider:
                 async for event in self._complete(request):
                     yield event
                 return
-            async with aconnect_sse(
-                self.client,
+            async with self.client.stream(
                 "POST",
                 self.url,
                 json=self._body(request, True),
                 headers=self._headers(),
                 timeout=timeout_for(self.config),
-            ) as source:
-                await raise_for_upstream_status(source.response)
+            ) as response:
+                await raise_for_upstream_status(response)
+                check_event_stream(response)
                 parser = _ChunkParser()
-                async for sse in source.aiter_sse():
+                async for sse in read_events(response):
                     if sse.data.strip() == "[DONE]":
                         break
                     for event in parser.feed(sse.data):
@@ -135,20 +135,20 @@ class OpenAIProvider:
                     yield event
         except httpx.HTTPError as exc:
             raise transport_error(exc) from exc
-        except SSEError as exc:
-            raise ProviderError(f"upstream sent no event stream: {exc}", retryable=True) from exc
 
     async def _complete(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """A deployment without streaming: one request, the whole answer at once."""
-        response = await self.client.post(
+        async with self.client.stream(
+            "POST",
             self.url,
             json=self._body(request, False),
             headers=self._headers(),
             timeout=timeout_for(self.config),
-        )
-        await raise_for_upstream_status(response)
+        ) as response:
+            await raise_for_upstream_status(response)
+            text = await read_body(response)
         parser = _ChunkParser()
-        for event in parser.feed(response.text, complete=True):
+        for event in parser.feed(text, complete=True):
             yield event
         for event in parser.finish():
             yield event

@@ -1,0 +1,82 @@
+"""Reading an upstream's server-sent events with bounds: no event (or line) may grow past
+MAX_EVENT_BYTES, so an upstream that sends one endless event cannot exhaust memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from vektor.llm.base import ProviderError
+
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a whole non-streamed answer
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamEvent:
+    """One event: its `event:` name ("message" when absent) and its joined `data:` lines."""
+
+    event: str
+    data: str
+
+
+def _too_big(limit: int) -> ProviderError:
+    return ProviderError(f"upstream sent an event larger than {limit} bytes", retryable=False)
+
+
+def check_event_stream(response: httpx.Response) -> None:
+    """The response must be an event stream."""
+    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "text/event-stream":
+        raise ProviderError(
+            f"upstream sent no event stream (content-type {kind or 'missing'})", retryable=True
+        )
+
+
+async def read_events(
+    response: httpx.Response, limit: int = MAX_EVENT_BYTES
+) -> AsyncIterator[UpstreamEvent]:
+    """The events of an SSE body, each at most `limit` bytes of data."""
+    buffer = b""
+    data: list[bytes] = []
+    size = 0
+    name = ""
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
+            if not line:
+                if data:
+                    yield UpstreamEvent(name or "message", b"\n".join(data).decode("utf-8"))
+                data, size, name = [], 0, ""
+                continue
+            if line.startswith(b":"):
+                continue
+            field, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if field == b"data":
+                data.append(value)
+                size += len(value) + 1
+                if size > limit:
+                    raise _too_big(limit)
+            elif field == b"event":
+                name = value.decode("utf-8", "replace")
+        if len(buffer) + size > limit:
+            raise _too_big(limit)
+    if data:
+        yield UpstreamEvent(name or "message", b"\n".join(data).decode("utf-8"))
+
+
+async def read_body(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> str:
+    """A whole body, refusing one larger than `limit` bytes."""
+    body = b""
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ProviderError(f"upstream answer larger than {limit} bytes", retryable=False)
+    return body.decode("utf-8")
