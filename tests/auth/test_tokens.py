@@ -176,6 +176,18 @@ async def test_token_with_wrong_claim_is_rejected(client, alice, claim, value):
     await _rejected(client, jwt.encode(claims, TEST_SECRET, algorithm="HS256"))
 
 
+async def test_not_yet_valid_token_is_rejected(client, alice):
+    claims = _claims(alice["tokens"]["access_token"])
+    claims["nbf"] = int((datetime.now(UTC) + timedelta(minutes=10)).timestamp())
+    await _rejected(client, jwt.encode(claims, TEST_SECRET, algorithm="HS256"))
+    claims["nbf"] = int(datetime.now(UTC).timestamp()) - 5  # and the same token, valid now
+    ok = await client.get(
+        "/users/me",
+        headers={"Authorization": f"Bearer {jwt.encode(claims, TEST_SECRET, algorithm='HS256')}"},
+    )
+    assert ok.status_code == 200
+
+
 async def test_another_users_session_id_is_rejected(client, alice):
     await register(client, "bob")
     bob = await login(client, "bob")
