@@ -10,6 +10,7 @@ Writing and reading are blocking (files, gzip): callers run them in a worker thr
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -138,12 +139,12 @@ class ArchiveWriter:
         return self.path.stat().st_size, file_sha256(self.path)
 
     def abort(self) -> None:
-        """Drop the temporary file."""
-        try:
-            self._gzip.close()
-            self._raw.close()
-        finally:
-            self.temp.unlink(missing_ok=True)
+        """Drop the temporary file. Closing may fail too (the disk that ended the job is
+        still full): the file goes regardless."""
+        for close in (self._gzip.close, self._raw.close):
+            with contextlib.suppress(OSError):
+                close()
+        self.temp.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:

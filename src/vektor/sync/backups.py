@@ -126,9 +126,11 @@ class BackupManager:
             raise
         except Exception as exc:  # any failure ends the job as failed, with its reason
             logger.exception("backup {} failed", backup_id)
-            if writer is not None:
-                await asyncio.to_thread(writer.abort)
-            await self._update(backup_id, status="failed", error=type(exc).__name__)
+            try:
+                if writer is not None:
+                    await asyncio.to_thread(writer.abort)
+            finally:
+                await self._update(backup_id, status="failed", error=type(exc).__name__)
         finally:
             self.tasks.pop(backup_id, None)
             self.owners.pop(backup_id, None)
