@@ -3,17 +3,16 @@
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.databases import backends, temporary_database
+from tests.support.processes import spawn, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_KEY = "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-extra"
@@ -150,31 +149,6 @@ def test_production_refuses_weak_secret(tmp_path):
     assert "CORS" in cors.stderr + cors.stdout
 
 
-def _wait_healthy(url, process, deadline_s=30):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}")
-        try:
-            response = httpx.get(url, timeout=1)
-            if response.status_code == 200:
-                return response
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not become healthy")
-
-
-def _stop(process):
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.mark.parametrize(
     ("command", "extra_env"),
     [
@@ -189,17 +163,10 @@ def test_server_starts_with_no_env_file_and_serves(tmp_path, command, extra_env)
     args = [sys.executable, *[str(ROOT / c) if c == "main.py" else c for c in command]]
     args += ["--port", str(port), "--host", "127.0.0.1"]
     environment = {**os.environ, "BCRYPT_ROUNDS": "4", **extra_env}
-    process = subprocess.Popen(
-        args,
-        cwd=tmp_path,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = spawn(args, environment, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(f"{base}/health", process)
+        wait_healthy(f"{base}/health", process)
         registered = httpx.post(
             f"{base}/auth/register",
             json={"email": "e2e@example.com", "username": "e2e", "password": "long enough pw"},
@@ -227,7 +194,7 @@ def test_server_starts_with_no_env_file_and_serves(tmp_path, command, extra_env)
             )
             assert float(line.rsplit(" ", 1)[1]) == 6
     finally:
-        _stop(process)
+        stop(process)
     assert (tmp_path / "vektor.db").exists()
     for name in ("app.log", "api.log", "error.log"):
         assert (tmp_path / "logs" / name).exists()

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.support.processes import spawn, stop, wait_healthy
 from tests.support.upstream import free_port
-from tests.test_cli import STRONG_KEY, _stop, _wait_healthy
+from tests.test_cli import STRONG_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
@@ -65,19 +66,16 @@ def test_entrypoint_migrates_then_serves_without_migrating(tmp_path):
     assert {"alembic_version", "user", "api_key"} <= tables
 
     port = free_port()
-    server = subprocess.Popen(
+    server = spawn(
         ["sh", str(ENTRYPOINT), "serve"],
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"},
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"},
+        tmp_path,
     )
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health/ready", server, deadline_s=60)
+        wait_healthy(f"http://127.0.0.1:{port}/health/ready", server, deadline_s=60)
         assert httpx.get(f"http://127.0.0.1:{port}/health/live").json() == {"status": "ok"}
     finally:
-        _stop(server)
+        stop(server)
 
 
 def test_entrypoint_refuses_a_weak_key_in_production(tmp_path):

@@ -61,27 +61,8 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the process's resources, hand them out through app.state, release them."""
-    settings: Settings = app.state.settings
-    configure_logging(settings)
-    if settings.secret_key_is_ephemeral:
-        logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-    )
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
-    # httpx's API on aiohttp's connection handling: a fraction of the CPU per streamed
-    # answer of httpx's own transport (see docs/BENCHMARKS.md).
-    app.state.http_client = HttpxAiohttpClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        follow_redirects=False,
-    )
+async def _start_answering(app: FastAPI, settings: Settings) -> None:
+    """Models, MCP tools, adapters, shared streams and events, and the generation manager."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
     app.state.model_router = ModelRouter(
         deployments, app.state.http_client, cooldown_s=settings.llm_cooldown_seconds
@@ -108,6 +89,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         on_finished=app.state.adapters.notify,
     )
     app.state.streams.start(on_cancel=app.state.generations.cancel)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the process's resources, hand them out through app.state, release them."""
+    settings: Settings = app.state.settings
+    configure_logging(settings)
+    if settings.secret_key_is_ephemeral:
+        logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
+    # httpx's API on aiohttp's connection handling: a fraction of the CPU per streamed
+    # answer of httpx's own transport (see docs/BENCHMARKS.md).
+    app.state.http_client = HttpxAiohttpClient(
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        follow_redirects=False,
+    )
+    await _start_answering(app, settings)
     app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
     app.state.started_at = time.time()
     app.state.ready = True

@@ -5,16 +5,14 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from tests.conftest import parse_sse, scripted
+from tests.support.processes import serve_vektor, stop, wait_healthy
 from tests.support.upstream import free_port
-from tests.test_cli import _stop, _wait_healthy
 
 
 def start_server(tmp_path, port, workers=1):
@@ -28,26 +26,8 @@ def start_server(tmp_path, port, workers=1):
         "RATE_LIMIT_CHAT": "1000/minute",
         "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shutdown",
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vektor",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _wait_healthy(f"http://127.0.0.1:{port}/health/ready", process, deadline_s=60)
+    process = serve_vektor(port, env, tmp_path, "--workers", str(workers))
+    wait_healthy(f"http://127.0.0.1:{port}/health/ready", process, deadline_s=60)
     return process
 
 
@@ -102,7 +82,7 @@ async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, u
         # It exits by itself (uvicorn re-raises the SIGTERM once it has shut down cleanly).
         assert server.wait(timeout=20) in (0, -signal.SIGTERM)
     finally:
-        _stop(server)
+        stop(server)
     streamed = "".join(e["content"] for e in long_events if e["type"] == "delta")
 
     server = start_server(tmp_path, port)  # the same database, after the restart
@@ -118,4 +98,4 @@ async def test_sigterm_lets_short_answers_finish_and_stops_long_ones(tmp_path, u
         assert answer["finish_reason"] == "cancelled"
         assert answer["content"] == streamed  # nothing streamed was lost
     finally:
-        _stop(server)
+        stop(server)

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import httpx
@@ -16,8 +15,8 @@ import pytest
 
 from tests.conftest import parse_sse, scripted
 from tests.support.databases import temporary_database
+from tests.support.processes import serve_vektor, stop, wait_healthy
 from tests.support.upstream import free_port
-from tests.test_cli import _stop, _wait_healthy
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PASSWORD = "long enough password"
@@ -98,22 +97,15 @@ async def instances(tmp_path, redis_server, upstream):
                 (tmp_path / name).mkdir()
                 processes.append(_start_instance(port, env, tmp_path / name))
                 bases.append(f"http://127.0.0.1:{port}")
-                _wait_healthy(f"{bases[-1]}/health/ready", processes[-1], deadline_s=60)
+                wait_healthy(f"{bases[-1]}/health/ready", processes[-1], deadline_s=60)
             yield bases
         finally:
             for process in processes:
-                _stop(process)
+                stop(process)
 
 
 def _start_instance(port, env, folder):
-    return subprocess.Popen(
-        [sys.executable, "-m", "vektor", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**env, "LOG_DIR": str(folder / "logs")},
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return serve_vektor(port, {**env, "LOG_DIR": str(folder / "logs")}, folder)
 
 
 async def account(client, name):

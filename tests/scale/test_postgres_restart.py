@@ -2,16 +2,14 @@
 itself, no committed write lost. The database server is the test's own."""
 
 import os
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from tests.support import postgres
+from tests.support.processes import serve_vektor, stop, wait_healthy
 from tests.support.upstream import free_port
-from tests.test_cli import _stop, _wait_healthy
 
 pytestmark = pytest.mark.skipif(not postgres.available(), reason="needs initdb and pg_ctl")
 PASSWORD = "long enough password"
@@ -28,21 +26,14 @@ def own_postgres():
 
 def _serve(url, folder):
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vektor", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "DATABASE_URL": url, "BCRYPT_ROUNDS": "4", "LOG_DIR": str(folder)},
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return process, f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DATABASE_URL": url, "BCRYPT_ROUNDS": "4", "LOG_DIR": str(folder)}
+    return serve_vektor(port, env, folder), f"http://127.0.0.1:{port}"
 
 
 def test_postgres_restart_while_serving(own_postgres, tmp_path):
     process, base = _serve(own_postgres.url(), tmp_path)
     try:
-        _wait_healthy(f"{base}/health/ready", process, deadline_s=60)
+        wait_healthy(f"{base}/health/ready", process, deadline_s=60)
         with httpx.Client(base_url=base, timeout=10) as client:
             account = {"email": "pg@example.com", "username": "pgrestart", "password": PASSWORD}
             assert client.post("/auth/register", json=account).status_code == 201
@@ -72,4 +63,4 @@ def test_postgres_restart_while_serving(own_postgres, tmp_path):
             assert preferences.json()["theme"] == "light"  # nothing committed was lost
             assert client.get("/health").status_code == 200
     finally:
-        _stop(process)
+        stop(process)

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import scripted
+from tests.support.processes import serve_vektor, stop, wait_healthy
 from tests.support.upstream import free_port
-from tests.test_cli import _stop, _wait_healthy
 
 CHECKS = ",".join(
     [
@@ -45,17 +45,10 @@ def test_schemathesis_finds_nothing(tmp_path, upstream):
         "MAX_CONCURRENT_STREAMS": "50",
     }
     vektor = [sys.executable, "-m", "vektor"]
-    server = subprocess.Popen(
-        [*vektor, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = serve_vektor(port, env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(f"{base}/health/ready", server, deadline_s=60)
+        wait_healthy(f"{base}/health/ready", server, deadline_s=60)
         subprocess.run(
             [
                 *vektor,
@@ -108,4 +101,4 @@ def test_schemathesis_finds_nothing(tmp_path, upstream):
         )
         assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
     finally:
-        _stop(server)
+        stop(server)
