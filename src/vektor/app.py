@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
-import asyncpg
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +31,12 @@ from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
-from vektor.core.database import create_engine, create_sessionmaker
+from vektor.core.database import (
+    DATABASE_DOWN_ERRORS,
+    create_engine,
+    create_sessionmaker,
+    is_database_down,
+)
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
@@ -231,21 +235,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, 422, errors)
 
 
-# Failures to reach the database (refused, timed out, dropped, pool exhausted) are a 503.
-DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-)
-
-
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     """A dependency outage is a 503 with a log line, never a 500."""
+    if not is_database_down(exc):
+        raise exc
     logger.opt(exception=exc).warning(
         "database unavailable on {}: {}", request.url.path, type(exc).__name__
     )
@@ -266,7 +259,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.stats = RequestStats()
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for error in DATABASE_DOWN_ERRORS:
+    for error in (*DATABASE_DOWN_ERRORS, sa_exc.DBAPIError):
         app.add_exception_handler(error, _database_down)
     app.add_middleware(
         CORSMiddleware,

@@ -17,12 +17,13 @@ from typing import Any
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from vektor.chat.models import Message
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
 from vektor.chat.tools import ToolRunner, tool_message_content
-from vektor.core.database import new_id, session_scope
+from vektor.core.database import is_database_down, new_id, session_scope
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus
 from vektor.llm.base import (
@@ -35,6 +36,9 @@ from vektor.llm.base import (
 )
 from vektor.llm.router import OpenedStream
 from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
+
+# How long a finished answer keeps trying to reach a database that is down.
+STORE_RETRY_SECONDS = 15.0
 
 FINISH_REASONS = {
     "stop": "stop",
@@ -280,34 +284,50 @@ class GenerationManager:
         self, generation: Generation, content: str, finish_reason: str, usage: Usage
     ) -> bool:
         now = datetime.now(UTC)
-        tool_messages = [
-            Message(
-                id=new_id(),
+
+        def rows() -> list[Message]:
+            tools = [
+                Message(
+                    id=new_id(),
+                    conversation_id=generation.conversation_id,
+                    role="tool",
+                    content=tool_message_content(record),
+                    created_at=now,
+                )
+                for record in generation.tool_log
+            ]
+            answer = Message(
+                id=generation.message_id,
                 conversation_id=generation.conversation_id,
-                role="tool",
-                content=tool_message_content(record),
+                role="assistant",
+                content=content,
+                model=generation.model,
+                finish_reason=finish_reason,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
                 created_at=now,
             )
-            for record in generation.tool_log
-        ]
-        message = Message(
-            id=generation.message_id,
-            conversation_id=generation.conversation_id,
-            role="assistant",
-            content=content,
-            model=generation.model,
-            finish_reason=finish_reason,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            created_at=now,
+            return [*tools, answer]
+
+        # A database restart should not cost the answer: outages are retried for a while.
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_database_down),
+            stop=stop_after_delay(STORE_RETRY_SECONDS),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            before_sleep=lambda state: logger.warning(
+                "storing answer {} failed, retrying: {}",
+                generation.message_id,
+                state.outcome.exception() if state.outcome else None,
+            ),
+            reraise=True,
         )
         try:
-            async for session in session_scope(self.sessionmaker):
-                repository = ConversationRepository(session)
-                if not await repository.append_answer(
-                    [*tool_messages, message], generation.user_id
-                ):
-                    return False  # the conversation was deleted while the answer was written
+            async for attempt in retrying:
+                with attempt:
+                    async for session in session_scope(self.sessionmaker):
+                        repository = ConversationRepository(session)
+                        if not await repository.append_answer(rows(), generation.user_id):
+                            return False  # the conversation was deleted meanwhile
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)
             return False

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -127,3 +129,37 @@ async def session_scope(
         except BaseException:
             await session.rollback()
             raise
+
+
+# Failures to reach the database (refused, timed out, dropped, pool exhausted, the server
+# shutting down or starting up) are a 503.
+DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    # a connection dropped in the middle of an operation leaves asyncpg's protocol in a
+    # state it reports as an internal error
+    asyncpg.InternalClientError,
+)
+
+
+def is_database_down(exc: BaseException) -> bool:
+    """Whether an error, or one it was raised from, means the database cannot be reached.
+
+    SQLAlchemy wraps driver errors it does not classify (asyncpg's "the database system is
+    shutting down") in a plain `DBAPIError`; the driver's own error is its cause."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DATABASE_DOWN_ERRORS):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
