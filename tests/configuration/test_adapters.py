@@ -4,8 +4,6 @@ webhook delivery with retries, reload without restart."""
 import asyncio
 import json
 
-import pytest
-
 from tests.conftest import scripted
 from tests.monitoring.test_system import make_admin
 
@@ -29,62 +27,6 @@ async def test_admin_saves_and_anyone_logged_in_lists(app, client, alice, settin
     assert (await client.post("/config/adapters", json=replaced, headers=admin)).status_code == 201
     assert json.loads(path.read_text())["events"] == ["conversation.finished"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["alerts.json"]  # no temp files
-
-
-@pytest.mark.parametrize(
-    "name",
-    ["../evil", "a.b", "A", "a/b", "ａｄｍｉｎ", "a\n", "", "x" * 65, "-a", "_a", "a b", "a\\b"],
-)
-async def test_bad_names_are_refused_and_nothing_is_written(app, client, settings, name):
-    admin = await make_admin(app, client)
-    response = await client.post(
-        "/config/adapters", json={"name": name, "settings": HOOK}, headers=admin
-    )
-    assert response.status_code == 422
-    written = list(settings.vektor_config_dir.parent.rglob("*.json"))
-    assert not [p for p in written if "adapters" in str(p) or "evil" in p.name]
-
-
-async def test_size_and_depth_caps(app, client):
-    admin = await make_admin(app, client)
-    big = {"name": "big", "settings": {"blob": "x" * (64 * 1024)}}
-    assert (await client.post("/config/adapters", json=big, headers=admin)).status_code == 413
-    deep: dict = {}
-    node = deep
-    for _ in range(12):
-        node["n"] = {}
-        node = node["n"]
-    nested = {"name": "deep", "settings": deep}
-    assert (await client.post("/config/adapters", json=nested, headers=admin)).status_code == 422
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1/x",
-        "http://127.1/x",
-        "http://0x7f000001/x",
-        "http://2130706433/x",
-        "http://localhost:8000/x",
-        "http://169.254.169.254/latest/meta-data",
-        "http://10.0.0.1/x",
-        "http://192.168.1.1/x",
-        "http://[::1]/x",
-        "http://[::ffff:127.0.0.1]/x",
-        "http://0.0.0.0/x",
-        "file:///etc/passwd",
-        "gopher://example.com/x",
-        "http://user:secret@93.184.216.34/x",
-    ],
-)
-async def test_internal_urls_are_refused(app, client, url):
-    admin = await make_admin(app, client)
-    settings = {"kind": "webhook", "url": "http://93.184.216.34/ok", "nested": [{"u": url}]}
-    response = await client.post(
-        "/config/adapters", json={"name": "ssrf", "settings": settings}, headers=admin
-    )
-    assert response.status_code == 422, url
-    assert (await client.get("/config/adapters", headers=admin)).json() == []
 
 
 class Receiver:

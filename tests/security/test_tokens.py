@@ -1,4 +1,4 @@
-"""Refresh rotation, reuse detection, logout, and forged or stale access tokens."""
+"""Refresh rotation (RFC 9700), reuse detection, logout, and forged or stale access tokens."""
 
 import asyncio
 import base64
