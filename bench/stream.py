@@ -170,6 +170,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=600, help="streams per run at c > 1")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="Gunicorn workers (1: Uvicorn)")
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=["direct", "vektor", "v1"],
+        default=["direct", "vektor", "v1"],
+    )
     args = parser.parse_args()
 
     up_port = free_port()
@@ -255,6 +261,7 @@ def run_all(
             vektor.pid,
         ),
     ]
+    targets = [t for t in targets if t.name in args.targets]
     print(
         f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
         f"medians of {args.repeats} runs"

@@ -59,6 +59,7 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "rate_limit_auth": "1000/minute",
         "vektor_config_dir": tmp_path / "config",
         "backup_dir": tmp_path / "backups",
+        "gc_freeze": False,  # many apps share one test process
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

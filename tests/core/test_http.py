@@ -97,3 +97,20 @@ async def test_logs_rotate_and_compress(database_url, tmp_path):
     rotated = list((tmp_path / "logs").glob("api.*.gz"))
     assert rotated, list((tmp_path / "logs").iterdir())
     assert (tmp_path / "logs" / "api.log").exists()
+
+
+async def test_collector_is_settled_after_start(database_url, tmp_path):
+    """Served processes freeze what start-up built and collect young objects less often."""
+    import gc
+
+    from vektor.app import GC_THRESHOLD, create_app
+
+    threshold = gc.get_threshold()
+    app = create_app(make_settings(database_url, tmp_path, gc_freeze=True))
+    try:
+        async with LifespanManager(app):
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == GC_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

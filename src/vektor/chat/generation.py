@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from vektor.chat.models import Message
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
 from vektor.chat.tools import ToolRunner, tool_message_content
@@ -280,57 +279,72 @@ class GenerationManager:
             len(content),
         )
 
-    async def _store(
-        self, generation: Generation, content: str, finish_reason: str, usage: Usage
+    @staticmethod
+    async def _store_when_back(
+        message_id: uuid.UUID, write: Callable[[], Awaitable[bool]], first: BaseException
     ) -> bool:
-        now = datetime.now(UTC)
-
-        def rows() -> list[Message]:
-            tools = [
-                Message(
-                    id=new_id(),
-                    conversation_id=generation.conversation_id,
-                    role="tool",
-                    content=tool_message_content(record),
-                    created_at=now,
-                )
-                for record in generation.tool_log
-            ]
-            answer = Message(
-                id=generation.message_id,
-                conversation_id=generation.conversation_id,
-                role="assistant",
-                content=content,
-                model=generation.model,
-                finish_reason=finish_reason,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                created_at=now,
-            )
-            return [*tools, answer]
-
-        # A database restart should not cost the answer: outages are retried for a while.
+        """A database restart should not cost the answer: retry an outage for a while."""
+        logger.warning("storing answer {} failed, retrying: {}", message_id, first)
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_database_down),
             stop=stop_after_delay(STORE_RETRY_SECONDS),
             wait=wait_exponential(multiplier=0.1, max=2),
-            before_sleep=lambda state: logger.warning(
-                "storing answer {} failed, retrying: {}",
-                generation.message_id,
-                state.outcome.exception() if state.outcome else None,
-            ),
             reraise=True,
         )
+        async for attempt in retrying:
+            with attempt:
+                return await write()
+        return False  # pragma: no cover - the loop returns or raises
+
+    async def _store(
+        self, generation: Generation, content: str, finish_reason: str, usage: Usage
+    ) -> bool:
+        now = datetime.now(UTC)
+        answer = {
+            "id": generation.message_id,
+            "conversation_id": generation.conversation_id,
+            "role": "assistant",
+            "content": content,
+            "model": generation.model,
+            "finish_reason": finish_reason,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "created_at": now,
+        }
+        tools = [
+            {
+                "id": new_id(),
+                "conversation_id": generation.conversation_id,
+                "role": "tool",
+                "content": tool_message_content(record),
+                "model": None,
+                "finish_reason": None,
+                "prompt_tokens": None,
+                "completion_tokens": None,
+                "created_at": now,
+            }
+            for record in generation.tool_log
+        ]
+
+        async def write() -> bool:
+            stored = False
+            async for session in session_scope(self.sessionmaker):  # commits when it ends
+                repository = ConversationRepository(session)
+                stored = await repository.append_answer([*tools, answer], generation.user_id)
+            return stored
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    async for session in session_scope(self.sessionmaker):
-                        repository = ConversationRepository(session)
-                        if not await repository.append_answer(rows(), generation.user_id):
-                            return False  # the conversation was deleted meanwhile
+            try:
+                stored = await write()
+            except (SQLAlchemyError, OSError) as exc:
+                if not is_database_down(exc):
+                    raise
+                stored = await self._store_when_back(generation.message_id, write, exc)
         except (SQLAlchemyError, OSError) as exc:
             logger.error("could not store answer {}: {}", generation.message_id, exc)
             return False
+        if not stored:
+            return False  # the conversation was deleted while the answer was written
         await self.events.publish(
             generation.user_id, "conversation.updated", generation.conversation_id
         )

@@ -99,23 +99,23 @@ class ConversationRepository:
             )
         )
 
-    async def append_answer(self, messages: list[Message], user_id: uuid.UUID) -> bool:
-        """Bump the owner's conversation and add the messages; False if it no longer exists."""
+    async def append_answer(self, messages: list[dict[str, Any]], user_id: uuid.UUID) -> bool:
+        """Bump the owner's conversation and add the messages (rows of MESSAGE_FIELDS);
+        False if the conversation no longer exists."""
         last = messages[-1]
         result = await self.session.execute(
             update(CONVERSATION)
-            .where(CONVERSATION.c.id == last.conversation_id, CONVERSATION.c.user_id == user_id)
+            .where(
+                CONVERSATION.c.id == last["conversation_id"], CONVERSATION.c.user_id == user_id
+            )
             .values(
                 message_count=CONVERSATION.c.message_count + len(messages),
-                updated_at=last.created_at,
+                updated_at=last["created_at"],
             )
         )
         if getattr(result, "rowcount", 0) != 1:
             return False
-        await self.session.execute(
-            insert(MESSAGE),
-            [{column: getattr(m, column) for column in MESSAGE_FIELDS} for m in messages],
-        )
+        await self.session.execute(insert(MESSAGE), messages)
         return True
 
     async def delete(self, conversation_id: uuid.UUID) -> None:

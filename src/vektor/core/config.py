@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     jwt_issuer: str = "vektor"
     jwt_audience: str = "vektor-api"
+    # FastAPI's built-in OpenTelemetry (tracing, metrics, logs through the global providers).
+    # Off by default: even unconfigured it costs a provider lookup per request.
+    otel_enabled: bool = False
+    # After start, freeze what was built so far and collect young objects less often: the
+    # cyclic collector otherwise rescans every module and class many times a second.
+    gc_freeze: bool = True
     secret_key_is_ephemeral: bool = Field(default=False, exclude=True)
 
     @field_validator(

@@ -101,6 +101,9 @@ def configure_logging(settings: Settings) -> None:
         std = logging.getLogger(name)
         std.handlers = [InterceptHandler()]
         std.propagate = False
+    # Upstream requests are logged by the generation that makes them, not once more by httpx.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # Requests are logged once, by the access middleware, without query strings.
     logging.getLogger("uvicorn.access").handlers = []
     logging.getLogger("uvicorn.access").propagate = False
