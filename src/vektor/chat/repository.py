@@ -105,9 +105,7 @@ class ConversationRepository:
         last = messages[-1]
         result = await self.session.execute(
             update(CONVERSATION)
-            .where(
-                CONVERSATION.c.id == last["conversation_id"], CONVERSATION.c.user_id == user_id
-            )
+            .where(CONVERSATION.c.id == last["conversation_id"], CONVERSATION.c.user_id == user_id)
             .values(
                 message_count=CONVERSATION.c.message_count + len(messages),
                 updated_at=last["created_at"],
