@@ -76,11 +76,13 @@ class _Log:
     owner: uuid.UUID
     events: list[StreamEvent] = field(default_factory=list)
     finished_at: float | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def notify(self) -> None:
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class MemoryStreamStore:
@@ -150,6 +152,7 @@ class MemoryStreamStore:
         if log is None:
             return
         cursor = max(0, after)
+        loop = asyncio.get_running_loop()
         while True:
             if cursor < len(log.events):
                 batch = log.events[cursor:]
@@ -157,9 +160,18 @@ class MemoryStreamStore:
                 yield batch
             if log.finished_at is not None and cursor >= len(log.events):
                 return
-            changed = log.changed
+            waiter = loop.create_future()
+            log.waiters.append(waiter)
+            # a heartbeat timer per wait: a bare timer handle, far cheaper than a timeout scope
+            timer = loop.call_later(ping_s, _wake, waiter)
             try:
-                async with asyncio.timeout(ping_s):
-                    await changed.wait()
-            except TimeoutError:
-                yield None
+                await waiter
+            finally:
+                timer.cancel()
+            if cursor >= len(log.events) and log.finished_at is None:
+                yield None  # nothing new: the timer fired
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

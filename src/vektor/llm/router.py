@@ -78,6 +78,36 @@ class Deployment:
         }
 
 
+class _IdleWatchdog:
+    """Cancels the task when one wait lasts `limit` seconds. One timer for the whole stream,
+    re-armed only when it fires, instead of a timeout set up and torn down per event."""
+
+    def __init__(self, limit: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.limit = limit
+        self.waiting = False
+        self.since = self.loop.time()
+        self.fired = False
+        self.handle = self.loop.call_at(self.since + limit, self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if self.waiting and now >= self.since + self.limit and self.task is not None:
+            self.fired = True
+            self.task.cancel()
+            return
+        start = self.since if self.waiting else now
+        self.handle = self.loop.call_at(start + self.limit, self._check)
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this watchdog's (and only its)."""
+        return self.fired and self.task is not None and self.task.uncancel() == 0
+
+    def stop(self) -> None:
+        self.handle.cancel()
+
+
 @dataclass
 class OpenedStream:
     """A generation that has produced its first event on some deployment."""
@@ -92,17 +122,26 @@ class OpenedStream:
         if self.first is not None:
             yield self.first
         limit = self.deployment.config.timeout_s
-        while True:
-            try:
-                async with asyncio.timeout(limit):
+        watchdog = _IdleWatchdog(limit)
+        try:
+            while True:
+                watchdog.waiting = True
+                watchdog.since = watchdog.loop.time()
+                try:
                     event = await anext(self.rest)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise ProviderError(
-                    f"upstream stalled: no event for {limit:g} s", retryable=False
-                ) from None
-            yield event
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if watchdog.expired():
+                        raise ProviderError(
+                            f"upstream stalled: no event for {limit:g} s", retryable=False
+                        ) from None
+                    raise
+                finally:
+                    watchdog.waiting = False
+                yield event
+        finally:
+            watchdog.stop()
 
     async def aclose(self) -> None:
         """Close the upstream request."""
