@@ -89,11 +89,8 @@ async def measure(url: str, calls: int, runs: int) -> dict[str, list[tuple[float
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def run(calls: int = 200, runs: int = 3) -> dict[str, dict[str, float]]:
+    """Start the MCP server, measure, stop it: {way: {"p50_ms", "p99_ms"}} (medians)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         server = start(
@@ -103,16 +100,30 @@ def main() -> None:
         )
         try:
             asyncio.run(_wait_listening(port))
-            results = asyncio.run(measure(f"http://127.0.0.1:{port}/mcp", args.calls, args.runs))
+            results = asyncio.run(measure(f"http://127.0.0.1:{port}/mcp", calls, runs))
         finally:
             stop(server)
-    floor = statistics.median(p50 for p50, _ in results["direct, one session"])
+    return {
+        name: {
+            "p50_ms": statistics.median(f[0] for f in figures),
+            "p99_ms": statistics.median(f[1] for f in figures),
+        }
+        for name, figures in results.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = run(args.calls, args.runs)
+    floor = results["direct, one session"]["p50_ms"]
     print(f"{args.calls} sequential calls of `add` per run, medians of {args.runs} runs\n")
     print("| way | p50 | p99 | p50 added over one session |")
     print("|---|---|---|---|")
     for name, figures in results.items():
-        p50 = statistics.median(f[0] for f in figures)
-        p99 = statistics.median(f[1] for f in figures)
+        p50, p99 = figures["p50_ms"], figures["p99_ms"]
         print(f"| {name} | {p50:.2f} ms | {p99:.2f} ms | {p50 - floor:+.2f} ms |")
 
 

@@ -1,13 +1,15 @@
-"""Streaming benchmark: Vektor's /chat/stream and /v1/chat/completions against the upstream
-itself, in one run.
+"""Streaming and plain completions: Vektor's /chat/stream and /v1/chat/completions against
+the upstream itself (and, when asked, LiteLLM's proxy), in one run.
 
-Starts, on loopback, the scripted OpenAI-compatible upstream (20 chunks, 10 ms apart) and a
-Vektor server (auth and persistence on, SQLite or PostgreSQL), registers one user (with an
-API key for /v1) per concurrent client, then measures time to first content chunk (TTFC)
-and streams/s at each concurrency, alternating the targets and reporting medians of the
-repeats.
+Starts, on loopback, the scripted OpenAI-compatible upstream (20 chunks, 10 ms apart, or one
+plain JSON answer) and a Vektor server (auth and persistence on, SQLite or PostgreSQL),
+registers one user (with an API key for /v1) per concurrent client, then measures time to
+first content chunk (TTFC) and streams/s — or, without streaming, latency and requests/s —
+at each concurrency, alternating the targets so machine drift hits all alike, and reports
+medians of the repeats. Each request opens its own connection, as a browser tab would.
 
-    uv run python -m bench.stream [--database postgresql] [--concurrency 1 50] [--repeats 3]
+    uv run python -m bench.stream [--database postgresql] [--concurrency 1 10 50]
+        [--repeats 3] [--targets direct vektor v1] [--peers litellm] [--plain]
 """
 
 from __future__ import annotations
@@ -23,30 +25,54 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
 
-from bench.common import ROOT, Server, free_port, percentile, start, stop, vektor_server
+from bench.common import ROOT, free_port, percentile, start, stop, vektor_server
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
-DIRECT_FIRST = re.compile(rb'"content": "[^"]')
-DIRECT_DONE = b"data: [DONE]"
+# Plain answers: the same 20 pieces with no waits, so every target's upstream answers at once.
+PLAIN_SCRIPT = "chunks=20;delay=0;text=word"
+OPENAI_FIRST = re.compile(rb'"content": ?"[^"]')
+OPENAI_DONE = b"data: [DONE]"
 VEKTOR_FIRST = b'"type": "delta"'
 VEKTOR_DONE = b'"type": "done"'
+TARGETS = ("direct", "vektor", "v1", "litellm")
 
 
 @dataclass
 class Target:
+    """Something to send completions to, and how to recognise its answers."""
+
     name: str
     port: int
-    path: str
+    stream: bool
     first: re.Pattern[bytes] | bytes
-    done: bytes
-    bodies: list[bytes]  # one request per client (each client has its own user)
+    done: bytes | None  # None: a plain answer, read to the end of the body
+    requests: list[bytes]  # one request per client (each client has its own user)
     pid: int  # the serving process, whose CPU time is measured
+
+
+@dataclass
+class Result:
+    """Medians over the repeats of one target at one concurrency."""
+
+    database: str
+    mode: str  # "stream" or "plain"
+    target: str
+    concurrency: int
+    requests: int
+    p50_ms: float  # TTFC when streaming, whole-answer latency when plain
+    p99_ms: float
+    rate: float  # streams/s or requests/s
+    cpu_ms: float  # CPU of the serving process per request
+    latencies_ms: list[float]  # every sample of the median run, for plots
 
 
 def cpu_seconds(pid: int) -> float:
@@ -66,8 +92,9 @@ def _found(marker: re.Pattern[bytes] | bytes, data: bytes) -> bool:
     return bool(marker.search(data)) if isinstance(marker, re.Pattern) else marker in data
 
 
-async def one_stream(target: Target, request: bytes) -> tuple[float, float]:
-    """Send one request on a fresh connection; (time to first content, time to end)."""
+async def one_request(target: Target, request: bytes) -> float:
+    """Send one request on a fresh connection; seconds to the first content (streaming) or
+    to the whole answer (plain)."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
     writer.write(request)
@@ -76,55 +103,61 @@ async def one_stream(target: Target, request: bytes) -> tuple[float, float]:
         while True:
             chunk = await reader.read(65536)
             if not chunk:
+                if target.done is None:
+                    first = time.perf_counter() - started
+                    break
                 raise RuntimeError(f"{target.name}: connection closed early: {data[:300]!r}")
             data += chunk
-            if first is None and _found(target.first, data):
+            if first is None and target.done is not None and _found(target.first, data):
                 first = time.perf_counter() - started
-            if target.done in data:
+            if target.done is not None and target.done in data:
                 break
     finally:
         writer.close()
-    if not data.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(f"{target.name}: {data[:200]!r}")
-    return first or 0.0, time.perf_counter() - started
+    if not data.startswith(b"HTTP/1.1 200") or not _found(target.first, data):
+        raise RuntimeError(f"{target.name}: {data[:80]!r} … {data[-400:]!r}")
+    return first or 0.0
 
 
-async def run_load(target: Target, concurrency: int, total: int) -> dict[str, float]:
-    """`total` streams with `concurrency` clients; TTFC percentiles and streams/s."""
+async def run_load(target: Target, concurrency: int, total: int) -> dict[str, Any]:
+    """`total` requests from `concurrency` clients; latency percentiles and rate."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(total):
         queue.put_nowait(index)
-    ttfc: list[float] = []
+    samples: list[float] = []
 
     async def client(slot: int) -> None:
-        request = target.bodies[slot]
+        request = target.requests[slot]
         while True:
             try:
                 queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            first, _ = await one_stream(target, request)
-            ttfc.append(first)
+            samples.append(await one_request(target, request))
 
     cpu_before = cpu_seconds(target.pid)
     started = time.perf_counter()
     await asyncio.gather(*(client(slot) for slot in range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = (cpu_seconds(target.pid) - cpu_before) / total * 1000
-    ms = [t * 1000 for t in ttfc]
+    ms = [t * 1000 for t in samples]
     return {
         "p50": statistics.median(ms),
         "p99": percentile(ms, 99),
         "rate": total / elapsed,
         "cpu_ms": cpu,
+        "samples": ms,
     }
 
 
-def http_request(path: str, body: dict[str, object], token: str | None = None) -> bytes:
+def http_request(
+    path: str, body: dict[str, object], token: str | None = None, host: str = "127.0.0.1"
+) -> bytes:
+    """A complete HTTP/1.1 request that closes its connection."""
     payload = json.dumps(body).encode()
     lines = [
         f"POST {path} HTTP/1.1",
-        "Host: 127.0.0.1",
+        f"Host: {host}",
         "Content-Type: application/json",
         f"Content-Length: {len(payload)}",
         "Connection: close",
@@ -163,51 +196,6 @@ def make_users(base: str, count: int) -> list[tuple[str, str]]:
     return users
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--streams", type=int, default=600, help="streams per run at c > 1")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="Gunicorn workers (1: Uvicorn)")
-    parser.add_argument(
-        "--targets",
-        nargs="+",
-        choices=["direct", "vektor", "v1"],
-        default=["direct", "vektor", "v1"],
-    )
-    args = parser.parse_args()
-
-    up_port = free_port()
-    config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
-    deployment = {
-        "name": "bench",
-        "provider": "openai",
-        "model": SCRIPT,
-        "base_url": f"http://127.0.0.1:{up_port}/v1",
-        "timeout_s": 30,
-    }
-    (config / "model_configs.json").write_text(json.dumps([deployment]))
-    upstream = start(
-        [sys.executable, "-m", "tests.support.upstream", str(up_port)],
-        {**os.environ, "PYTHONPATH": str(ROOT)},
-        ROOT,
-    )
-    try:
-        with vektor_server(
-            args.database,
-            args.workers,
-            VEKTOR_CONFIG_DIR=str(config),
-            RATE_LIMIT_CHAT="1000000/minute",
-            BCRYPT_ROUNDS="4",
-        ) as server:
-            wait_upstream(up_port)
-            run_all(args, server, upstream, up_port)
-    finally:
-        stop(upstream)
-        shutil.rmtree(config, ignore_errors=True)
-
-
 def wait_upstream(port: int) -> None:
     """Wait until the scripted upstream answers."""
     for _ in range(100):
@@ -219,73 +207,202 @@ def wait_upstream(port: int) -> None:
     raise SystemExit("the scripted upstream did not start")
 
 
-def run_all(
-    args: argparse.Namespace, server: Server, upstream: subprocess.Popen[bytes], up_port: int
-) -> None:
-    """Measure each concurrency, alternating direct and Vektor runs."""
-    vk_port = int(server.base.rsplit(":", 1)[1])
-    vektor = server.process
-    clients = max(args.concurrency)
-    users = make_users(f"http://127.0.0.1:{vk_port}", clients)
-    chat = {"model": "bench", "messages": [{"role": "user", "content": "Hola"}]}
-    direct_body = {"model": SCRIPT, "stream": True, "messages": chat["messages"]}
-    targets = [
-        Target(
-            "direct",
-            up_port,
-            "/v1/chat/completions",
-            DIRECT_FIRST,
-            DIRECT_DONE,
-            [http_request("/v1/chat/completions", direct_body)] * clients,
-            upstream.pid,
-        ),
-        Target(
-            "vektor",
-            vk_port,
-            "/chat/stream",
-            VEKTOR_FIRST,
-            VEKTOR_DONE,
-            [http_request("/chat/stream", chat, token) for token, _ in users],
-            vektor.pid,
-        ),
-        Target(
-            "v1",
-            vk_port,
-            "/v1/chat/completions",
-            DIRECT_FIRST,
-            DIRECT_DONE,
-            [
-                http_request("/v1/chat/completions", {**chat, "stream": True}, key)
-                for _, key in users
-            ],
-            vektor.pid,
-        ),
-    ]
-    targets = [t for t in targets if t.name in args.targets]
+@contextmanager
+def scripted_upstream() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The scripted OpenAI-compatible upstream on a spare port; stopped afterwards."""
+    port = free_port()
+    process = start(
+        [sys.executable, "-m", "tests.support.upstream", str(port)],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+        ROOT,
+    )
+    try:
+        wait_upstream(port)
+        yield port, process
+    finally:
+        stop(process)
+
+
+def build_targets(
+    *,
+    stream: bool,
+    names: list[str],
+    clients: int,
+    up: tuple[int, int],
+    vektor: tuple[int, int],
+    users: list[tuple[str, str]],
+    litellm: tuple[int, int, str | None] | None,
+) -> list[Target]:
+    """The targets asked for, each with one request per client."""
+    messages = [{"role": "user", "content": "Hola"}]
+    script, model = (SCRIPT, "bench") if stream else (PLAIN_SCRIPT, "bench-plain")
+    openai_body = {"model": script, "stream": stream, "messages": messages}
+    vektor_body = {"model": model, "stream": stream, "messages": messages}
+    targets = []
+    if "direct" in names:
+        request = http_request("/v1/chat/completions", openai_body)
+        targets.append(
+            Target("direct", up[0], stream, *_markers(stream), [request] * clients, up[1])
+        )
+    if "vektor" in names and stream:
+        chat = {"model": "bench", "messages": messages}
+        requests = [http_request("/chat/stream", chat, token) for token, _ in users]
+        targets.append(
+            Target("vektor", vektor[0], True, VEKTOR_FIRST, VEKTOR_DONE, requests, vektor[1])
+        )
+    if "v1" in names:
+        requests = [http_request("/v1/chat/completions", vektor_body, key) for _, key in users]
+        targets.append(Target("v1", vektor[0], stream, *_markers(stream), requests, vektor[1]))
+    if "litellm" in names and litellm is not None:
+        port, pid, key = litellm
+        request = http_request("/v1/chat/completions", openai_body, key)
+        targets.append(Target("litellm", port, stream, *_markers(stream), [request] * clients, pid))
+    return targets
+
+
+def _markers(stream: bool) -> tuple[re.Pattern[bytes] | bytes, bytes | None]:
+    return (OPENAI_FIRST, OPENAI_DONE) if stream else (OPENAI_FIRST, None)
+
+
+def measure(
+    database: str,
+    *,
+    concurrency: list[int],
+    repeats: int = 3,
+    streams: int = 600,
+    targets: list[str] | tuple[str, ...] = ("direct", "vektor", "v1"),
+    peers: list[str] | tuple[str, ...] = (),
+    modes: tuple[str, ...] = ("stream",),
+    workers: int = 1,
+    single_requests: int = 30,
+) -> list[Result]:
+    """Start the upstream, Vektor (and peers), run every mode × concurrency × target,
+    alternating targets within each repeat; stop everything. Returns medians."""
+    names = [t for t in targets if t != "litellm"] + (["litellm"] if "litellm" in peers else [])
+    results: list[Result] = []
+    config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, config, True)
+        up_port, upstream = stack.enter_context(scripted_upstream())
+        deployments = [
+            {
+                "name": name,
+                "provider": "openai",
+                "model": script,
+                "base_url": f"http://127.0.0.1:{up_port}/v1",
+                "timeout_s": 30,
+            }
+            for name, script in (("bench", SCRIPT), ("bench-plain", PLAIN_SCRIPT))
+        ]
+        (config / "model_configs.json").write_text(json.dumps(deployments))
+        server = stack.enter_context(
+            vektor_server(
+                database,
+                workers,
+                VEKTOR_CONFIG_DIR=str(config),
+                RATE_LIMIT_CHAT="1000000/minute",
+                BCRYPT_ROUNDS="4",
+            )
+        )
+        litellm = None
+        if "litellm" in names:
+            from bench.peers import litellm_proxy
+
+            peer = stack.enter_context(
+                litellm_proxy(f"http://127.0.0.1:{up_port}/v1", [SCRIPT, PLAIN_SCRIPT])
+            )
+            litellm = (peer.port, peer.pid, peer.headers["Authorization"].split(" ", 1)[1])
+        vk_port = int(server.base.rsplit(":", 1)[1])
+        clients = max(concurrency)
+        users = make_users(server.base, clients)
+        for mode in modes:
+            built = build_targets(
+                stream=mode == "stream",
+                names=names,
+                clients=clients,
+                up=(up_port, upstream.pid),
+                vektor=(vk_port, server.process.pid),
+                users=users,
+                litellm=litellm,
+            )
+            for target in built:  # warm up connections, caches and lazy imports
+                asyncio.run(run_load(target, min(clients, 10), 20))
+            for c in concurrency:
+                total = single_requests if c == 1 else streams
+                runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in built}
+                for _ in range(repeats):
+                    for target in built:  # alternate, so drift hits all alike
+                        runs[target.name].append(asyncio.run(run_load(target, c, total)))
+                for target in built:
+                    results.append(
+                        _median(database, mode, target.name, c, total, runs[target.name])
+                    )
+    return results
+
+
+def _median(
+    database: str, mode: str, name: str, c: int, total: int, runs: list[dict[str, Any]]
+) -> Result:
+    rates = sorted(runs, key=lambda r: r["rate"])
+    middle = rates[len(rates) // 2]
+    return Result(
+        database=database,
+        mode=mode,
+        target=name,
+        concurrency=c,
+        requests=total,
+        p50_ms=statistics.median(r["p50"] for r in runs),
+        p99_ms=statistics.median(r["p99"] for r in runs),
+        rate=statistics.median(r["rate"] for r in runs),
+        cpu_ms=statistics.median(r["cpu_ms"] for r in runs),
+        latencies_ms=middle["samples"],
+    )
+
+
+def print_table(results: list[Result]) -> None:
+    """One line per result."""
+    print(
+        f"{'db':<10} {'mode':<6} {'target':<8} {'c':>4} {'n':>6} {'p50':>10} {'p99':>10} "
+        f"{'per s':>8} {'CPU/req':>9}"
+    )
+    for r in results:
+        print(
+            f"{r.database:<10} {r.mode:<6} {r.target:<8} {r.concurrency:>4} {r.requests:>6} "
+            f"{r.p50_ms:>8.1f}ms {r.p99_ms:>8.1f}ms {r.rate:>8.1f} {r.cpu_ms:>7.2f}ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--streams", type=int, default=600, help="requests per run at c > 1")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="Gunicorn workers (1: Uvicorn)")
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        choices=["direct", "vektor", "v1"],
+        default=["direct", "vektor", "v1"],
+    )
+    parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
+    parser.add_argument("--plain", action="store_true", help="non-streaming completions instead")
+    args = parser.parse_args()
     print(
         f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
         f"medians of {args.repeats} runs"
     )
-    print(
-        f"{'target':<8} {'c':>4} {'streams':>8} {'TTFC p50':>10} {'TTFC p99':>10} "
-        f"{'streams/s':>10} {'CPU/stream':>11}"
+    results = measure(
+        args.database,
+        concurrency=args.concurrency,
+        repeats=args.repeats,
+        streams=args.streams,
+        targets=args.targets,
+        peers=args.peers,
+        modes=("plain",) if args.plain else ("stream",),
+        workers=args.workers,
     )
-    for concurrency in args.concurrency:
-        total = 30 if concurrency == 1 else args.streams
-        results: dict[str, list[dict[str, float]]] = {t.name: [] for t in targets}
-        for _ in range(args.repeats):
-            for target in targets:  # alternate, so drift hits both alike
-                results[target.name].append(asyncio.run(run_load(target, concurrency, total)))
-        for target in targets:
-            runs = results[target.name]
-            p50 = statistics.median(r["p50"] for r in runs)
-            p99 = statistics.median(r["p99"] for r in runs)
-            rate = statistics.median(r["rate"] for r in runs)
-            cpu = statistics.median(r["cpu_ms"] for r in runs)
-            print(
-                f"{target.name:<8} {concurrency:>4} {total:>8} {p50:>8.1f}ms "
-                f"{p99:>8.1f}ms {rate:>10.1f} {cpu:>9.2f}ms"
-            )
+    print_table(results)
 
 
 if __name__ == "__main__":
