@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.auth.models import Device, RefreshToken, UserSession
@@ -47,15 +47,9 @@ class SessionRepository:
     async def get_active_with_user(
         self, session_id: uuid.UUID, user_id: uuid.UUID
     ) -> tuple[UserSession, User] | None:
-        """An unrevoked session with its user."""
+        """An unrevoked session with its user (every authenticated request asks this)."""
         result = await self.session.execute(
-            select(UserSession, User)
-            .join(User, User.id == UserSession.user_id)
-            .where(
-                UserSession.id == session_id,
-                UserSession.user_id == user_id,
-                UserSession.revoked_at.is_(None),
-            )
+            _ACTIVE_WITH_USER, {"session_id": session_id, "user_id": user_id}
         )
         row = result.first()
         return (row[0], row[1]) if row else None
@@ -96,6 +90,18 @@ class SessionRepository:
         await self.session.execute(
             update(Device).where(Device.id == device_pk).values(last_seen_at=at)
         )
+
+
+# Built once: the statement every authenticated request runs.
+_ACTIVE_WITH_USER = (
+    select(UserSession, User)
+    .join(User, User.id == UserSession.user_id)
+    .where(
+        UserSession.id == bindparam("session_id"),
+        UserSession.user_id == bindparam("user_id"),
+        UserSession.revoked_at.is_(None),
+    )
+)
 
 
 class RefreshTokenRepository:

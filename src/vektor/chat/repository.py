@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
+    bindparam,
     column,
     delete,
     func,
@@ -47,6 +48,22 @@ def search_terms(query: str) -> list[str]:
     return re.findall(r"\w+", query)[:MAX_SEARCH_TERMS]
 
 
+# Built once: the statements of every chat request.
+_INSERT_CONVERSATION = insert(CONVERSATION)
+_INSERT_MESSAGE = insert(MESSAGE)
+_BUMP_OWNED = (
+    update(CONVERSATION)
+    .where(
+        CONVERSATION.c.id == bindparam("conversation_id"),
+        CONVERSATION.c.user_id == bindparam("owner"),
+    )
+    .values(
+        message_count=CONVERSATION.c.message_count + bindparam("added"),
+        updated_at=bindparam("at"),
+    )
+)
+
+
 class ConversationRepository:
     """Conversations and their messages."""
 
@@ -80,9 +97,9 @@ class ConversationRepository:
     async def insert(self, conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
         """A new conversation and its first messages (Core statements: the hot path)."""
         await self.session.execute(
-            insert(CONVERSATION).values(**conversation, message_count=len(messages))
+            _INSERT_CONVERSATION, {**conversation, "message_count": len(messages)}
         )
-        await self.session.execute(insert(MESSAGE), messages)
+        await self.session.execute(_INSERT_MESSAGE, messages)
 
     async def append(
         self, conversation_id: uuid.UUID, model: str, messages: list[dict[str, Any]], at: datetime
