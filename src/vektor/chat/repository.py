@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -187,11 +188,14 @@ class ConversationRepository:
                 )
             )
             return or_(in_titles, in_messages)
+        # Both searches through their GIN indexes, joined as one set of ids: an OR of the
+        # title match and the message subquery would make the planner walk the user's
+        # conversations newest first, evaluating the title match row by row.
         tsquery = func.to_tsquery("simple", " & ".join(f"{term}:*" for term in terms))
-        in_titles = func.to_tsvector("simple", Conversation.title).op("@@")(tsquery)
-        in_messages = Conversation.id.in_(
-            select(Message.conversation_id).where(
-                func.to_tsvector("simple", Message.content).op("@@")(tsquery)
-            )
+        by_title = select(Conversation.id).where(
+            func.to_tsvector("simple", Conversation.title).op("@@")(tsquery)
         )
-        return or_(in_titles, in_messages)
+        by_message = select(Message.conversation_id).where(
+            func.to_tsvector("simple", Message.content).op("@@")(tsquery)
+        )
+        return Conversation.id.in_(union(by_title, by_message))

@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Iterable
 
-from coredis.exceptions import RedisError
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -34,12 +33,18 @@ class RateLimiter:
     """Checks and counts hits against several keys at once."""
 
     def __init__(self, redis_url: str | None = None, *, namespace: str = "vektor") -> None:
-        storage = (
-            storage_from_string(_redis_storage_uri(redis_url), key_prefix=namespace)
-            if redis_url
-            else MemoryStorage()
-        )
-        assert isinstance(storage, Storage)  # the async+ scheme gives an async storage
+        # The Redis client is imported only when Redis is used (it is large and slow to load).
+        self._unreachable: tuple[type[BaseException], ...] = (OSError,)
+        storage: Storage
+        if redis_url:
+            from coredis.exceptions import RedisError
+
+            self._unreachable = (RedisError, OSError)
+            found = storage_from_string(_redis_storage_uri(redis_url), key_prefix=namespace)
+            assert isinstance(found, Storage)  # the async+ scheme gives an async storage
+            storage = found
+        else:
+            storage = MemoryStorage()
         self.storage: Storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._items: dict[str, RateLimitItem] = {}
@@ -61,7 +66,7 @@ class RateLimiter:
                     stats = await self.strategy.get_window_stats(item, scope, value)
                     retry_after = max(retry_after, math.ceil(stats.reset_time - time.time()))
                     retry_after = max(retry_after, 1)
-        except (RedisError, OSError) as exc:
+        except self._unreachable as exc:
             logger.warning("rate limit storage unreachable, failing open: {}", type(exc).__name__)
             return
         if retry_after:

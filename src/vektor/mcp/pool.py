@@ -9,25 +9,37 @@ must never be the chat's.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import statistics
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from loguru import logger
-from mcp import Client, StdioServerParameters
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, Tool
 
 from vektor.core.balancing import weighted_order
 from vektor.mcp.config import McpServerConfig
 from vektor.monitoring.metrics import MCP_CALLS, MCP_LATENCY
+
+# The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
+# contacted, so a deployment without MCP servers never pays for it.
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp.types import CallToolResult, Tool
+
+_SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
+
+
+async def load_sdk() -> None:
+    """Import the SDK in a worker thread (once), before the first call needs it."""
+    if not all(name in sys.modules for name in _SDK_MODULES):
+        await asyncio.to_thread(lambda: [importlib.import_module(n) for n in _SDK_MODULES])
+
 
 COOLDOWN_BASE_S = 2.0
 COOLDOWN_MAX_S = 60.0
@@ -150,6 +162,8 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def _classify(exc: BaseException) -> Exception:
     """Unreached when every cause is a failure to connect; Broken otherwise."""
+    from mcp.shared.exceptions import MCPError
+
     leaves = _leaves(exc)
     for leaf in leaves:
         if isinstance(leaf, MCPError) and any(m in leaf.message.lower() for m in SESSION_LOST):
@@ -163,6 +177,10 @@ def _classify(exc: BaseException) -> Exception:
 @asynccontextmanager
 async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
     """A client connected to the replica by its transport, for one attempt."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
     config = replica.config
     if config.transport == "stdio":
         command = config.command or []
@@ -218,6 +236,7 @@ class McpPool:
 
     async def refresh(self) -> None:
         """List every replica's tools; a replica whose catalog differs is excluded."""
+        await load_sdk()  # a call needs the listing first, so the SDK is loaded by then
         catalogs = await asyncio.gather(*(self._list(r) for r in self.replicas))
         reference: dict[str, Tool] | None = None
         for replica, tools in zip(self.replicas, catalogs, strict=True):
