@@ -1,0 +1,106 @@
+"""The benchmark suite: `uv run python -m bench all [--peers litellm]`.
+
+    all      every measure on SQLite and PostgreSQL, then docs/BENCHMARKS.md and its plots
+    smoke    a few seconds of each kind of measure, report written to a temporary folder
+             (what CI runs, so the suite cannot rot)
+    report   rewrite docs/BENCHMARKS.md and the plots from docs/bench/results.json
+
+Everything the suite starts (the scripted upstream, Vektor servers, MCP servers, LiteLLM's
+proxy) listens on 127.0.0.1 and is stopped by its pid. Loads are bounded in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.common import ROOT
+
+DOCS = ROOT / "docs"
+
+
+def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[str, Any]:
+    """Run every measure and return the results (JSON-ready)."""
+    from bench import history, mcp_tool, memory, stream
+
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": report.machine(),
+        "peers": peers,
+        "quick": quick,
+        "completions": [],
+    }
+    extra_versions: dict[str, str] = {}
+    for index, database in enumerate(databases):
+        print(f"== completions on {database}", flush=True)
+        rows = stream.measure(
+            database,
+            concurrency=[1, 5] if quick else [1, 10, 50],
+            repeats=1 if quick else 3,
+            streams=20 if quick else 600,
+            single_requests=5 if quick else 30,
+            targets=("direct", "vektor", "v1"),
+            peers=peers if index == 0 else (),  # the peer does not use Vektor's database
+            modes=("stream", "plain"),
+        )
+        stream.print_table(rows)
+        results["completions"] += [asdict(r) for r in rows]
+    if "litellm" in peers:
+        from bench.peers import VERSION
+
+        extra_versions["litellm"] = VERSION
+    print("== memory", flush=True)
+    results["memory"] = memory.run(streams=50 if quick else 1000, with_model=not quick)
+    print(json.dumps(results["memory"], indent=1), flush=True)
+    print("== history", flush=True)
+    results["history"] = []
+    for database in databases:
+        results["history"] += history.run(
+            database,
+            conversations=200 if quick else 10_000,
+            requests=20 if quick else 300,
+        )
+    for row in results["history"]:
+        print(row, flush=True)
+    print("== MCP tool call", flush=True)
+    results["mcp"] = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
+    print(json.dumps(results["mcp"], indent=1), flush=True)
+    results["versions"] = report.versions(extra_versions)
+    results["duration_s"] = time.monotonic() - started
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["all", "smoke", "report"])
+    parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
+    parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=None)
+    parser.add_argument("--docs", type=Path, default=None, help="where the report goes")
+    args = parser.parse_args()
+    if args.command == "report":
+        docs = args.docs or DOCS
+        results = json.loads((docs / "bench" / "results.json").read_text())
+        print(report.write(results, docs))
+        return
+    quick = args.command == "smoke"
+    databases = args.databases or (["sqlite"] if quick else ["sqlite", "postgresql"])
+    results = run_suite(quick=quick, peers=args.peers, databases=databases)
+    if quick and args.docs is None:
+        with tempfile.TemporaryDirectory() as folder:
+            written = report.write(results, Path(folder))
+            print(written.read_text()[:400])
+        return
+    print(report.write(results, args.docs or DOCS))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

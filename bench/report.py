@@ -1,0 +1,412 @@
+"""Write docs/BENCHMARKS.md and its plots from the results of `python -m bench all`.
+
+The report is generated; the hand-written part between the NOTES markers (analysis, and
+benchmarks outside the suite) is kept from the existing file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+NOTES_START = "<!-- notes: kept when the report is regenerated -->"
+NOTES_END = "<!-- /notes -->"
+NAMES = {
+    "direct": "direct",
+    "vektor": "Vektor /chat/stream",
+    "v1": "Vektor /v1",
+    "litellm": "LiteLLM",
+}
+DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import os
+
+    import psutil
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Versions of Vektor and of the libraries on the measured path."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in (
+        "vektor",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "sqlalchemy",
+        "asyncpg",
+        "aiosqlite",
+        "httpx",
+        "aiohttp",
+    ):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {**found, **(extra or {})}
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    if not reference:
+        return "—"
+    return f"{value / reference:.2f}×"
+
+
+def _lookup(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if all(row.get(key) == value for key, value in where.items()):
+            return row
+    return None
+
+
+def completions_section(rows: list[dict[str, Any]], mode: str) -> list[str]:
+    """One table per database: every target at every concurrency, with ratios."""
+    lines: list[str] = []
+    unit = "streams/s" if mode == "stream" else "req/s"
+    latency = "TTFC" if mode == "stream" else "latency"
+    for database in DATABASES:
+        chosen = [r for r in rows if r["mode"] == mode and r["database"] == database]
+        if not chosen:
+            continue
+        lines += ["", f"**{DATABASES[database]}**", ""]
+        body = []
+        for row in chosen:
+            direct = _lookup(chosen, target="direct", concurrency=row["concurrency"])
+            peer = _lookup(chosen, target="litellm", concurrency=row["concurrency"])
+            added = None if direct is None else row["p50_ms"] - direct["p50_ms"]
+            body.append(
+                [
+                    NAMES.get(row["target"], row["target"]),
+                    str(row["concurrency"]),
+                    str(row["requests"]),
+                    _ms(row["p50_ms"]),
+                    _ms(row["p99_ms"]),
+                    "—" if added is None or row["target"] == "direct" else f"{added:+.1f} ms",
+                    f"{row['rate']:.1f}",
+                    _ratio(row["rate"], direct["rate"] if direct else None),
+                    _ratio(row["rate"], peer["rate"] if peer else None),
+                    f"{row['cpu_ms']:.2f} ms",
+                ]
+            )
+        lines += _table(
+            [
+                "target",
+                "c",
+                "n",
+                f"{latency} p50",
+                f"{latency} p99",
+                "p50 added",
+                unit,
+                "× direct",
+                "× LiteLLM",
+                "CPU/request",
+            ],
+            body,
+        )
+    return lines
+
+
+def targets_section(results: dict[str, Any]) -> list[str]:
+    """The issue's targets next to what was measured."""
+    rows = results.get("completions", [])
+    checks: list[tuple[str, str, float | None, float, bool]] = []  # what, unit, value, goal, ≥?
+
+    def pick(database: str, mode: str, target: str, c: int, field: str) -> float | None:
+        row = _lookup(rows, database=database, mode=mode, target=target, concurrency=c)
+        return None if row is None else float(row[field])
+
+    for database in DATABASES:
+        name = DATABASES[database]
+        rate = pick(database, "stream", "vektor", 50, "rate")
+        checks.append((f"{name}: /chat/stream streams/s at c=50", "", rate, 180, True))
+        ttfc = pick(database, "stream", "vektor", 50, "p50_ms")
+        checks.append((f"{name}: /chat/stream TTFC p50 at c=50", "ms", ttfc, 40, False))
+        one = pick(database, "stream", "vektor", 1, "p50_ms")
+        checks.append((f"{name}: /chat/stream TTFC p50 at c=1", "ms", one, 13, False))
+        plain = pick(database, "plain", "v1", 50, "rate")
+        checks.append((f"{name}: /v1 plain req/s at c=50", "", plain, 1000, True))
+        vk = pick(database, "plain", "v1", 1, "p50_ms")
+        direct = pick(database, "plain", "direct", 1, "p50_ms")
+        added = None if vk is None or direct is None else vk - direct
+        checks.append((f"{name}: /v1 plain added at c=1", "ms", added, 2, False))
+    memory = results.get("memory") or {}
+    streams = memory.get("streams") or {}
+    checks.append(
+        ("1,000 concurrent streams: peak RSS", "MB", streams.get("peak_rss_mb"), 400, False)
+    )
+    checks.append(("idle RSS without the local model", "MB", memory.get("idle_rss_mb"), 150, False))
+    for row in results.get("history", []):
+        checks.append(
+            (
+                f"{DATABASES.get(row['database'], row['database'])}: history {row['query']} p99",
+                "ms",
+                row.get("p99_ms"),
+                20,
+                False,
+            )
+        )
+    body = []
+    for what, unit, value, goal, at_least in checks:
+        if value is None:
+            body.append([what, f"{'≥' if at_least else '≤'} {goal:g} {unit}", "not measured", ""])
+            continue
+        met = value >= goal if at_least else value <= goal
+        shown = f"{value:.1f} {unit}".strip()
+        miss = "met" if met else f"missed by {abs(value - goal):.1f} {unit}".strip()
+        body.append([what, f"{'≥' if at_least else '≤'} {goal:g} {unit}".strip(), shown, miss])
+    return _table(["target", "goal", "measured", ""], body)
+
+
+def write(results: dict[str, Any], docs: Path) -> Path:
+    """Write docs/BENCHMARKS.md, docs/bench/*.png and docs/bench/results.json."""
+    folder = docs / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    plots = make_plots(results, folder)
+    path = docs / "BENCHMARKS.md"
+    notes = _kept_notes(path)
+    info = results["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `uv run python -m bench all"
+        + (" --peers litellm" if results.get("peers") else "")
+        + f"` on {results['date']} in {results['duration_s'] / 60:.0f} minutes; raw figures in "
+        "[bench/results.json](bench/results.json). Everything runs on loopback on one "
+        "machine: the load generator, the scripted upstream, Vektor and the peer share its "
+        "cores, and targets are measured alternately so drift hits all alike; each figure "
+        "is the median of the repeats.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
+        f"{info['os']}, Python {info['python']}.",
+        "",
+        "Versions: "
+        + ", ".join(f"{name} {value}" for name, value in results["versions"].items())
+        + ".",
+        "",
+        "## Targets",
+        "",
+        *targets_section(results),
+        "",
+        NOTES_START,
+        notes,
+        NOTES_END,
+        "",
+        "## 1. Streaming completions",
+        "",
+        "The scripted upstream sends 20 chunks 10 ms apart. TTFC is the time from sending the "
+        "request to the first chunk carrying answer text; every request opens its own "
+        "connection. `/chat/stream` runs with auth and persistence on (one user per client; "
+        "the question and the answer stored); `/v1` with an API key per client, nothing "
+        "stored (its default). CPU/request is the serving process's CPU time per request "
+        "(for `direct`, the upstream's own).",
+        *completions_section(results.get("completions", []), "stream"),
+        "",
+        *[f"![{title}](bench/{name})" for name, title in plots if name.startswith("stream")],
+        "",
+        "## 2. Plain (non-streaming) completions",
+        "",
+        "The same upstream answering the same 20 pieces at once, as one JSON body "
+        "(`stream: false`). Latency is to the end of the answer.",
+        *completions_section(results.get("completions", []), "plain"),
+        "",
+        *[f"![{title}](bench/{name})" for name, title in plots if name.startswith("plain")],
+        "",
+        *memory_section(results.get("memory")),
+        "",
+        *history_section(results.get("history", [])),
+        "",
+        *mcp_section(results.get("mcp")),
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "uv run python -m bench all --peers litellm   # everything, about "
+        f"{results['duration_s'] / 60:.0f} minutes here",
+        "uv run python -m bench report                # rewrite this file from results.json",
+        "uv run python -m bench.stream --help         # one measure at a time",
+        "```",
+        "",
+        "LiteLLM's proxy is installed into its own throw-away virtual environment under the "
+        "user's cache folder (never a dependency of Vektor) and configured with the same "
+        "upstream.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _kept_notes(path: Path) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    if NOTES_START not in text or NOTES_END not in text:
+        return ""
+    return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n")
+
+
+def memory_section(memory: dict[str, Any] | None) -> list[str]:
+    """Measures 3 and 5."""
+    lines = ["## 3. 1,000 concurrent streams, and 5. idle memory", ""]
+    if not memory:
+        return [*lines, "Not measured in this run."]
+    streams = memory.get("streams") or {}
+    rows = [
+        ["idle RSS right after start", f"{memory.get('idle_rss_start_mb', 0):.1f} MB"],
+        ["idle RSS after 60 light requests", f"{memory.get('idle_rss_mb', 0):.1f} MB"],
+    ]
+    if "model_rss_mb" in memory:
+        rows.append(["RSS with the local model loaded", f"{memory['model_rss_mb']:.1f} MB"])
+    if streams:
+        rows += [
+            ["concurrent streams opened", str(streams.get("streams"))],
+            ["completed with `done`", str(streams.get("completed"))],
+            ["most open at once", str(streams.get("peak_open"))],
+            ["RSS before", f"{streams.get('rss_before_mb', 0):.1f} MB"],
+            ["peak RSS", f"{streams.get('peak_rss_mb', 0):.1f} MB"],
+            ["wall time", f"{streams.get('seconds', 0):.1f} s"],
+        ]
+    return [*lines, *_table(["measure", "value"], rows), "", memory.get("note", "")]
+
+
+def history_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Measure 4."""
+    lines = ["## 4. History with 10,000 conversations", ""]
+    if not rows:
+        return [*lines, "Not measured in this run."]
+    body = [
+        [
+            DATABASES.get(r["database"], r["database"]),
+            r["query"],
+            str(r.get("n", "")),
+            _ms(r["p50_ms"]),
+            _ms(r["p99_ms"]),
+        ]
+        for r in rows
+    ]
+    return [
+        *lines,
+        "One user with 10,000 conversations (2 messages each); sequential "
+        "`GET /chat/history` requests after a warm-up.",
+        "",
+        *_table(["database", "query", "n", "p50", "p99"], body),
+    ]
+
+
+def mcp_section(mcp: dict[str, Any] | None) -> list[str]:
+    """Measure 6."""
+    lines = ["## 6. An MCP tool call through the pool", ""]
+    if not mcp:
+        return [*lines, "Not measured in this run."]
+    floor = mcp.get("direct, one session", {}).get("p50_ms")
+    body = [
+        [
+            way,
+            _ms(v["p50_ms"]),
+            _ms(v["p99_ms"]),
+            "—" if floor is None else f"{v['p50_ms'] - floor:+.2f} ms",
+        ]
+        for way, v in mcp.items()
+    ]
+    return [
+        *lines,
+        "The project's test MCP server (official SDK, streamable HTTP) on loopback; "
+        "sequential calls of its `add` tool, the three ways alternating.",
+        "",
+        *_table(["way", "p50", "p99", "p50 over one session"], body),
+    ]
+
+
+def make_plots(results: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
+    """PNG plots: rate by concurrency and latency distributions. Returns (file, title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results.get("completions", [])
+    made: list[tuple[str, str]] = []
+    for mode, unit in (("stream", "streams/s"), ("plain", "requests/s")):
+        chosen = [r for r in rows if r["mode"] == mode]
+        databases = [d for d in DATABASES if any(r["database"] == d for r in chosen)]
+        if not databases:
+            continue
+        figure, axes = plt.subplots(1, len(databases), figsize=(5 * len(databases), 3.6))
+        axes = [axes] if len(databases) == 1 else list(axes)
+        for axis, database in zip(axes, databases, strict=True):
+            for target in NAMES:
+                points = sorted(
+                    (r["concurrency"], r["rate"])
+                    for r in chosen
+                    if r["database"] == database and r["target"] == target
+                )
+                if points:
+                    axis.plot(*zip(*points, strict=True), marker="o", label=NAMES[target])
+            axis.set_title(DATABASES[database])
+            axis.set_xlabel("concurrent clients")
+            axis.set_ylabel(unit)
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        figure.tight_layout()
+        name = f"{mode}_rate.png"
+        figure.savefig(folder / name, dpi=110)
+        plt.close(figure)
+        made.append((name, f"{unit} by concurrency"))
+
+        top = max(r["concurrency"] for r in chosen)
+        figure, axes = plt.subplots(1, len(databases), figsize=(5 * len(databases), 3.6))
+        axes = [axes] if len(databases) == 1 else list(axes)
+        for axis, database in zip(axes, databases, strict=True):
+            for target in NAMES:
+                row = _lookup(chosen, database=database, target=target, concurrency=top)
+                if row and row["latencies_ms"]:
+                    samples = sorted(row["latencies_ms"])
+                    share = [(i + 1) / len(samples) for i in range(len(samples))]
+                    axis.plot(samples, share, label=NAMES[target])
+            axis.set_xscale("log")
+            axis.set_title(f"{DATABASES[database]}, c={top}")
+            axis.set_xlabel(("TTFC" if mode == "stream" else "latency") + " (ms, log)")
+            axis.set_ylabel("share of requests")
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+        figure.tight_layout()
+        name = f"{mode}_latency.png"
+        figure.savefig(folder / name, dpi=110)
+        plt.close(figure)
+        made.append((name, f"{'TTFC' if mode == 'stream' else 'latency'} distribution"))
+    return made
