@@ -279,14 +279,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in (*DATABASE_DOWN_ERRORS, sa_exc.DBAPIError):
         app.add_exception_handler(error, _database_down)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.backend_cors_origins,
-        allow_credentials=settings.cors_credentials_enabled,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
-    )
+    if settings.backend_cors_origins:  # otherwise no origin is allowed: nothing to add
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.backend_cors_origins,
+            allow_credentials=settings.cors_credentials_enabled,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+        )
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

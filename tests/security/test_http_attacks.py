@@ -86,3 +86,11 @@ async def test_unexpected_error_is_json_500_without_traceback(database_url, tmp_
     errors = (tmp_path / "logs" / "error.log").read_text()
     assert "boom-1" in errors
     assert "RuntimeError" in errors
+
+
+async def test_no_origin_is_allowed_by_default(client):
+    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    response = await client.options("/auth/login", headers=preflight)
+    assert "access-control-allow-origin" not in response.headers
+    simple = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in simple.headers
