@@ -17,19 +17,19 @@ from vektor.core.errors import BadRequest, NotFound
 from vektor.llm.router import ModelRouter
 
 
-def get_router(request: Request) -> ModelRouter:
+async def get_router(request: Request) -> ModelRouter:
     """The app's model router."""
     router: ModelRouter = request.app.state.model_router
     return router
 
 
-def get_generations(request: Request) -> GenerationManager:
+async def get_generations(request: Request) -> GenerationManager:
     """The app's generation manager."""
     manager: GenerationManager = request.app.state.generations
     return manager
 
 
-def get_streams(request: Request) -> StreamStore:
+async def get_streams(request: Request) -> StreamStore:
     """The app's stream store."""
     streams: StreamStore = request.app.state.streams
     return streams
@@ -54,7 +54,7 @@ async def valid_owned_stream(
     return message_id
 
 
-def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -> int:
+async def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -> int:
     """The Last-Event-ID header as an event number (0 when absent)."""
     if last_event_id is None or last_event_id.strip() == "":
         return 0

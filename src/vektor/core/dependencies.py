@@ -1,4 +1,7 @@
-"""Dependencies every domain uses: settings, the request's database session, limits."""
+"""Dependencies every domain uses: settings, the request's database session, limits.
+
+Dependencies that only read the app's state are `async def`: FastAPI runs a plain `def`
+dependency in a worker thread, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from vektor.core.net import client_address
 from vektor.core.ratelimit import RateLimiter
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -28,19 +31,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     """The app's rate limiter."""
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
 
-def get_events(request: Request) -> EventBus:
+async def get_events(request: Request) -> EventBus:
     """The app's change feed."""
     events: EventBus = request.app.state.events
     return events
 
 
-def get_client_address(request: Request, settings: SettingsDep) -> str:
+async def get_client_address(request: Request, settings: SettingsDep) -> str:
     """The caller's address, believing X-Forwarded-For only from trusted proxies."""
     peer = request.client.host if request.client else None
     address = client_address(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
