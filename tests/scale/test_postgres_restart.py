@@ -177,3 +177,31 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
     finally:
         stopping.set()
         stop(process)
+
+
+async def test_idle_connection_is_pinged_after_a_restart(own_postgres, monkeypatch):
+    """A pooled connection idle past IDLE_PING_SECONDS is pinged before use, so the first
+    request after a restart gets a fresh connection; without the ping it would fail."""
+    from sqlalchemy import text
+
+    from vektor.core import database
+
+    async def first_query_after_restart(idle_ping_s: float) -> str:
+        monkeypatch.setattr(database, "IDLE_PING_SECONDS", idle_ping_s)
+        engine = database.create_engine(own_postgres.url(), pool_size=1, max_overflow=0)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            own_postgres.stop()
+            own_postgres.start()
+            try:
+                async with engine.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+            except Exception as exc:
+                return type(exc).__name__
+            return "ok"
+        finally:
+            await engine.dispose()
+
+    assert await first_query_after_restart(0.0) == "ok"
+    assert await first_query_after_restart(3600.0) != "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -99,10 +100,9 @@ def create_engine(
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         # Connections beyond pool_size are opened and closed per checkout (a TCP and TLS
         # handshake each): size the pool for the concurrency one process sees.
         pool_size=pool_size,
@@ -111,6 +111,35 @@ def create_engine(
         pool_recycle=1800,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A connection back in the pool for longer than this is pinged before it is handed out.
+# SQLAlchemy's pool_pre_ping pings on every checkout, three round trips with asyncpg (begin,
+# ";", rollback): a third of a chat request's round trips. A connection in steady use
+# needs none; one that broke while in use is reported as a disconnect, which invalidates
+# the pool, and that request gets a 503.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("checked_in_at")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise sa_exc.DisconnectionError("idle connection did not answer a ping")
+
+    event.listen(engine.sync_engine, "checkin", checked_in)
+    event.listen(engine.sync_engine, "checkout", checked_out)
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
