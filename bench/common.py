@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,26 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+
+# Processes are started, polled and stopped the way the tests do it.
+from tests.support.processes import spawn as start
+from tests.support.processes import stop
+from tests.support.processes import wait_healthy as wait_until_ok
+
+__all__ = [
+    "ROOT",
+    "Server",
+    "bench_database",
+    "free_port",
+    "percentile",
+    "scripted_upstream",
+    "start",
+    "stop",
+    "vektor_server",
+    "wait_healthy",
+    "wait_until_ok",
+    "wait_upstream",
+]
 
 PG_ADMIN_DSN = os.environ.get(
     "VEKTOR_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -63,42 +82,36 @@ def bench_database(kind: str, workdir: Path) -> Iterator[str]:
         asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    """Start a process in its own group, quietly."""
-    return subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process started by `start`, by its pid."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 def wait_healthy(base: str, process: subprocess.Popen[bytes]) -> None:
     """Wait until /health answers 200 (or the process dies)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
+    wait_until_ok(f"{base}/health", process, deadline_s=60)
+
+
+def wait_upstream(port: int) -> None:
+    """Wait until the scripted upstream answers."""
+    for _ in range(100):
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
+            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return
         except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("server did not start")
+            time.sleep(0.1)
+    raise SystemExit("the scripted upstream did not start")
+
+
+@contextmanager
+def scripted_upstream() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The scripted OpenAI-compatible upstream on a spare port; stopped afterwards."""
+    port = free_port()
+    process = start(
+        [sys.executable, "-m", "tests.support.upstream", str(port)],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+        ROOT,
+    )
+    try:
+        wait_upstream(port)
+        yield port, process
+    finally:
+        stop(process)
 
 
 @contextmanager

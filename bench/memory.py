@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -33,7 +31,12 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import ROOT, Server, free_port, percentile, start, stop, vektor_server
+from bench.common import (
+    Server,
+    percentile,
+    scripted_upstream,
+    vektor_server,
+)
 
 SCRIPT = "chunks=20;delay=0.25;text=word"
 IDLE_TARGET_MB = 150.0
@@ -213,17 +216,6 @@ class Sampler(threading.Thread):
             self.halt.wait(self.interval)
 
 
-def wait_upstream(port: int) -> None:
-    """Wait until the scripted upstream answers."""
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit("the scripted upstream did not start")
-
-
 def drive_streams(server: Server, streams: int, users: int, timeout: float) -> dict[str, Any]:
     """Open `streams` streams at once, sampling the server's RSS; what happened."""
     tokens = asyncio.run(make_tokens(server.base, users))
@@ -265,33 +257,26 @@ def measure_streams(
     open at once, the server's RSS before, at its peak and after, and the wall time."""
     users = min(users or streams, streams)
     raise_fd_limit(4 * streams + 1024)
-    up_port = free_port()
     config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
-    deployment = {
-        "name": "bench",
-        "provider": "openai",
-        "model": script,
-        "base_url": f"http://127.0.0.1:{up_port}/v1",
-        "timeout_s": 60,
-    }
-    (config / "model_configs.json").write_text(json.dumps([deployment]))
-    upstream = start(
-        [sys.executable, "-m", "tests.support.upstream", str(up_port)],
-        {**os.environ, "PYTHONPATH": str(ROOT)},
-        ROOT,
-    )
     try:
-        wait_upstream(up_port)
-        with vektor_server(
-            "sqlite",
-            VEKTOR_CONFIG_DIR=str(config),
-            RATE_LIMIT_CHAT="1000000/minute",
-            MAX_CONCURRENT_STREAMS=str(-(-streams // users)),
-            BCRYPT_ROUNDS="4",
-        ) as server:
-            run = drive_streams(server, streams, users, within)
+        with scripted_upstream() as (up_port, _):
+            deployment = {
+                "name": "bench",
+                "provider": "openai",
+                "model": script,
+                "base_url": f"http://127.0.0.1:{up_port}/v1",
+                "timeout_s": 60,
+            }
+            (config / "model_configs.json").write_text(json.dumps([deployment]))
+            with vektor_server(
+                "sqlite",
+                VEKTOR_CONFIG_DIR=str(config),
+                RATE_LIMIT_CHAT="1000000/minute",
+                MAX_CONCURRENT_STREAMS=str(-(-streams // users)),
+                BCRYPT_ROUNDS="4",
+            ) as server:
+                run = drive_streams(server, streams, users, within)
     finally:
-        stop(upstream)
         shutil.rmtree(config, ignore_errors=True)
     tally: Tally = run["tally"]
     ms = [d * 1000 for d in tally.durations] or [0.0]

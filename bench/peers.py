@@ -25,9 +25,7 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,7 +36,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import ROOT, free_port, start, stop
+from bench.common import free_port, scripted_upstream, stop, wait_until_ok
 
 VERSION = "1.106.2"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "vektor-bench"
@@ -142,19 +140,12 @@ def _tail(log: Path, lines: int = 40) -> str:
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM the process group, SIGKILL it after `grace` seconds, then kill by pid any
-    child that outlived its parent."""
+    """Stop the process group, then kill by pid any child that outlived its parent."""
     try:
         children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         children = []
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    stop(process)
     for child in children:  # psutil checks the pid was not reused
         with suppress(psutil.NoSuchProcess):
             child.kill()
@@ -163,17 +154,10 @@ def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
     """Wait until /health/liveliness answers 200; show the log's tail if it dies or hangs."""
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"litellm exited with {process.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{base}/health/liveliness", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"litellm did not start in {START_DEADLINE_S:.0f}s:\n{_tail(log)}")
+    try:
+        wait_until_ok(f"{base}/health/liveliness", process, deadline_s=START_DEADLINE_S)
+    except AssertionError as exc:
+        raise SystemExit(f"litellm did not start ({exc}):\n{_tail(log)}") from None
 
 
 def _warm(peer: Peer, model: str) -> None:
@@ -250,16 +234,6 @@ def litellm_proxy(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _wait_upstream(port: int) -> None:
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit("the scripted upstream did not start")
-
-
 def _check_stream(peer: Peer, expected: str) -> None:
     """One streaming request; the pieces must arrive as chunks, then [DONE]."""
     body = {"model": SCRIPT, "stream": True, "messages": [{"role": "user", "content": "Hola"}]}
@@ -323,21 +297,12 @@ def _check_plain(peer: Peer, expected: str) -> None:
 
 def main() -> None:
     """Smoke check: scripted upstream, LiteLLM in front of it, two requests, all stopped."""
-    up_port = free_port()
-    upstream = start(
-        [sys.executable, "-m", "tests.support.upstream", str(up_port)],
-        {**os.environ, "PYTHONPATH": str(ROOT)},
-        ROOT,
-    )
-    try:
-        _wait_upstream(up_port)
+    with scripted_upstream() as (up_port, _):
         expected = " ".join(["word"] * 20)
         with litellm_proxy(f"http://127.0.0.1:{up_port}/v1", SCRIPT) as peer:
             _check_stream(peer, expected)
             _check_plain(peer, expected)
             print(f"peer: {peer.name} {peer.version} at {peer.base} (pid {peer.pid})")
-    finally:
-        stop(upstream)
     print("ok")
 
 

@@ -17,16 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +30,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.common import ROOT, free_port, percentile, start, stop, vektor_server
+from bench.common import percentile, scripted_upstream, vektor_server
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
 # Plain answers: the same 20 pieces with no waits, so every target's upstream answers at once.
@@ -196,33 +192,6 @@ def make_users(base: str, count: int) -> list[tuple[str, str]]:
     return users
 
 
-def wait_upstream(port: int) -> None:
-    """Wait until the scripted upstream answers."""
-    for _ in range(100):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit("the scripted upstream did not start")
-
-
-@contextmanager
-def scripted_upstream() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """The scripted OpenAI-compatible upstream on a spare port; stopped afterwards."""
-    port = free_port()
-    process = start(
-        [sys.executable, "-m", "tests.support.upstream", str(port)],
-        {**os.environ, "PYTHONPATH": str(ROOT)},
-        ROOT,
-    )
-    try:
-        wait_upstream(port)
-        yield port, process
-    finally:
-        stop(process)
-
-
 def build_targets(
     *,
     stream: bool,
@@ -245,7 +214,7 @@ def build_targets(
             Target("direct", up[0], stream, *_markers(stream), [request] * clients, up[1])
         )
     if "vektor" in names and stream:
-        chat = {"model": "bench", "messages": messages}
+        chat: dict[str, object] = {"model": "bench", "messages": messages}
         requests = [http_request("/chat/stream", chat, token) for token, _ in users]
         targets.append(
             Target("vektor", vektor[0], True, VEKTOR_FIRST, VEKTOR_DONE, requests, vektor[1])
