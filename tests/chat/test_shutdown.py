@@ -11,21 +11,17 @@ import httpx
 import pytest
 
 from tests.conftest import parse_sse, scripted
-from tests.support.processes import serve_vektor, stop, wait_healthy
+from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 
 
 def start_server(tmp_path, port, workers=1):
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'vektor.db'}",
-        "VEKTOR_CONFIG_DIR": str(tmp_path / "config"),
-        "LOG_DIR": str(tmp_path / "logs"),
-        "BCRYPT_ROUNDS": "4",
-        "SHUTDOWN_GRACE_SECONDS": "1.5",
-        "RATE_LIMIT_CHAT": "1000/minute",
-        "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shutdown",
-    }
+    env = vektor_env(
+        tmp_path,
+        SHUTDOWN_GRACE_SECONDS="1.5",
+        RATE_LIMIT_CHAT="1000/minute",
+        SECRET_KEY="Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shutdown",
+    )
     process = serve_vektor(port, env, tmp_path, "--workers", str(workers))
     wait_healthy(f"http://127.0.0.1:{port}/health/ready", process, deadline_s=60)
     return process

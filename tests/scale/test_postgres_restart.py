@@ -4,7 +4,6 @@ itself, no committed write lost. The database server is the test's own."""
 import collections
 import itertools
 import json
-import os
 import threading
 import time
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import parse_sse, scripted
 from tests.support import postgres
-from tests.support.processes import serve_vektor, stop, wait_healthy
+from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 
 pytestmark = pytest.mark.skipif(not postgres.available(), reason="needs initdb and pg_ctl")
@@ -31,9 +30,16 @@ def own_postgres():
 
 def _serve(url, folder, **extra):
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "BCRYPT_ROUNDS": "4", "LOG_DIR": str(folder)}
-    env.update(extra)
+    env = vektor_env(folder, DATABASE_URL=url, LOG_DIR=str(folder), **extra)
     return serve_vektor(port, env, folder), f"http://127.0.0.1:{port}"
+
+
+def _sign_in(client: httpx.Client, username: str) -> dict[str, str]:
+    """Register `username` and log in; the bearer header."""
+    account = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    assert client.post("/auth/register", json=account).status_code == 201
+    login = client.post("/auth/login", data={"username": username, "password": PASSWORD})
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def test_postgres_restart_while_serving(own_postgres, tmp_path):
@@ -41,10 +47,7 @@ def test_postgres_restart_while_serving(own_postgres, tmp_path):
     try:
         wait_healthy(f"{base}/health/ready", process, deadline_s=60)
         with httpx.Client(base_url=base, timeout=10) as client:
-            account = {"email": "pg@example.com", "username": "pgrestart", "password": PASSWORD}
-            assert client.post("/auth/register", json=account).status_code == 201
-            login = client.post("/auth/login", data={"username": "pgrestart", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            headers = _sign_in(client, "pgrestart")
             saved = client.put("/users/preferences", headers=headers, json={"theme": "light"})
             assert saved.status_code == 200  # committed before the outage
 
@@ -122,10 +125,7 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
     try:
         wait_healthy(f"{base}/health/ready", process, deadline_s=60)
         with httpx.Client(base_url=base, timeout=10) as client:
-            account = {"email": "l@example.com", "username": "loaded", "password": PASSWORD}
-            assert client.post("/auth/register", json=account).status_code == 201
-            login = client.post("/auth/login", data={"username": "loaded", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            headers = _sign_in(client, "loaded")
         threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(3)]
         threads.append(threading.Thread(target=reader, args=(headers,)))
         threads.append(threading.Thread(target=chat, args=(headers,)))

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.redis_keys import drop_namespace
 from vektor.chat.redis_streams import RedisStreamStore
 from vektor.core.events import RESYNC
 from vektor.core.redis_events import RedisEventBus
@@ -18,11 +19,7 @@ URL = "redis://127.0.0.1:6379/0"
 async def namespace():
     name = f"vektor-test-{uuid.uuid4().hex[:8]}"
     yield name
-    redis = Redis.from_url(URL)
-    keys = [key async for key in redis.scan_iter(f"{name}:*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
+    await drop_namespace(URL, name)
 
 
 async def test_change_feed_since_follow_and_resync(namespace):

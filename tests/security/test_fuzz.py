@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import scripted
-from tests.support.processes import serve_vektor, stop, wait_healthy
+from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 
 CHECKS = ",".join(
@@ -33,17 +33,14 @@ def test_schemathesis_finds_nothing(tmp_path, upstream):
     models = [scripted(upstream, "chunks=2;text=ok", name="scripted")]
     (tmp_path / "config" / "model_configs.json").write_text(json.dumps(models))
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}",
-        "VEKTOR_CONFIG_DIR": str(tmp_path / "config"),
-        "LOG_DIR": str(tmp_path / "logs"),
-        "BACKUP_DIR": str(tmp_path / "backups"),
-        "BCRYPT_ROUNDS": "4",
-        "RATE_LIMIT_AUTH": "1000000/minute",
-        "RATE_LIMIT_CHAT": "1000000/minute",
-        "MAX_CONCURRENT_STREAMS": "50",
-    }
+    env = vektor_env(
+        tmp_path,
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}",
+        BACKUP_DIR=str(tmp_path / "backups"),
+        RATE_LIMIT_AUTH="1000000/minute",
+        RATE_LIMIT_CHAT="1000000/minute",
+        MAX_CONCURRENT_STREAMS="50",
+    )
     vektor = [sys.executable, "-m", "vektor"]
     server = serve_vektor(port, env, tmp_path)
     base = f"http://127.0.0.1:{port}"

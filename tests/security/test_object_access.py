@@ -15,6 +15,7 @@ import pytest
 
 from tests.chat.test_jobs import Reader, wait_for_answer
 from tests.conftest import bearer, login, parse_sse, register, scripted
+from tests.support.redis_keys import drop_namespace
 from tests.sync.test_backup import backup as finished_backup
 
 SLOW_CHUNKS = 80  # 0.05 s apart: about 4 s of answer, far longer than the probes take
@@ -131,13 +132,7 @@ async def chat(request, chat_harness, upstream):
     assert kind == ("RedisEventBus" if shared else "MemoryEventBus"), kind
     yield chat
     if shared:
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(REDIS_URL)
-        keys = [key async for key in redis.scan_iter(f"{shared['redis_namespace']}:*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+        await drop_namespace(REDIS_URL, shared["redis_namespace"])
 
 
 async def test_bob_gets_404_for_every_one_of_alices_ids(chat):

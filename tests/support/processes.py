@@ -24,6 +24,19 @@ def spawn(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Pope
     )
 
 
+def vektor_env(folder: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test server in `folder`: SQLite there, config, logs, fast bcrypt;
+    `settings` (e.g. DATABASE_URL) added or overriding."""
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'vektor.db'}",
+        "VEKTOR_CONFIG_DIR": str(folder / "config"),
+        "LOG_DIR": str(folder / "logs"),
+        "BCRYPT_ROUNDS": "4",
+        **settings,
+    }
+
+
 def serve_vektor(port: int, env: dict[str, str], cwd: Path, *extra: str) -> subprocess.Popen[bytes]:
     """`vektor serve` on 127.0.0.1:`port` (extra arguments, e.g. `--workers 2`, appended)."""
     command = [sys.executable, "-m", "vektor", "serve", "--host", "127.0.0.1"]
