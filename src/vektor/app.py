@@ -24,10 +24,12 @@ from sqlalchemy import exc as sa_exc
 from vektor import __version__
 from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.router import router as auth_router
+from vektor.auth.session_check import SessionCheck
 from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore, StreamStore
 from vektor.chat.tools import ToolRunner
+from vektor.chat.writes import ChatWrites
 from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
@@ -38,6 +40,7 @@ from vektor.core.database import (
     create_sessionmaker,
     is_database_down,
 )
+from vektor.core.direct import DirectDatabase
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
@@ -87,7 +90,7 @@ async def _start_answering(app: FastAPI, settings: Settings) -> None:
     )
     await app.state.adapters.reload()
     app.state.generations = GenerationManager(
-        app.state.sessionmaker,
+        ChatWrites(app.state.direct),
         app.state.streams,
         app.state.events,
         tools=tools,
@@ -122,6 +125,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.direct = DirectDatabase(engine)
+    app.state.session_check = SessionCheck(app.state.direct)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     # httpx's API on aiohttp's connection handling: a fraction of the CPU per streamed
     # answer of httpx's own transport (see docs/BENCHMARKS.md).

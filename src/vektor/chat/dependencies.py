@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from vektor.auth.dependencies import CurrentUser
+from vektor.auth.dependencies import CallerId
 from vektor.chat.generation import GenerationManager
 from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
@@ -36,20 +36,20 @@ async def get_streams(request: Request) -> StreamStore:
 
 
 async def valid_owned_conversation(
-    conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep
+    conversation_id: uuid.UUID, user_id: CallerId, session: SessionDep
 ) -> Conversation:
     """The conversation, or 404 when it does not exist or is someone else's."""
-    conversation = await ConversationRepository(session).get_owned(conversation_id, user.id)
+    conversation = await ConversationRepository(session).get_owned(conversation_id, user_id)
     if conversation is None:
         raise NotFound("Conversation not found")
     return conversation
 
 
 async def valid_owned_stream(
-    message_id: uuid.UUID, user: CurrentUser, streams: Annotated[StreamStore, Depends(get_streams)]
+    message_id: uuid.UUID, user_id: CallerId, streams: Annotated[StreamStore, Depends(get_streams)]
 ) -> uuid.UUID:
     """A stream of the caller's, or 404 (unknown, expired or someone else's)."""
-    if await streams.owner(message_id) != user.id:
+    if await streams.owner(message_id) != user_id:
         raise NotFound("Stream not found")
     return message_id
 
@@ -67,9 +67,9 @@ async def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -
     return value
 
 
-async def limit_chat(user: CurrentUser, limiter: RateLimiterDep, settings: SettingsDep) -> None:
+async def limit_chat(user_id: CallerId, limiter: RateLimiterDep, settings: SettingsDep) -> None:
     """Count a chat request against the user's budget."""
-    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user.id))])
+    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
 
 
 RouterDep = Annotated[ModelRouter, Depends(get_router)]

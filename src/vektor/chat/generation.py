@@ -16,13 +16,12 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
 from vektor.chat.tools import ToolRunner, tool_message_content
-from vektor.core.database import is_database_down, new_id, session_scope
+from vektor.chat.writes import ChatWrites, NewMessage
+from vektor.core.database import is_database_down, new_id
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus
 from vektor.llm.base import (
@@ -77,13 +76,13 @@ class GenerationManager:
 
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        writes: ChatWrites,
         streams: StreamStore,
         events: EventBus,
         tools: ToolRunner | None = None,
         on_finished: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.sessionmaker = sessionmaker
+        self.writes = writes
         self.streams = streams
         self.events = events
         self.tools = tools
@@ -300,38 +299,29 @@ class GenerationManager:
         self, generation: Generation, content: str, finish_reason: str, usage: Usage
     ) -> bool:
         now = datetime.now(UTC)
-        answer = {
-            "id": generation.message_id,
-            "conversation_id": generation.conversation_id,
-            "role": "assistant",
-            "content": content,
-            "model": generation.model,
-            "finish_reason": finish_reason,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "created_at": now,
-        }
-        tools = [
-            {
-                "id": new_id(),
-                "conversation_id": generation.conversation_id,
-                "role": "tool",
-                "content": tool_message_content(record),
-                "model": None,
-                "finish_reason": None,
-                "prompt_tokens": None,
-                "completion_tokens": None,
-                "created_at": now,
-            }
+        messages = [
+            NewMessage(id=new_id(), role="tool", content=tool_message_content(record))
             for record in generation.tool_log
         ]
+        messages.append(
+            NewMessage(
+                id=generation.message_id,
+                role="assistant",
+                content=content,
+                model=generation.model,
+                finish_reason=finish_reason,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+        )
 
         async def write() -> bool:
-            stored = False
-            async for session in session_scope(self.sessionmaker):  # commits when it ends
-                repository = ConversationRepository(session)
-                stored = await repository.append_answer([*tools, answer], generation.user_id)
-            return stored
+            return await self.writes.add_answer(
+                conversation_id=generation.conversation_id,
+                user_id=generation.user_id,
+                messages=messages,
+                at=now,
+            )
 
         try:
             try:

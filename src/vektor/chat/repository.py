@@ -5,18 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
-    bindparam,
     column,
     delete,
     func,
-    insert,
     or_,
     select,
     text,
@@ -28,41 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vektor.chat.models import Conversation, Message
 
 MAX_SEARCH_TERMS = 8
-# Plain tables for the per-answer writes: Core statements skip the ORM's bulk machinery.
+# Plain tables, for Core statements over many rows (backups, sync).
 CONVERSATION = cast(Table, Conversation.__table__)
 MESSAGE = cast(Table, Message.__table__)
-MESSAGE_FIELDS = (
-    "id",
-    "conversation_id",
-    "role",
-    "content",
-    "model",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "created_at",
-)
 
 
 def search_terms(query: str) -> list[str]:
     """Words of a search, as plain tokens (no operator of either engine survives)."""
     return re.findall(r"\w+", query)[:MAX_SEARCH_TERMS]
-
-
-# Built once: the statements of every chat request.
-_INSERT_CONVERSATION = insert(CONVERSATION)
-_INSERT_MESSAGE = insert(MESSAGE)
-_BUMP_OWNED = (
-    update(CONVERSATION)
-    .where(
-        CONVERSATION.c.id == bindparam("conversation_id"),
-        CONVERSATION.c.user_id == bindparam("owner"),
-    )
-    .values(
-        message_count=CONVERSATION.c.message_count + bindparam("added"),
-        updated_at=bindparam("at"),
-    )
-)
 
 
 class ConversationRepository:
@@ -94,45 +64,6 @@ class ConversationRepository:
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
         )
         return result.scalars().all()
-
-    async def insert(self, conversation: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-        """A new conversation and its first messages (Core statements: the hot path)."""
-        await self.session.execute(
-            _INSERT_CONVERSATION, {**conversation, "message_count": len(messages)}
-        )
-        await self.session.execute(_INSERT_MESSAGE, messages)
-
-    async def append(
-        self, conversation_id: uuid.UUID, model: str, messages: list[dict[str, Any]], at: datetime
-    ) -> None:
-        """Add messages to a conversation and bump its counters."""
-        await self.session.execute(insert(MESSAGE), messages)
-        await self.session.execute(
-            update(CONVERSATION)
-            .where(CONVERSATION.c.id == conversation_id)
-            .values(
-                message_count=CONVERSATION.c.message_count + len(messages),
-                updated_at=at,
-                model=model,
-            )
-        )
-
-    async def append_answer(self, messages: list[dict[str, Any]], user_id: uuid.UUID) -> bool:
-        """Bump the owner's conversation and add the messages (rows of MESSAGE_FIELDS);
-        False if the conversation no longer exists."""
-        last = messages[-1]
-        result = await self.session.execute(
-            update(CONVERSATION)
-            .where(CONVERSATION.c.id == last["conversation_id"], CONVERSATION.c.user_id == user_id)
-            .values(
-                message_count=CONVERSATION.c.message_count + len(messages),
-                updated_at=last["created_at"],
-            )
-        )
-        if getattr(result, "rowcount", 0) != 1:
-            return False
-        await self.session.execute(insert(MESSAGE), messages)
-        return True
 
     async def delete(self, conversation_id: uuid.UUID) -> None:
         """Delete a conversation and its messages."""

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.responses import StreamingResponse
 
-from vektor.auth.dependencies import CurrentUser
+from vektor.auth.dependencies import CallerId
 from vektor.chat import service
 from vektor.chat.dependencies import (
     ChatRateLimit,
@@ -46,7 +46,7 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 async def chat_stream(
     body: ChatRequest,
     request: Request,
-    user: CurrentUser,
+    user_id: CallerId,
     settings: SettingsDep,
     model_router: RouterDep,
     generations: GenerationsDep,
@@ -58,7 +58,7 @@ async def chat_stream(
         router=model_router,
         manager=generations,
         settings=settings,
-        user_id=user.id,
+        user_id=user_id,
         body=body,
     )
     on_disconnect = (
@@ -106,7 +106,7 @@ async def cancel_stream(
 
 @router.get("/history", response_model=list[ConversationSummary], operation_id="chat_history")
 async def history(
-    user: CurrentUser,
+    user_id: CallerId,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -114,7 +114,7 @@ async def history(
 ) -> list[ConversationSummary]:
     """The caller's conversations, newest first; `q` searches titles and messages."""
     rows = await service.list_conversations(
-        session, user_id=user.id, limit=limit, offset=offset, query=q
+        session, user_id=user_id, limit=limit, offset=offset, query=q
     )
     return [ConversationSummary.model_validate(row) for row in rows]
 
@@ -145,6 +145,6 @@ async def delete_conversation(
 
 
 @router.get("/models", response_model=list[ModelRead], operation_id="chat_models")
-async def models(user: CurrentUser, model_router: RouterDep) -> list[ModelRead]:
+async def models(_user_id: CallerId, model_router: RouterDep) -> list[ModelRead]:
     """One row per public model, whatever its number of deployments."""
     return [ModelRead(**row) for row in model_router.models()]

@@ -6,7 +6,6 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +13,7 @@ from vektor.chat.generation import Generation, GenerationManager
 from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.schemas import ChatRequest, ConversationRead, MessageRead
+from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.config import Settings
 from vektor.core.database import new_id, session_scope
 from vektor.core.errors import Invalid, NotFound, RateLimited
@@ -75,7 +75,7 @@ async def start_chat(
         raise RateLimited(1, "Too many open chat streams")
     started = False
     try:
-        conversation_id, history, undo = await _store_question(sessionmaker, user_id, body)
+        conversation_id, history, undo = await _store_question(manager.writes, user_id, body)
         kind = "conversation.created" if body.conversation_id is None else "conversation.updated"
         await manager.events.publish(user_id, kind, conversation_id)
         max_tokens = min(
@@ -111,48 +111,39 @@ async def start_chat(
 
 
 async def _store_question(
-    sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID, body: ChatRequest
+    writes: ChatWrites, user_id: uuid.UUID, body: ChatRequest
 ) -> tuple[uuid.UUID, list[ChatMessage], tuple[bool, uuid.UUID, list[uuid.UUID]]]:
     """One short transaction: the conversation (new or owned) and the new messages."""
     incoming = [ChatMessage(role=m.role, content=m.content) for m in body.messages]
     now = datetime.now(UTC)
     conversation_id = body.conversation_id or new_id()
-    message_ids = [new_id() for _ in incoming]
-    rows: list[dict[str, Any]] = [
-        {
-            "id": message_id,
-            "conversation_id": conversation_id,
-            "role": m.role,
-            "content": m.content,
-            "created_at": now,
-        }
-        for message_id, m in zip(message_ids, incoming, strict=True)
-    ]
+    messages = [NewMessage(id=new_id(), role=m.role, content=m.content) for m in incoming]
     history: list[ChatMessage] = []
-    async for session in session_scope(sessionmaker):
-        repository = ConversationRepository(session)
-        if body.conversation_id is None:
-            await repository.insert(
-                {
-                    "id": conversation_id,
-                    "user_id": user_id,
-                    "title": make_title(incoming),
-                    "model": body.model,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                rows,
-            )
-        else:
-            if await repository.get_owned(conversation_id, user_id) is None:
-                raise NotFound("Conversation not found")
-            history = [
-                ChatMessage(role=m.role, content=m.content)  # type: ignore[arg-type]
-                for m in await repository.messages(conversation_id)
-                if m.content and m.role != "tool"  # tool rounds live inside their answer
-            ]
-            await repository.append(conversation_id, body.model, rows, now)
-    undo = (body.conversation_id is None, conversation_id, message_ids)
+    if body.conversation_id is None:
+        await writes.start_conversation(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            title=make_title(incoming),
+            model=body.model,
+            messages=messages,
+            at=now,
+        )
+    else:
+        earlier = await writes.continue_conversation(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            model=body.model,
+            messages=messages,
+            at=now,
+        )
+        if earlier is None:
+            raise NotFound("Conversation not found")
+        history = [
+            ChatMessage(role=role, content=content)  # type: ignore[arg-type]
+            for role, content in earlier
+            if content and role != "tool"  # tool rounds live inside their answer
+        ]
+    undo = (body.conversation_id is None, conversation_id, [m.id for m in messages])
     return conversation_id, history + incoming, undo
 
 

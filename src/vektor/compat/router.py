@@ -86,7 +86,6 @@ async def chat_completions(
         router=model_router,
         manager=generations,
         registry=request.app.state.mcp,
-        sessionmaker=request.app.state.sessionmaker,
     )
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
     completion, opened = await service.open_completion(services, user.id, body, use_mcp)

@@ -16,15 +16,14 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.chat.generation import GenerationManager
-from vektor.chat.repository import ConversationRepository
 from vektor.chat.service import make_title
 from vektor.chat.tools import tool_message_content, tool_record
+from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.compat.schemas import ChatCompletionRequest, V1Message
 from vektor.core.config import Settings
-from vektor.core.database import new_id, session_scope
+from vektor.core.database import new_id
 from vektor.core.errors import Invalid, NotFound, RateLimited
 from vektor.llm.base import (
     ChatMessage,
@@ -79,7 +78,6 @@ class Services:
     router: ModelRouter
     manager: GenerationManager
     registry: McpRegistry | None
-    sessionmaker: async_sessionmaker[AsyncSession]
 
 
 def _context(messages: list[V1Message], settings: Settings) -> list[ChatMessage]:
@@ -229,7 +227,7 @@ async def finish(services: Services, completion: Completion, store: bool) -> uui
     count_tokens(completion.model, completion.prompt_tokens, completion.completion_tokens)
     if not store:
         return None
-    conversation_id = await _store(services.sessionmaker, completion)
+    conversation_id = await _store(services.manager.writes, completion)
     if conversation_id is not None:
         await services.manager.events.publish(
             completion.user_id, "conversation.created", conversation_id
@@ -237,9 +235,7 @@ async def finish(services: Services, completion: Completion, store: bool) -> uui
     return conversation_id
 
 
-async def _store(
-    sessionmaker: async_sessionmaker[AsyncSession], completion: Completion
-) -> uuid.UUID | None:
+async def _store(writes: ChatWrites, completion: Completion) -> uuid.UUID | None:
     """The client's messages, the tool calls Vektor ran and the answer as a new
     conversation (stored like a chat's), in one transaction."""
     now = datetime.now(UTC)
@@ -247,46 +243,27 @@ async def _store(
     sent = completion.request.messages[: completion.client_messages]
     stored = [(m.role, m.content) for m in sent]
     stored += [("tool", tool_message_content(record)) for record in completion.tool_log]
-    rows: list[dict[str, Any]] = [
-        {
-            "id": new_id(),
-            "conversation_id": conversation_id,
-            "role": role,
-            "content": content,
-            "model": None,
-            "finish_reason": None,
-            "prompt_tokens": None,
-            "completion_tokens": None,
-            "created_at": now,
-        }
-        for role, content in stored
-    ]
-    rows.append(
-        {
-            "id": new_id(),
-            "conversation_id": conversation_id,
-            "role": "assistant",
-            "content": "".join(completion.text),
-            "model": completion.model,
-            "finish_reason": completion.finish_reason,
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-            "created_at": now,
-        }
+    messages = [NewMessage(id=new_id(), role=role, content=content) for role, content in stored]
+    messages.append(
+        NewMessage(
+            id=new_id(),
+            role="assistant",
+            content="".join(completion.text),
+            model=completion.model,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
     )
     try:
-        async for session in session_scope(sessionmaker):
-            await ConversationRepository(session).insert(
-                {
-                    "id": conversation_id,
-                    "user_id": completion.user_id,
-                    "title": make_title(sent),
-                    "model": completion.model,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                rows,
-            )
+        await writes.start_conversation(
+            conversation_id=conversation_id,
+            user_id=completion.user_id,
+            title=make_title(sent),
+            model=completion.model,
+            messages=messages,
+            at=now,
+        )
     except (SQLAlchemyError, OSError) as exc:
         logger.error("could not store completion {}: {}", completion.id, exc)
         return None

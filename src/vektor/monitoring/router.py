@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
 from vektor.apikeys.dependencies import get_api_user
-from vektor.auth.dependencies import AdminUser, get_admin_user, get_principal
+from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, get_principal
 from vektor.core.errors import Unauthorized
 from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
@@ -132,7 +132,11 @@ async def info(request: Request) -> dict[str, Any]:
     }
 
 
-AUTH_DEPENDENCIES = {get_principal: "user", get_api_user: "user or API key"}
+AUTH_DEPENDENCIES = {
+    get_principal: "user",
+    get_caller_id: "user",
+    get_api_user: "user or API key",
+}
 
 
 def _auth(dependant: Dependant) -> str | None:
