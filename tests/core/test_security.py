@@ -1,5 +1,6 @@
 """Pure security helpers."""
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -62,6 +63,36 @@ def test_access_token_wrong_key():
     )
     with pytest.raises(TokenError):
         decode_access_token(token, secret_key="x" * 48, issuer="vektor", audience="vektor-api")
+
+
+def test_a_remembered_token_still_expires_and_keys_still_matter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = create_access_token(
+        secret_key=KEY,
+        user_id=uuid.uuid4(),
+        session_id=uuid.uuid4(),
+        lifetime=timedelta(minutes=1),
+        issuer="vektor",
+        audience="vektor-api",
+    )
+    first = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
+    again = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
+    assert again == first
+    # verified once with KEY: no other key, issuer or audience is answered from memory
+    for other in [
+        {"secret_key": "x" * 48, "issuer": "vektor", "audience": "vektor-api"},
+        {"secret_key": KEY, "issuer": "other", "audience": "vektor-api"},
+        {"secret_key": KEY, "issuer": "vektor", "audience": "other"},
+    ]:
+        with pytest.raises(TokenError):
+            decode_access_token(token, **other)
+    # past its expiry (and the 5 s leeway) the remembered token is refused, and stays so
+    later = time.time() + 66
+    monkeypatch.setattr("vektor.core.security.time.time", lambda: later)
+    for _ in range(2):
+        with pytest.raises(TokenError, match="expired"):
+            decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
 
 
 @pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "ey.ey.ey", "\x00" * 10])

@@ -1,10 +1,11 @@
-"""Password hashing and token creation: pure functions, no I/O, no framework."""
+"""Password hashing and tokens: no I/O, no framework (verified access tokens are remembered)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,12 @@ JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a token type, not a secret
 REFRESH_TOKEN_PREFIX = "vkr_"  # noqa: S105 - a visible prefix, not a secret
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "sub", "sid", "jti", "iss", "aud", "typ"]
+LEEWAY_S = 5
+# Tokens already verified, with what they said: a client sends the same access token with
+# every request of its lifetime, and checking the signature and claims again each time costs
+# more than the rest of the authentication. Only the expiry can change its answer.
+VERIFIED_CAPACITY = 4096
+_verified: dict[tuple[str, str, str, str], AccessClaims] = {}
 
 
 class TokenError(ValueError):
@@ -92,6 +99,20 @@ def create_access_token(
 
 def decode_access_token(token: str, *, secret_key: str, issuer: str, audience: str) -> AccessClaims:
     """Verify signature, algorithm, lifetime and claims; raise TokenError otherwise."""
+    key = (token, secret_key, issuer, audience)
+    claims = _verified.get(key)
+    if claims is not None:
+        if time.time() >= claims.expires_at.timestamp() + LEEWAY_S:
+            raise TokenError("Signature has expired")
+        return claims
+    claims = _verify(token, secret_key=secret_key, issuer=issuer, audience=audience)
+    if len(_verified) >= VERIFIED_CAPACITY:
+        del _verified[next(iter(_verified))]  # the oldest
+    _verified[key] = claims
+    return claims
+
+
+def _verify(token: str, *, secret_key: str, issuer: str, audience: str) -> AccessClaims:
     try:
         payload = jwt.decode(
             token,
@@ -100,7 +121,7 @@ def decode_access_token(token: str, *, secret_key: str, issuer: str, audience: s
             issuer=issuer,
             audience=audience,
             options={"require": REQUIRED_CLAIMS},
-            leeway=5,
+            leeway=LEEWAY_S,
         )
         if payload["typ"] != ACCESS_TOKEN_TYPE:
             raise TokenError("not an access token")
