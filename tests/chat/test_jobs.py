@@ -3,8 +3,13 @@
 import asyncio
 import json
 import time
+from typing import Any
+
+import pytest
+from fastapi.sse import format_sse_event
 
 from tests.conftest import bearer, collect_stream, login, parse_sse, register, scripted
+from vektor.chat.streams import encode_event
 
 BODY = {"messages": [{"role": "user", "content": "tell me"}], "model": "scripted"}
 
@@ -189,3 +194,20 @@ async def test_json_on_the_wire(chat_harness, upstream):
         assert lines[1].startswith("id: ")
         json.loads(lines[0][6:])
     assert "ñandú" in raw
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"type": "delta", "content": 'héllo\nnew\r\nline\u2028 "quoted" \\ 😀'},
+        {"type": "done", "finish_reason": "stop"},
+        {"type": "usage", "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    ],
+)
+def test_event_frames_are_one_data_line_and_an_id(data: dict[str, Any]) -> None:
+    frame = encode_event(42, data).frame
+    assert frame == format_sse_event(data_str=json.dumps(data, ensure_ascii=False), id="42")
+    lines = frame.decode("utf-8").split("\n")
+    assert lines[2:] == ["", ""]
+    assert json.loads(lines[0].removeprefix("data: ")) == data
+    assert lines[1] == "id: 42"

@@ -22,7 +22,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vektor.chat.streams import MemoryStreamStore, StreamEvent, encode_event
+from vektor.chat.streams import MemoryStreamStore, StreamEvent, encode_event, to_json
 
 SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes away
 
@@ -96,7 +96,7 @@ class RedisStreamStore:
             pipe.expire(meta, SAFETY_TTL_S)
         elif kind == "event":
             assert isinstance(value, StreamEvent)
-            pipe.xadd(events, {"i": value.id, "d": json.dumps(value.data, ensure_ascii=False)})
+            pipe.xadd(events, {"i": value.id, "d": to_json(value.data)})
             pipe.expire(events, SAFETY_TTL_S)
         else:
             pipe.xadd(events, {"end": 1})

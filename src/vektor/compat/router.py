@@ -13,6 +13,7 @@ from starlette.responses import StreamingResponse
 
 from vektor.apikeys.dependencies import ApiUser
 from vektor.chat.dependencies import GenerationsDep, RouterDep
+from vektor.chat.streams import to_json
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
 from vektor.core.dependencies import RateLimiterDep, SettingsDep
@@ -170,7 +171,7 @@ async def _chunks(
     }
 
     def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        data = json.dumps({**head, "choices": choices, **extra}, ensure_ascii=False)
+        data = to_json({**head, "choices": choices, **extra})
         return f"data: {data}\n\n".encode()
 
     def delta(content: dict[str, Any], finish: str | None = None) -> bytes:

@@ -43,7 +43,10 @@ class AnthropicProvider:
     def __init__(self, config: DeploymentConfig, client: httpx.AsyncClient) -> None:
         self.config = config
         self.client = client
-        self.url = (config.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
+        self.url = httpx.URL(
+            (config.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
+        )
+        self.timeout = timeout_for(config)
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -75,7 +78,7 @@ class AnthropicProvider:
                 self.url,
                 json=self._body(request),
                 headers=headers,
-                timeout=timeout_for(self.config),
+                timeout=self.timeout,
             ) as response:
                 await raise_for_upstream_status(response)
                 check_event_stream(response)

@@ -83,9 +83,11 @@ class OpenAIProvider:
     def __init__(self, config: DeploymentConfig, client: httpx.AsyncClient) -> None:
         self.config = config
         self.client = client
-        self.url = (config.base_url or "https://api.openai.com/v1").rstrip(
-            "/"
-        ) + "/chat/completions"
+        # Parsed once: httpx parses a string URL again on every request.
+        self.url = httpx.URL(
+            (config.base_url or "https://api.openai.com/v1").rstrip("/") + "/chat/completions"
+        )
+        self.timeout = timeout_for(config)
 
     def _headers(self) -> dict[str, str]:
         key = resolve_api_key(self.config)
@@ -121,7 +123,7 @@ class OpenAIProvider:
                 self.url,
                 json=self._body(request, True),
                 headers=self._headers(),
-                timeout=timeout_for(self.config),
+                timeout=self.timeout,
             ) as response:
                 await raise_for_upstream_status(response)
                 check_event_stream(response)
@@ -143,7 +145,7 @@ class OpenAIProvider:
             self.url,
             json=self._body(request, False),
             headers=self._headers(),
-            timeout=timeout_for(self.config),
+            timeout=self.timeout,
         ) as response:
             await raise_for_upstream_status(response)
             text = await read_body(response)
