@@ -34,6 +34,7 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": report.machine(),
+        "loop_seconds": {"start": report.loop_seconds()},
         "peers": peers,
         "quick": quick,
         "completions": [],
@@ -74,6 +75,7 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
     results["mcp"] = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
     print(json.dumps(results["mcp"], indent=1), flush=True)
     results["versions"] = report.versions(extra_versions)
+    results["loop_seconds"]["end"] = report.loop_seconds()
     results["duration_s"] = time.monotonic() - started
     return results
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ NAMES = {
     "litellm": "LiteLLM",
 }
 DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def loop_seconds() -> float:
+    """How fast the machine runs Python now: the best of three runs of a fixed loop of 10⁷
+    additions. Shared machines drift (twofold within an hour has been seen here), so the
+    report gives this beside the figures, taken at the start and at the end of a run."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for value in range(10_000_000):
+            total += value
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
 
 
 def machine() -> dict[str, Any]:
@@ -192,6 +207,19 @@ def targets_section(results: dict[str, Any]) -> list[str]:
     return _table(["target", "goal", "measured", ""], body)
 
 
+def _speed_lines(results: dict[str, Any]) -> list[str]:
+    speed = results.get("loop_seconds")
+    if not speed:
+        return []
+    return [
+        f"Speed: a fixed pure-Python loop (10⁷ additions, `bench.report.loop_seconds`) took "
+        f"{speed['start']:.2f} s at the start of the run and {speed['end']:.2f} s at the end. "
+        "The same machine has measured between 0.8 and 1.6 s, so absolute figures from runs on "
+        "different days compare only through this; ratios to direct within one run hold.",
+        "",
+    ]
+
+
 def write(results: dict[str, Any], docs: Path) -> Path:
     """Write docs/BENCHMARKS.md, docs/bench/*.png and docs/bench/results.json."""
     folder = docs / "bench"
@@ -215,6 +243,7 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, "
         f"{info['os']}, Python {info['python']}.",
         "",
+        *_speed_lines(results),
         "Versions: "
         + ", ".join(f"{name} {value}" for name, value in results["versions"].items())
         + ".",

@@ -31,6 +31,7 @@ import httpx
 import psutil
 
 from bench.common import percentile, scripted_upstream, vektor_server
+from bench.report import loop_seconds
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
 # Plain answers: the same 20 pieces with no waits, so every target's upstream answers at once.
@@ -359,7 +360,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
-        f"medians of {args.repeats} runs"
+        f"medians of {args.repeats} runs; machine speed: {loop_seconds():.2f} s per loop"
     )
     results = measure(
         args.database,
