@@ -47,6 +47,7 @@ from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.config import load_deployments
+from vektor.llm.http import new_session
 from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
@@ -73,7 +74,7 @@ async def _start_answering(app: FastAPI, settings: Settings) -> None:
     """Models, MCP tools, adapters, shared streams and events, and the generation manager."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
     app.state.model_router = ModelRouter(
-        deployments, app.state.http_client, cooldown_s=settings.llm_cooldown_seconds
+        deployments, app.state.upstream_session, cooldown_s=settings.llm_cooldown_seconds
     )
     app.state.streams, app.state.events = _shared_state(settings)
     mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
@@ -128,8 +129,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.direct = DirectDatabase(engine)
     app.state.session_check = SessionCheck(app.state.direct)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
-    # httpx's API on aiohttp's connection handling: a fraction of the CPU per streamed
-    # answer of httpx's own transport (see docs/BENCHMARKS.md).
+    # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
+    # (adapter notifications) use httpx's API on aiohttp's connection handling.
+    app.state.upstream_session = new_session()
     app.state.http_client = HttpxAiohttpClient(
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         follow_redirects=False,
@@ -155,6 +157,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.mcp.aclose()
         await app.state.model_router.aclose()
         await app.state.http_client.aclose()
+        await app.state.upstream_session.close()
         await app.state.rate_limiter.close()
         await engine.dispose()
         logger.info("vektor stopped")

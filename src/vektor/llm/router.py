@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 from loguru import logger
 
 from vektor.core.balancing import weighted_order
@@ -156,11 +156,11 @@ class ModelRouter:
     def __init__(
         self,
         configs: list[DeploymentConfig],
-        client: httpx.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
         cooldown_s: float = 5.0,
     ) -> None:
-        self.client = client
+        self.session = session
         self.cooldown_s = cooldown_s
         self.local_model = LocalModel()
         self.deployments: dict[str, list[Deployment]] = {}
@@ -168,9 +168,9 @@ class ModelRouter:
 
     def _provider(self, config: DeploymentConfig) -> Provider:
         if config.provider == "openai":
-            return OpenAIProvider(config, self.client)
+            return OpenAIProvider(config, self.session)
         if config.provider == "anthropic":
-            return AnthropicProvider(config, self.client)
+            return AnthropicProvider(config, self.session)
         return LocalProvider(config, self.local_model)
 
     def reload(self, configs: list[DeploymentConfig]) -> None:

@@ -3,10 +3,8 @@ MAX_EVENT_BYTES, so an upstream that sends one endless event cannot exhaust memo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-
-import httpx
 
 from vektor.llm.base import ProviderError
 
@@ -26,9 +24,8 @@ def _too_big(limit: int) -> ProviderError:
     return ProviderError(f"upstream sent an event larger than {limit} bytes", retryable=False)
 
 
-def check_event_stream(response: httpx.Response) -> None:
-    """The response must be an event stream."""
-    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+def check_event_stream(kind: str) -> None:
+    """The response (of this media type) must be an event stream."""
     if kind != "text/event-stream":
         raise ProviderError(
             f"upstream sent no event stream (content-type {kind or 'missing'})", retryable=True
@@ -36,14 +33,14 @@ def check_event_stream(response: httpx.Response) -> None:
 
 
 async def read_events(
-    response: httpx.Response, limit: int = MAX_EVENT_BYTES
+    chunks: AsyncIterable[bytes], limit: int = MAX_EVENT_BYTES
 ) -> AsyncIterator[UpstreamEvent]:
     """The events of an SSE body, each at most `limit` bytes of data."""
     buffer = b""
     data: list[bytes] = []
     size = 0
     name = ""
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         buffer += chunk
         while True:
             end = buffer.find(b"\n")
@@ -72,10 +69,10 @@ async def read_events(
         yield UpstreamEvent(name or "message", b"\n".join(data).decode("utf-8"))
 
 
-async def read_body(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> str:
+async def read_body(chunks: AsyncIterable[bytes], limit: int = MAX_BODY_BYTES) -> str:
     """A whole body, refusing one larger than `limit` bytes."""
     body = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         body += chunk
         if len(body) > limit:
             raise ProviderError(f"upstream answer larger than {limit} bytes", retryable=False)

@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from vektor.llm.base import (
     Finish,
@@ -19,12 +19,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.providers.openai import (
-    raise_for_upstream_status,
-    resolve_api_key,
-    timeout_for,
-    transport_error,
-)
+from vektor.llm.http import content_type, post_json, upstream_timeout
+from vektor.llm.providers.openai import resolve_api_key
 from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
@@ -40,13 +36,11 @@ STOP_REASONS = {
 class AnthropicProvider:
     """POST /v1/messages with `stream: true`."""
 
-    def __init__(self, config: DeploymentConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
-        self.client = client
-        self.url = httpx.URL(
-            (config.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
-        )
-        self.timeout = timeout_for(config)
+        self.session = session
+        self.url = (config.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
+        self.timeout = upstream_timeout(config.timeout_s)
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -72,26 +66,18 @@ class AnthropicProvider:
         key = resolve_api_key(self.config)
         if key:
             headers["x-api-key"] = key
-        try:
-            async with self.client.stream(
-                "POST",
-                self.url,
-                json=self._body(request),
-                headers=headers,
-                timeout=self.timeout,
-            ) as response:
-                await raise_for_upstream_status(response)
-                check_event_stream(response)
-                state = _MessageState()
-                async for sse in read_events(response):
-                    for event in state.feed(sse.event, sse.data):
-                        yield event
-                    if state.stopped:
-                        break
-                for event in state.finish():
+        async with post_json(
+            self.session, self.url, self._body(request), headers, self.timeout
+        ) as response:
+            check_event_stream(content_type(response))
+            state = _MessageState()
+            async for sse in read_events(response.content.iter_any()):
+                for event in state.feed(sse.event, sse.data):
                     yield event
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
+                if state.stopped:
+                    break
+        for event in state.finish():
+            yield event
 
     async def aclose(self) -> None:
         """The HTTP client is shared and closed by its owner."""

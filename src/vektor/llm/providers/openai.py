@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from vektor.llm.base import (
     ChatMessage,
@@ -21,11 +21,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
+from vektor.llm.http import content_type, post_json, upstream_timeout
 from vektor.llm.sse_reader import check_event_stream, read_body, read_events
-
-# Statuses after which another deployment may well succeed.
-RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-ERROR_BODY_LIMIT = 2048
 
 
 def resolve_api_key(config: DeploymentConfig) -> str | None:
@@ -35,32 +32,6 @@ def resolve_api_key(config: DeploymentConfig) -> str | None:
     if config.api_key_env:
         return os.environ.get(config.api_key_env)
     return None
-
-
-def timeout_for(config: DeploymentConfig) -> httpx.Timeout:
-    """Connect fast; each read may wait up to the deployment's timeout."""
-    return httpx.Timeout(config.timeout_s, connect=min(5.0, config.timeout_s))
-
-
-async def raise_for_upstream_status(response: httpx.Response) -> None:
-    """Turn an error status into a ProviderError, reading at most a little of the body."""
-    if response.status_code < 400:
-        return
-    body = b""
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) >= ERROR_BODY_LIMIT:
-            break
-    raise ProviderError(
-        f"upstream answered {response.status_code}: {body[:200].decode('utf-8', 'replace')}",
-        retryable=response.status_code in RETRYABLE_STATUSES,
-        status=response.status_code,
-    )
-
-
-def transport_error(exc: httpx.HTTPError) -> ProviderError:
-    """Connection failures and timeouts are retryable."""
-    return ProviderError(f"upstream unreachable: {type(exc).__name__}", retryable=True)
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -80,14 +51,13 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 class OpenAIProvider:
     """Chat completions over HTTP, streamed as server-sent events."""
 
-    def __init__(self, config: DeploymentConfig, client: httpx.AsyncClient) -> None:
+    def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
-        self.client = client
-        # Parsed once: httpx parses a string URL again on every request.
-        self.url = httpx.URL(
-            (config.base_url or "https://api.openai.com/v1").rstrip("/") + "/chat/completions"
-        )
-        self.timeout = timeout_for(config)
+        self.session = session
+        self.url = (config.base_url or "https://api.openai.com/v1").rstrip(
+            "/"
+        ) + "/chat/completions"
+        self.timeout = upstream_timeout(config.timeout_s)
 
     def _headers(self) -> dict[str, str]:
         key = resolve_api_key(self.config)
@@ -113,42 +83,31 @@ class OpenAIProvider:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Yield the answer as it arrives."""
-        try:
-            if not self.config.streaming:
-                async for event in self._complete(request):
+        if not self.config.streaming:
+            async for event in self._complete(request):
+                yield event
+            return
+        body = self._body(request, True)
+        async with post_json(
+            self.session, self.url, body, self._headers(), self.timeout
+        ) as response:
+            check_event_stream(content_type(response))
+            parser = _ChunkParser()
+            async for sse in read_events(response.content.iter_any()):
+                if sse.data.strip() == "[DONE]":
+                    break
+                for event in parser.feed(sse.data):
                     yield event
-                return
-            async with self.client.stream(
-                "POST",
-                self.url,
-                json=self._body(request, True),
-                headers=self._headers(),
-                timeout=self.timeout,
-            ) as response:
-                await raise_for_upstream_status(response)
-                check_event_stream(response)
-                parser = _ChunkParser()
-                async for sse in read_events(response):
-                    if sse.data.strip() == "[DONE]":
-                        break
-                    for event in parser.feed(sse.data):
-                        yield event
-                for event in parser.finish():
-                    yield event
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from exc
+        for event in parser.finish():
+            yield event
 
     async def _complete(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """A deployment without streaming: one request, the whole answer at once."""
-        async with self.client.stream(
-            "POST",
-            self.url,
-            json=self._body(request, False),
-            headers=self._headers(),
-            timeout=self.timeout,
+        body = self._body(request, False)
+        async with post_json(
+            self.session, self.url, body, self._headers(), self.timeout
         ) as response:
-            await raise_for_upstream_status(response)
-            text = await read_body(response)
+            text = await read_body(response.content.iter_any())
         parser = _ChunkParser()
         for event in parser.feed(text, complete=True):
             yield event

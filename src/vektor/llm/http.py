@@ -1,0 +1,83 @@
+"""The providers' HTTP: aiohttp itself, with one shared session (and its keep-alive pool).
+
+Every streamed answer reads twenty-odd chunks through this, so it sits on the hot path:
+httpx's layers over the same aiohttp transport cost about as much CPU per answer as
+aiohttp's own work, so providers do not use them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from vektor.llm.base import ProviderError
+
+# Statuses after which another deployment may well succeed.
+RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+ERROR_BODY_LIMIT = 2048
+
+
+def new_session() -> aiohttp.ClientSession:
+    """The session every provider shares; proxies from the environment are honoured."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
+        trust_env=True,
+    )
+
+
+def upstream_timeout(timeout_s: float) -> aiohttp.ClientTimeout:
+    """Connect fast; each read may wait up to the deployment's timeout."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeout_s,
+        sock_connect=min(5.0, timeout_s),
+        sock_read=timeout_s,
+    )
+
+
+@asynccontextmanager
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    timeouts: aiohttp.ClientTimeout,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST a JSON body; an error status, a failure to connect and a timeout or a broken
+    connection while reading are ProviderErrors (the last two retryable)."""
+    try:
+        async with session.post(
+            url,
+            data=json.dumps(body).encode("utf-8"),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeouts,
+            allow_redirects=False,
+        ) as response:
+            if response.status >= 400:
+                raise await _status_error(response)
+            yield response
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ProviderError(f"upstream unreachable: {type(exc).__name__}", retryable=True) from exc
+
+
+async def _status_error(response: aiohttp.ClientResponse) -> ProviderError:
+    """An error status, with at most a little of its body."""
+    body = b""
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) >= ERROR_BODY_LIMIT:
+            break
+    return ProviderError(
+        f"upstream answered {response.status}: {body[:200].decode('utf-8', 'replace')}",
+        retryable=response.status in RETRYABLE_STATUSES,
+        status=response.status,
+    )
+
+
+def content_type(response: aiohttp.ClientResponse) -> str:
+    """The response's media type, lower-case, without parameters."""
+    return response.headers.get("content-type", "").partition(";")[0].strip().lower()
