@@ -22,6 +22,7 @@ from loguru import logger
 from sqlalchemy import exc as sa_exc
 
 from vektor import __version__
+from vektor.apikeys.key_check import KeyCheck
 from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.router import router as auth_router
 from vektor.auth.session_check import SessionCheck
@@ -128,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.direct = DirectDatabase(engine)
     app.state.session_check = SessionCheck(app.state.direct)
+    app.state.key_check = KeyCheck(app.state.direct)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
     # (adapter notifications) use httpx's API on aiohttp's connection handling.

@@ -5,21 +5,18 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.apikeys.models import ApiKey
 from vektor.core.errors import Conflict, NotFound
 from vektor.core.security import hash_token
-from vektor.users.models import User
 
 KEY_PREFIX = "vk-"
 PREFIX_LENGTH = 11  # "vk-" and 8 characters: enough to tell keys apart, useless to guess
 MAX_KEYS_PER_USER = 50
-# Use is written at most this often per key, not on every request.
-TOUCH_INTERVAL = timedelta(seconds=60)
 
 
 def looks_like_api_key(token: str) -> bool:
@@ -63,25 +60,3 @@ async def revoke_key(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUI
     if getattr(result, "rowcount", 0) != 1:
         raise NotFound("API key not found")
     await session.commit()
-
-
-async def user_for_key(session: AsyncSession, key: str) -> User | None:
-    """The user owning a live (unexpired) key, or None; records the key's use."""
-    row = (
-        await session.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.key_hash == hash_token(key))
-        )
-    ).first()
-    if row is None:
-        return None
-    api_key, user = row
-    now = datetime.now(UTC)
-    if api_key.expires_at is not None and api_key.expires_at <= now:
-        return None
-    if api_key.last_used_at is None or now - api_key.last_used_at >= TOUCH_INTERVAL:
-        await session.execute(
-            update(ApiKey).where(ApiKey.id == api_key.id).values(last_used_at=now)
-        )
-    return user

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
-from vektor.apikeys.dependencies import ApiUser
+from vektor.apikeys.dependencies import ApiUserId
 from vektor.chat.dependencies import GenerationsDep, RouterDep
 from vektor.chat.streams import to_json
 from vektor.compat import service
@@ -32,9 +32,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def limit_completions(user: ApiUser, limiter: RateLimiterDep, settings: SettingsDep) -> None:
+async def limit_completions(
+    user_id: ApiUserId, limiter: RateLimiterDep, settings: SettingsDep
+) -> None:
     """Completions share the user's chat budget."""
-    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user.id))])
+    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
 
 
 def _flag(value: str | None) -> bool:
@@ -42,7 +44,7 @@ def _flag(value: str | None) -> bool:
 
 
 @router.get("/models", operation_id="v1_list_models", responses={401: ERRORS[401]})
-async def list_models(user: ApiUser, model_router: RouterDep) -> dict[str, Any]:
+async def list_models(_user_id: ApiUserId, model_router: RouterDep) -> dict[str, Any]:
     """The public models, in the OpenAI list shape."""
     return {
         "object": "list",
@@ -69,7 +71,7 @@ async def list_models(user: ApiUser, model_router: RouterDep) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
-    user: ApiUser,
+    user_id: ApiUserId,
     settings: SettingsDep,
     model_router: RouterDep,
     generations: GenerationsDep,
@@ -89,7 +91,7 @@ async def chat_completions(
         registry=request.app.state.mcp,
     )
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
-    completion, opened = await service.open_completion(services, user.id, body, use_mcp)
+    completion, opened = await service.open_completion(services, user_id, body, use_mcp)
     store = _flag(x_vektor_store)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
