@@ -5,6 +5,7 @@ a connection that broke is not handed out again."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -163,20 +164,17 @@ async def test_a_failed_write_leaves_nothing_and_is_sqlalchemys_error(
     await register(client, "alice")
     alice = await _user_id_of(app, "alice")
     conversation_id, at = new_id(), datetime.now(UTC)
-    one = [NewMessage(id=new_id(), role="user", content="one")]
-    await writes.start_conversation(
-        conversation_id=conversation_id, user_id=alice, title="t", model="m", messages=one, at=at
+    start = functools.partial(
+        writes.start_conversation,
+        conversation_id=conversation_id,
+        user_id=alice,
+        title="t",
+        model="m",
+        at=at,
     )
-    again = [NewMessage(id=new_id(), role="user", content="two")]
-    with pytest.raises(sa_exc.IntegrityError):
-        await writes.start_conversation(
-            conversation_id=conversation_id,
-            user_id=alice,
-            title="t",
-            model="m",
-            messages=again,
-            at=at,
-        )
+    await start(messages=[NewMessage(id=new_id(), role="user", content="one")])
+    with pytest.raises(sa_exc.IntegrityError):  # the same conversation id again
+        await start(messages=[NewMessage(id=new_id(), role="user", content="two")])
     # the same message id twice in one answer: the bump before it is rolled back too
     twice = NewMessage(id=new_id(), role="assistant", content="x")
     with pytest.raises(sa_exc.IntegrityError):

@@ -19,6 +19,17 @@ from vektor.core.security import (
 KEY = "k" * 48
 
 
+def _token(user: uuid.UUID | None = None, session: uuid.UUID | None = None) -> str:
+    return create_access_token(
+        secret_key=KEY,
+        user_id=user or uuid.uuid4(),
+        session_id=session or uuid.uuid4(),
+        lifetime=timedelta(minutes=1),
+        issuer="vektor",
+        audience="vektor-api",
+    )
+
+
 def test_hash_and_verify():
     hashed = hash_password("correct horse", rounds=4)
     assert hashed.startswith("$2b$04$")
@@ -39,28 +50,14 @@ def test_verify_against_garbage_hash_is_false():
 
 def test_access_token_round_trip():
     user, session = uuid.uuid4(), uuid.uuid4()
-    token = create_access_token(
-        secret_key=KEY,
-        user_id=user,
-        session_id=session,
-        lifetime=timedelta(minutes=1),
-        issuer="vektor",
-        audience="vektor-api",
-    )
+    token = _token(user, session)
     claims = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
     assert claims.user_id == user
     assert claims.session_id == session
 
 
 def test_access_token_wrong_key():
-    token = create_access_token(
-        secret_key=KEY,
-        user_id=uuid.uuid4(),
-        session_id=uuid.uuid4(),
-        lifetime=timedelta(minutes=1),
-        issuer="vektor",
-        audience="vektor-api",
-    )
+    token = _token()
     with pytest.raises(TokenError):
         decode_access_token(token, secret_key="x" * 48, issuer="vektor", audience="vektor-api")
 
@@ -68,14 +65,7 @@ def test_access_token_wrong_key():
 def test_a_remembered_token_still_expires_and_keys_still_matter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    token = create_access_token(
-        secret_key=KEY,
-        user_id=uuid.uuid4(),
-        session_id=uuid.uuid4(),
-        lifetime=timedelta(minutes=1),
-        issuer="vektor",
-        audience="vektor-api",
-    )
+    token = _token()
     first = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
     again = decode_access_token(token, secret_key=KEY, issuer="vektor", audience="vektor-api")
     assert again == first

@@ -54,30 +54,28 @@ _SQLITE_BUMP = (
 
 # $1 conversation, $2 user, $3 time, $4-$10 the messages' columns (arrays, in order);
 # starting: $11 title, $12 model; appending: $11 the model to record, or NULL.
-_PG_START = (
+_PG_INSERT_MESSAGES = (
+    "INSERT INTO message (id, conversation_id, role, content, model, finish_reason, "
+    "prompt_tokens, completion_tokens, created_at) "
+    "SELECT m.id, c.id, m.role, m.content, m.model, m.finish_reason, m.prompt_tokens, "
+    "m.completion_tokens, $3 FROM c, unnest($4::uuid[], $5::text[], $6::text[], $7::text[], "
+    "$8::text[], $9::int[], $10::int[]) WITH ORDINALITY "
+    "AS m(id, role, content, model, finish_reason, prompt_tokens, completion_tokens, n) "
+    "ORDER BY m.n"
+)
+_PG_NEW_CONVERSATION = (
     "WITH c AS (INSERT INTO conversation (id, user_id, title, model, message_count, "
     "created_at, updated_at) VALUES ($1, $2, $11, $12, cardinality($4::uuid[]), $3, $3) "
     "RETURNING id) "
-    "INSERT INTO message (id, conversation_id, role, content, model, finish_reason, "
-    "prompt_tokens, completion_tokens, created_at) "
-    "SELECT m.id, c.id, m.role, m.content, m.model, m.finish_reason, m.prompt_tokens, "
-    "m.completion_tokens, $3 FROM c, unnest($4::uuid[], $5::text[], $6::text[], $7::text[], "
-    "$8::text[], $9::int[], $10::int[]) WITH ORDINALITY "
-    "AS m(id, role, content, model, finish_reason, prompt_tokens, completion_tokens, n) "
-    "ORDER BY m.n"
 )
-_PG_APPEND = (
+_PG_BUMP_CONVERSATION = (
     "WITH c AS (UPDATE conversation SET "
     "message_count = message_count + cardinality($4::uuid[]), updated_at = $3, "
     "model = coalesce($11, model) WHERE id = $1 AND user_id = $2 RETURNING id) "
-    "INSERT INTO message (id, conversation_id, role, content, model, finish_reason, "
-    "prompt_tokens, completion_tokens, created_at) "
-    "SELECT m.id, c.id, m.role, m.content, m.model, m.finish_reason, m.prompt_tokens, "
-    "m.completion_tokens, $3 FROM c, unnest($4::uuid[], $5::text[], $6::text[], $7::text[], "
-    "$8::text[], $9::int[], $10::int[]) WITH ORDINALITY "
-    "AS m(id, role, content, model, finish_reason, prompt_tokens, completion_tokens, n) "
-    "ORDER BY m.n"
 )
+# Constants joined once at import; no value is ever formatted into SQL.
+_PG_START = _PG_NEW_CONVERSATION + _PG_INSERT_MESSAGES
+_PG_APPEND = _PG_BUMP_CONVERSATION + _PG_INSERT_MESSAGES
 _PG_HISTORY = (
     "SELECT m.role, m.content FROM conversation c LEFT JOIN message m "
     "ON m.conversation_id = c.id WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.seq"
