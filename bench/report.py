@@ -214,8 +214,8 @@ def _speed_lines(results: dict[str, Any]) -> list[str]:
     return [
         f"Speed: a fixed pure-Python loop (10⁷ additions, `bench.report.loop_seconds`) took "
         f"{speed['start']:.2f} s at the start of the run and {speed['end']:.2f} s at the end. "
-        "The same machine has measured between 0.8 and 1.6 s, so absolute figures from runs on "
-        "different days compare only through this; ratios to direct within one run hold.",
+        "A rough yardstick: it shows drift in raw Python speed, not in socket and memory "
+        "work, so compare rows with the direct rows of the same run rather than across runs.",
         "",
     ]
 
