@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
+from vektor.auth.session_check import TOUCH_INTERVAL  # a key's use is written as seldom
 from vektor.core.direct import (
     DirectDatabase,
     sqlite_time,
@@ -16,9 +17,6 @@ from vektor.core.direct import (
     sqlite_transaction,
 )
 from vektor.core.security import hash_token
-
-# Use is written at most this often per key, not on every request.
-TOUCH_INTERVAL = timedelta(seconds=60)
 
 _SQLITE_KEY = (
     'SELECT k.id, k.user_id, k.expires_at, k.last_used_at FROM api_key k JOIN "user" u '

@@ -10,9 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vektor.auth.models import UserSession
-from vektor.auth.repository import SessionRepository
-from vektor.auth.session_check import TOUCH_INTERVAL, SessionCheck
+from vektor.auth.session_check import SessionCheck
 from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
 from vektor.core.errors import Forbidden, Unauthorized
@@ -28,7 +26,7 @@ class Principal:
     """An authenticated user and the login session the token belongs to."""
 
     user: User
-    session: UserSession
+    session_id: uuid.UUID
 
 
 def _claims(credentials: HTTPAuthorizationCredentials | None, settings: Settings) -> AccessClaims:
@@ -46,27 +44,34 @@ def _claims(credentials: HTTPAuthorizationCredentials | None, settings: Settings
         raise Unauthorized("Invalid or expired token") from exc
 
 
+async def _live_claims(
+    request: Request, settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> AccessClaims:
+    """A verified access token whose session is still active (activity recorded)."""
+    claims = _claims(credentials, settings)
+    check: SessionCheck = request.app.state.session_check
+    if not await check.live(claims.session_id, claims.user_id, datetime.now(UTC)):
+        raise Unauthorized("Session is no longer valid")
+    request_context(request.scope)["user_id"] = str(claims.user_id)
+    return claims
+
+
 async def get_principal(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Verify the bearer token and that its session is still active."""
-    claims = _claims(credentials, settings)
-    sessions = SessionRepository(session)
-    found = await sessions.get_active_with_user(claims.session_id, claims.user_id)
-    if found is None:
-        raise Unauthorized("Session is no longer valid")
-    user_session, user = found
-    now = datetime.now(UTC)
-    if now - user_session.last_seen_at >= TOUCH_INTERVAL:
-        await sessions.touch(user_session.id, user_session.device_pk, now)
+    """Verify the bearer token and that its session is still active; the user's row is
+    loaded into the request's Session, for routes that read or change it."""
+    claims = await _live_claims(request, settings, credentials)
+    user = await session.get(User, claims.user_id)
     # Hand the connection back now: a route may wait on other things (an upstream, its own
     # short transactions) and must not hold a pooled connection meanwhile.
     await session.commit()
-    request_context(request.scope)["user_id"] = str(user.id)
-    return Principal(user=user, session=user_session)
+    if user is None:
+        raise Unauthorized("Session is no longer valid")
+    return Principal(user=user, session_id=claims.session_id)
 
 
 async def get_caller_id(
@@ -75,13 +80,8 @@ async def get_caller_id(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> uuid.UUID:
     """The id of the authenticated user, for routes that need nothing else of the user:
-    the same checks as `get_principal`, in one trip to the database and no Session."""
-    claims = _claims(credentials, settings)
-    check: SessionCheck = request.app.state.session_check
-    if not await check.live(claims.session_id, claims.user_id, datetime.now(UTC)):
-        raise Unauthorized("Session is no longer valid")
-    request_context(request.scope)["user_id"] = str(claims.user_id)
-    return claims.user_id
+    the same checks as `get_principal`, with no Session."""
+    return (await _live_claims(request, settings, credentials)).user_id
 
 
 async def get_current_user(principal: CurrentPrincipal) -> User:

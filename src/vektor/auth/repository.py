@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.auth.models import Device, RefreshToken, UserSession
-from vektor.users.models import User
 
 
 class DeviceRepository:
@@ -44,16 +43,6 @@ class SessionRepository:
         await self.session.flush()
         return user_session
 
-    async def get_active_with_user(
-        self, session_id: uuid.UUID, user_id: uuid.UUID
-    ) -> tuple[UserSession, User] | None:
-        """An unrevoked session with its user (every authenticated request asks this)."""
-        result = await self.session.execute(
-            _ACTIVE_WITH_USER, {"session_id": session_id, "user_id": user_id}
-        )
-        row = result.first()
-        return (row[0], row[1]) if row else None
-
     async def get_active(self, session_id: uuid.UUID) -> UserSession | None:
         """An unrevoked session."""
         result = await self.session.execute(
@@ -81,27 +70,6 @@ class SessionRepository:
         if keep is not None:
             query = query.where(UserSession.id != keep)
         await self.session.execute(query.values(revoked_at=at, revoked_reason=reason))
-
-    async def touch(self, session_id: uuid.UUID, device_pk: uuid.UUID, at: datetime) -> None:
-        """Record activity on a session and its device."""
-        await self.session.execute(
-            update(UserSession).where(UserSession.id == session_id).values(last_seen_at=at)
-        )
-        await self.session.execute(
-            update(Device).where(Device.id == device_pk).values(last_seen_at=at)
-        )
-
-
-# Built once: the statement every authenticated request runs.
-_ACTIVE_WITH_USER = (
-    select(UserSession, User)
-    .join(User, User.id == UserSession.user_id)
-    .where(
-        UserSession.id == bindparam("session_id"),
-        UserSession.user_id == bindparam("user_id"),
-        UserSession.revoked_at.is_(None),
-    )
-)
 
 
 class RefreshTokenRepository:

@@ -42,7 +42,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found"}}
 async def sessions(principal: CurrentPrincipal, session: SessionDep) -> list[SessionRead]:
     """Your active sessions; `current` is the one making this request."""
     return await service.list_sessions(
-        session, user_id=principal.user.id, current=principal.session.id
+        session, user_id=principal.user.id, current=principal.session_id
     )
 
 
@@ -92,7 +92,7 @@ async def change_feed(
     The feed ends when its session is revoked (checked at every event and heartbeat).
     """
     cursor = last_event_id or None
-    sessionmaker, session_id = request.app.state.sessionmaker, principal.session.id
+    sessionmaker, session_id = request.app.state.sessionmaker, principal.session_id
 
     async def body() -> AsyncIterator[bytes]:
         async for event in events.follow(principal.user.id, cursor, settings.sse_ping_seconds):

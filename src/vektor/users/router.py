@@ -53,7 +53,7 @@ async def change_password(
         session,
         settings=settings,
         user=principal.user,
-        current_session=principal.session.id,
+        current_session=principal.session_id,
         current_password=body.current_password,
         new_password=body.new_password,
     )
