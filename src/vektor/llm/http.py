@@ -8,11 +8,14 @@ aiohttp's own work, so providers do not use them.
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from vektor.llm.base import ProviderError
 
@@ -22,11 +25,22 @@ ERROR_BODY_LIMIT = 2048
 
 
 def new_session() -> aiohttp.ClientSession:
-    """The session every provider shares; proxies from the environment are honoured."""
+    """The session every provider shares. Proxies come from `env_proxy`, not `trust_env`:
+    with it aiohttp reads the environment and ~/.netrc in a worker thread on every request."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
-        trust_env=True,
+        connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30)
     )
+
+
+@lru_cache(maxsize=256)
+def env_proxy(scheme: str, host: str) -> URL | None:
+    """The proxy (credentials included) from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY for a host
+    that NO_PROXY does not exempt; read once per upstream host, so a change needs a restart."""
+    if urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies()
+    found = proxies.get(scheme) or proxies.get("all")
+    return URL(found) if found else None
 
 
 def upstream_timeout(timeout_s: float) -> aiohttp.ClientTimeout:
@@ -49,13 +63,15 @@ async def post_json(
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST a JSON body; an error status, a failure to connect and a timeout or a broken
     connection while reading are ProviderErrors (the last two retryable)."""
+    target = URL(url)
     try:
         async with session.post(
-            url,
+            target,
             data=json.dumps(body).encode("utf-8"),
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeouts,
             allow_redirects=False,
+            proxy=env_proxy(target.scheme, target.host or ""),
         ) as response:
             if response.status >= 400:
                 raise await _status_error(response)
