@@ -161,6 +161,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.http_client.aclose()
         await app.state.upstream_session.close()
         await app.state.rate_limiter.close()
+        await app.state.direct.aclose()
         await engine.dispose()
         logger.info("vektor stopped")
         await flush_logs()

@@ -72,7 +72,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# How long a SQLite writer waits for another connection's write lock.
+SQLITE_BUSY_TIMEOUT_S = 10
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any = None) -> None:
     """Foreign keys on, WAL for concurrent readers, wait instead of failing on locks."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -93,12 +97,12 @@ def create_engine(
         engine = create_async_engine(
             url,
             echo=echo,
-            connect_args={"timeout": 10},
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
             pool_size=1,
             max_overflow=0,
             pool_timeout=30,
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     engine = create_async_engine(
         url,

@@ -3,12 +3,16 @@
 On the hot path SQLAlchemy costs more than the statements themselves: through aiosqlite
 every cursor, execute, close, commit and rollback is a hop to the connection's thread (eight
 for a two-statement transaction, while SQLite's one connection is held), and an ORM Session
-adds its own bookkeeping. `DirectDatabase` checks a connection out of the engine's pool as
-usual and runs a unit of work on the driver connection beneath it:
+adds its own bookkeeping. `DirectDatabase` runs a unit of work on a driver connection:
 
-- SQLite: one function run in the connection's own thread, the whole transaction in one hop;
-- PostgreSQL: asyncpg itself, with its prepared-statement cache; single statements need no
-  BEGIN or COMMIT.
+- SQLite: one function run in the thread of a connection of its own (`SqliteThread`), the
+  whole transaction in one hop. Units of work queue in that thread and run back to back:
+  a connection checked out of the engine's one-connection pool would stay held while the
+  event loop got round to handing it back, about twice as long as the work itself under
+  load, and every chat request queued behind that. An in-memory database, which a second
+  connection would not see, uses the pool's connection;
+- PostgreSQL: asyncpg itself, under a connection checked out of the engine's pool, with its
+  prepared-statement cache; single statements need no BEGIN or COMMIT.
 
 Errors come out as SQLAlchemy's (`OperationalError` and so on), so callers and the app's
 error handlers treat them as before; a connection that broke is invalidated in the pool.
@@ -17,7 +21,10 @@ Everything else keeps the ORM.
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import sqlite3
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +35,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vektor.core.database import is_database_down
+from vektor.core.database import SQLITE_BUSY_TIMEOUT_S, is_database_down, sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -60,15 +67,100 @@ def sqlite_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Conne
     connection.commit()
 
 
+_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+
+class SqliteThread:
+    """One sqlite3 connection in a thread of its own, running units of work in turn."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="vektor-sqlite", daemon=True)
+        self._thread.start()
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` in the thread; its result or its exception."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((work, future, loop))
+        return await future
+
+    async def aclose(self) -> None:
+        """Finish the queued work, then close the connection."""
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while (job := self._jobs.get()) is not None:
+                work, future, loop = job
+                try:
+                    if connection is None:
+                        connection = _open_sqlite(self.path)
+                    outcome: tuple[bool, Any] = (True, work(connection))
+                except BaseException as exc:
+                    if connection is not None and connection.in_transaction:
+                        connection.rollback()
+                    outcome = (False, exc)
+                loop.call_soon_threadsafe(_settle, future, outcome)
+        finally:
+            if connection is not None:
+                connection.close()
+
+
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    sqlite_pragmas(connection)
+    return connection
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():  # the caller was cancelled; the work itself ran
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _sqlite_file(engine: AsyncEngine) -> str | None:
+    """The database file a second connection would open too; None when in memory."""
+    url = engine.url
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if url.query.get("mode") == "memory" or url.query.get("uri"):
+        return None
+    return database
+
+
 class DirectDatabase:
-    """Units of work on the driver connection under one of the engine's pooled ones."""
+    """Units of work on a driver connection: SQLite's own thread, or asyncpg from the pool."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._sqlite_file = _sqlite_file(engine) if self.is_sqlite else None
+        self._sqlite_thread: SqliteThread | None = None
+
+    async def aclose(self) -> None:
+        """Stop SQLite's thread, if it was started."""
+        if self._sqlite_thread is not None:
+            thread, self._sqlite_thread = self._sqlite_thread, None
+            await thread.aclose()
 
     async def on_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work(connection)` in the SQLite connection's thread, in one hop."""
+        """Run `work(connection)` in a SQLite connection's thread, in one hop."""
+        if self._sqlite_file is not None:
+            if self._sqlite_thread is None:
+                self._sqlite_thread = SqliteThread(self._sqlite_file)
+            try:
+                return await self._sqlite_thread.run(work)
+            except sqlite3.Error as exc:
+                raise _sqlite_error(exc) from exc
         async with self.engine.connect() as connection:
             driver = await _driver(connection)
             try:
