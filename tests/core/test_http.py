@@ -114,3 +114,32 @@ async def test_collector_is_settled_after_start(database_url, tmp_path):
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+async def test_log_lines_are_written_by_a_thread_in_order():
+    import time
+
+    from vektor.core.logging import LineWriter, QueuedSink
+
+    written: list[str] = []
+
+    def slow_disk(line: str) -> None:
+        time.sleep(0.05)
+        written.append(line)
+
+    writer = LineWriter()
+    sink_id = logger.add(
+        QueuedSink(writer, slow_disk), format="{message}", filter=lambda r: "qs" in r["extra"]
+    )
+    try:
+        started = time.perf_counter()
+        for n in range(5):
+            logger.bind(qs=True).info("line {}", n)
+        assert time.perf_counter() - started < 0.05  # nobody waited on the disk
+        await logger.complete()
+        assert written == [f"line {n}\n" for n in range(5)]
+        logger.bind(qs=True).info("last")
+    finally:
+        logger.remove(sink_id)  # writes what is queued first
+    assert written[-1] == "last\n"
+    writer.stop()

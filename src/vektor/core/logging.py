@@ -1,16 +1,27 @@
-"""Logging with loguru: app.log, api.log and error.log under LOG_DIR, rotated and compressed.
+"""Logging with loguru: app.log, api.log and error.log under LOG_DIR, rotated and compressed,
+and the app's records on stderr.
 
-Records are written from a background thread (`enqueue=True`) so a request never waits on
-the disk. `diagnose` stays off everywhere: it would print local variables, which can hold
-passwords or tokens.
+Records are formatted where they are logged and written by a thread of their own
+(`LineWriter`), so a request never waits on the disk or on a full pipe. loguru's
+`enqueue=True` does the same across processes, by pickling every record through a
+multiprocessing pipe: that cost a chat request more CPU than its database writes. The files
+are loguru's own file sinks (rotation, retention, compression), fed by that thread.
+`diagnose` stays off everywhere: it would print local variables, which can hold passwords or
+tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +83,122 @@ class InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
+_Item = tuple[Callable[[str], object], str] | threading.Event | None
+
+# How long closing or flushing the logs waits for the writer.
+DRAIN_TIMEOUT_S = 10.0
+
+
+class LineWriter:
+    """Writes formatted lines, each with its own write function, in one thread, in order.
+
+    The thread starts with the first line of each process (a worker forked after
+    configuration gets its own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def put(self, write: Callable[[str], object], line: str) -> None:
+        """Queue one line."""
+        if self._pid != os.getpid():
+            self._start()
+        self._queue.put((write, line))
+
+    def drain(self) -> None:
+        """Wait until what was queued so far is written."""
+        if self._pid != os.getpid():
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(DRAIN_TIMEOUT_S)
+
+    async def complete(self) -> None:
+        """`drain` without blocking the event loop."""
+        await asyncio.to_thread(self.drain)
+
+    def stop(self) -> None:
+        """Write what is queued, then end the thread."""
+        if self._pid != os.getpid() or self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(DRAIN_TIMEOUT_S)
+        self._pid, self._thread = 0, None
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name="vektor-log-writer", daemon=True
+            )
+            self._thread.start()
+            self._pid = os.getpid()
+
+    @staticmethod
+    def _run(lines: queue.SimpleQueue[_Item]) -> None:
+        while (item := lines.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            write, line = item
+            try:
+                write(line)
+            except Exception:  # a log line must never take the writer down
+                traceback.print_exc(file=sys.__stderr__)
+
+
+class QueuedSink:
+    """A loguru sink that hands each formatted record to the `LineWriter`; `close` runs after
+    the last of them is written, when loguru removes the sink."""
+
+    def __init__(
+        self,
+        writer: LineWriter,
+        write: Callable[[str], object],
+        close: Callable[[], object] | None = None,
+    ) -> None:
+        self._writer = writer
+        self._write = write
+        self._close = close
+
+    def write(self, message: str) -> None:
+        """Queue the formatted record."""
+        self._writer.put(self._write, str(message))
+
+    async def complete(self) -> None:
+        """Wait for the queued records (`await logger.complete()`)."""
+        await self._writer.complete()
+
+    def stop(self) -> None:
+        """Write what is queued, then release the destination."""
+        self._writer.drain()
+        if self._close is not None:
+            self._close()
+
+
+def _file_sinks(files: Any, log_dir: Path, options: dict[str, Any]) -> Callable[..., QueuedSink]:
+    """`QueuedSink`s for files of `files`, a logger of their own that only the writer uses."""
+
+    def queued(name: str) -> QueuedSink:
+        handler_id = files.add(
+            log_dir / name,
+            format="{message}",
+            filter=lambda record: record["extra"].get("file") == name,
+            **options,
+        )
+        write = files.bind(file=name).opt(raw=True).info
+        return QueuedSink(WRITER, write, lambda: files.remove(handler_id))
+
+    return queued
+
+
+WRITER = LineWriter()
+
+
 def configure_logging(settings: Settings) -> None:
     """Install the sinks; calling again with the same settings changes nothing."""
     global _configured
@@ -81,21 +208,31 @@ def configure_logging(settings: Settings) -> None:
     log_dir = Path(settings.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     fmt = _json_line if settings.log_format == "structured" else _simple_line
-    common: dict[str, Any] = {
-        "format": fmt,
-        "enqueue": True,
-        "backtrace": False,
-        "diagnose": False,
-        "rotation": settings.log_rotation,
-        "retention": settings.log_retention,
-        "compression": "gz",
-        "encoding": "utf-8",
-    }
     logger.remove()
-    logger.add(sys.stderr, level=settings.log_level, format=fmt, diagnose=False, filter=_is_app)
-    logger.add(log_dir / "app.log", level=settings.log_level, filter=_is_app, **common)
-    logger.add(log_dir / "api.log", level="INFO", filter=_is_api, **common)
-    logger.add(log_dir / "error.log", level="ERROR", **common)
+    WRITER.stop()
+    files = _file_sinks(
+        copy.deepcopy(logger),  # no sinks yet: a logger only the writer thread uses
+        log_dir,
+        {
+            "rotation": settings.log_rotation,
+            "retention": settings.log_retention,
+            "compression": "gz",
+            "encoding": "utf-8",
+            "backtrace": False,
+            "diagnose": False,
+        },
+    )
+    common: dict[str, Any] = {"format": fmt, "backtrace": False, "diagnose": False}
+    stderr = sys.stderr
+
+    def to_stderr(line: str) -> None:
+        stderr.write(line)
+        stderr.flush()
+
+    logger.add(QueuedSink(WRITER, to_stderr), level=settings.log_level, filter=_is_app, **common)
+    logger.add(files("app.log"), level=settings.log_level, filter=_is_app, **common)
+    logger.add(files("api.log"), level="INFO", filter=_is_api, **common)
+    logger.add(files("error.log"), level="ERROR", **common)
     logging.basicConfig(handlers=[InterceptHandler()], level=logging.INFO, force=True)
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error", "alembic"):
         std = logging.getLogger(name)
@@ -113,4 +250,4 @@ def configure_logging(settings: Settings) -> None:
 
 async def flush_logs() -> None:
     """Wait until queued records are written."""
-    await logger.complete()
+    await WRITER.complete()
