@@ -71,6 +71,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload_dirs=[str(Path(__file__).resolve().parent)] if args.reload else None,
         log_config=None,
         access_log=False,
+        # X-Forwarded-For is the app's to judge (TRUSTED_PROXIES); Uvicorn's own middleware
+        # would believe it from any loopback caller.
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 10,
     )
     return 0

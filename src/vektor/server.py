@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -17,6 +18,13 @@ def _worker_exited(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+class VektorWorker(UvicornWorker):  # type: ignore[misc]
+    """Uvicorn's Gunicorn worker without its proxy-headers middleware: the app itself decides
+    whom to believe about X-Forwarded-For (TRUSTED_PROXIES)."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
 
 
 class VektorGunicorn(BaseApplication):  # type: ignore[misc]
@@ -58,7 +66,7 @@ def _run(*, host: str, port: int, workers: int, graceful_timeout: int) -> None:
         {
             "bind": f"{host}:{port}",
             "workers": max(1, workers),
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "vektor.server.VektorWorker",
             "graceful_timeout": graceful_timeout,
             "timeout": 60,
             "keepalive": 5,

@@ -7,6 +7,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from tests.conftest import PASSWORD, empty_tables, make_settings
+from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
+from tests.support.upstream import free_port
 from vektor.app import create_app
 from vektor.core.errors import RateLimited
 from vektor.core.ratelimit import RateLimiter
@@ -154,3 +156,25 @@ async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
             ]
         await first.state.rate_limiter.reset()
     assert codes == [401, 401, 401, 429]
+
+
+@pytest.mark.parametrize("extra", [[], ["--workers", "2"]], ids=["uvicorn", "gunicorn"])
+def test_served_app_ignores_forwarded_for_from_loopback(tmp_path, extra):
+    """Uvicorn's own proxy-headers middleware believes X-Forwarded-For from 127.0.0.1; the
+    served app must leave that to TRUSTED_PROXIES."""
+    port = free_port()
+    process = serve_vektor(port, vektor_env(tmp_path, RATE_LIMIT_AUTH="2/minute"), tmp_path, *extra)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        codes = [
+            httpx.post(
+                f"http://127.0.0.1:{port}/auth/login",
+                data={"username": f"a{i}", "password": "x"},
+                headers={"X-Forwarded-For": f"192.0.2.{i}"},
+            ).status_code
+            for i in range(3)
+        ]
+    finally:
+        stop(process)
+    assert codes[:2] == [401, 401]
+    assert codes[2] == 429
