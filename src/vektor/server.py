@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
@@ -24,7 +24,10 @@ class VektorWorker(UvicornWorker):  # type: ignore[misc]
     """Uvicorn's Gunicorn worker without its proxy-headers middleware: the app itself decides
     whom to believe about X-Forwarded-For (TRUSTED_PROXIES)."""
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "proxy_headers": False}
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "proxy_headers": False,
+    }
 
 
 class VektorGunicorn(BaseApplication):  # type: ignore[misc]

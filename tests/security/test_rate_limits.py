@@ -1,5 +1,6 @@
 """Rate limits on login, register and refresh: per client address and per account."""
 
+import secrets
 import uuid
 
 import httpx
@@ -158,12 +159,13 @@ async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
     assert codes == [401, 401, 401, 429]
 
 
-@pytest.mark.parametrize("extra", [[], ["--workers", "2"]], ids=["uvicorn", "gunicorn"])
+@pytest.mark.parametrize("extra", [[], ["--prod", "--workers", "1"]], ids=["uvicorn", "gunicorn"])
 def test_served_app_ignores_forwarded_for_from_loopback(tmp_path, extra):
     """Uvicorn's own proxy-headers middleware believes X-Forwarded-For from 127.0.0.1; the
     served app must leave that to TRUSTED_PROXIES."""
     port = free_port()
-    process = serve_vektor(port, vektor_env(tmp_path, RATE_LIMIT_AUTH="2/minute"), tmp_path, *extra)
+    env = vektor_env(tmp_path, RATE_LIMIT_AUTH="2/minute", SECRET_KEY=secrets.token_hex(32))
+    process = serve_vektor(port, env, tmp_path, *extra)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health", process)
         codes = [
