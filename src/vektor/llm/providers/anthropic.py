@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from vektor.llm.base import (
     Finish,
@@ -96,7 +96,7 @@ class _MessageState:
         return parse_upstream("event", self._feed, event, data)
 
     def _feed(self, event: str, data: str) -> list[ProviderEvent]:
-        payload = json.loads(data) if data else {}
+        payload = orjson.loads(data) if data else {}
         if not isinstance(payload, dict):
             raise ProviderError("upstream sent an unexpected event", retryable=True)
         kind = payload.get("type", event)

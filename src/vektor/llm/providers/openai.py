@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from vektor.llm.base import (
     ChatMessage,
@@ -131,7 +131,7 @@ class _ChunkParser:
         return parse_upstream("chunk", self._feed, data, complete)
 
     def _feed(self, data: str, complete: bool) -> list[ProviderEvent]:
-        chunk = json.loads(data)
+        chunk = orjson.loads(data)
         if not isinstance(chunk, dict):
             raise ProviderError("upstream sent an unexpected chunk", retryable=True)
         if "error" in chunk:
