@@ -185,7 +185,12 @@ class GenerationManager:
             await asyncio.shield(self._finish(generation, outcome, prompt_chars))
         finally:
             self.streams.close(generation.message_id)
-            self.running.pop(generation.message_id, None)
+            self._retire(generation)
+
+    def _retire(self, generation: Generation) -> None:
+        """Free the user's slot, once: before `done` goes out, so that a client that starts
+        its next answer on `done` is never turned away by its own finished one."""
+        if self.running.pop(generation.message_id, None) is not None:
             self.release(generation.user_id)
             stream_ended()
 
@@ -245,6 +250,7 @@ class GenerationManager:
                     "completion_tokens": usage.completion_tokens,
                 },
             )
+        self._retire(generation)
         publish = self.streams.publish
         if outcome.error is not None:
             publish(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from starlette.responses import StreamingResponse
 
 from vektor.auth.dependencies import CallerId
 from vektor.chat import service
@@ -23,6 +22,7 @@ from vektor.chat.sse import sse_response
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import Conflict
 from vektor.core.openapi import sse_content
+from vektor.core.streaming import EventStreamResponse
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -39,7 +39,7 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/stream",
     operation_id="chat_stream",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses=SSE_DOC,
     dependencies=[ChatRateLimit],
 )
@@ -51,7 +51,7 @@ async def chat_stream(
     model_router: RouterDep,
     generations: GenerationsDep,
     streams: StreamsDep,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Answer as server-sent events; the answer is stored even if the client goes away."""
     generation = await service.start_chat(
         sessionmaker=request.app.state.sessionmaker,
@@ -78,12 +78,12 @@ async def chat_stream(
 @router.get(
     "/stream/{message_id}",
     operation_id="chat_stream_resume",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses=SSE_DOC,
 )
 async def resume_stream(
     message_id: OwnedStream, after: LastEventId, streams: StreamsDep, settings: SettingsDep
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Replay the events after Last-Event-ID, then follow the live answer."""
     return sse_response(streams, message_id, after=after, ping_s=settings.sse_ping_seconds)
 

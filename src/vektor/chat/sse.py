@@ -5,12 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from starlette.responses import StreamingResponse
-
 from vektor.chat.streams import StreamStore
+from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 
 PING = b": ping\n\n"
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def sse_response(
@@ -20,7 +18,7 @@ def sse_response(
     after: int,
     ping_s: float,
     on_disconnect: Callable[[], object] | None = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Replay events after `after`, follow live ones, end after `done`."""
 
     async def body() -> AsyncIterator[bytes]:
@@ -36,4 +34,4 @@ def sse_response(
             if not finished and on_disconnect is not None:
                 on_disconnect()
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStreamResponse(body(), headers=SSE_HEADERS)

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
-from starlette.responses import StreamingResponse
 
 from vektor.apikeys.dependencies import ApiUserId
 from vektor.chat.dependencies import GenerationsDep, RouterDep
@@ -18,11 +17,11 @@ from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
 from vektor.core.dependencies import RateLimiterDep, SettingsDep
 from vektor.core.openapi import sse_content
+from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.llm.base import ToolCall
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, invalid, expired or revoked API key"},
     404: {"description": "Unknown model"},
@@ -102,9 +101,8 @@ async def chat_completions(
             await opened.aclose()
             await service.finish(services, completion, store)
 
-        return StreamingResponse(
+        return EventStreamResponse(
             _chunks(completion, events, usage, cleanup),
-            media_type="text/event-stream",
             headers=SSE_HEADERS,
             background=BackgroundTask(cleanup),
         )

@@ -17,13 +17,13 @@ from fastapi.responses import FileResponse
 from fastapi.sse import format_sse_event
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
-from starlette.responses import StreamingResponse
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
 from vektor.auth.service import session_is_active
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
 from vektor.core.openapi import sse_content
+from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.sync import service
 from vektor.sync.schemas import (
     BackupRead,
@@ -72,7 +72,7 @@ async def remove_device(
 @router.get(
     "/events",
     operation_id="sync_events",
-    response_class=StreamingResponse,
+    response_class=EventStreamResponse,
     responses={
         200: {
             "content": sse_content(),
@@ -86,7 +86,7 @@ async def change_feed(
     events: EventsDep,
     settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     """Live changes to your data; reconnect with Last-Event-ID to get what you missed.
 
     The feed ends when its session is revoked (checked at every event and heartbeat).
@@ -103,11 +103,7 @@ async def change_feed(
             else:
                 yield format_sse_event(data_str=json.dumps(event.payload()), id=event.cursor)
 
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(body(), headers=SSE_HEADERS)
 
 
 @router.get("/changes", response_model=ChangesRead, operation_id="sync_changes")
