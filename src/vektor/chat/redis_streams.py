@@ -22,7 +22,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vektor.chat.streams import MemoryStreamStore, StreamEvent, encode_event, to_json
+from vektor.chat.streams import MemoryStreamStore, StreamEvent, encode_event
 
 SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes away
 
@@ -96,8 +96,9 @@ class RedisStreamStore:
             pipe.expire(meta, SAFETY_TTL_S)
         elif kind == "event":
             assert isinstance(value, StreamEvent)
-            pipe.xadd(events, {"i": value.id, "d": to_json(value.data)})
-            pipe.expire(events, SAFETY_TTL_S)
+            pipe.xadd(events, {"i": value.id, "d": value.payload})
+            if value.id == 1:  # the first event creates the key; it expires with the meta
+                pipe.expire(events, SAFETY_TTL_S)
         else:
             pipe.xadd(events, {"end": 1})
             pipe.hset(meta, "finished", "1")

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One SSE event: an increasing id, a JSON object with a `type`, and its wire form."""
+    """One SSE event: an increasing id, a JSON object with a `type`, its JSON text and its
+    wire form."""
 
     id: int
     data: dict[str, Any]
+    payload: bytes
     frame: bytes
 
 
@@ -35,8 +37,9 @@ def encode_event(event_id: int, data: dict[str, Any]) -> StreamEvent:
 
     JSON text holds no line break (they are escaped inside strings), so the data is one
     `data:` line."""
-    frame = b"data: %s\nid: %d\n\n" % (to_json(data).encode("utf-8"), event_id)
-    return StreamEvent(id=event_id, data=data, frame=frame)
+    payload = to_json(data).encode("utf-8")
+    frame = b"data: %s\nid: %d\n\n" % (payload, event_id)
+    return StreamEvent(id=event_id, data=data, payload=payload, frame=frame)
 
 
 class StreamStore(Protocol):
