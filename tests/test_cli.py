@@ -198,3 +198,28 @@ def test_server_starts_with_no_env_file_and_serves(tmp_path, command, extra_env)
     assert (tmp_path / "vektor.db").exists()
     for name in ("app.log", "api.log", "error.log"):
         assert (tmp_path / "logs" / name).exists()
+
+
+@pytest.mark.parametrize(
+    ("workers", "redis_url", "warned"),
+    [(2, None, True), (1, None, False), (2, "redis://127.0.0.1:6379/0", False)],
+)
+def test_several_workers_without_redis_are_warned_about(
+    monkeypatch, capsys, tmp_path, workers, redis_url, warned
+):
+    """Each worker would keep its own streams, feed and limits: say so before serving."""
+    import vektor.server
+    from vektor import cli
+
+    served: list[int] = []
+    monkeypatch.setattr(vektor.server, "run_gunicorn", lambda **kw: served.append(kw["workers"]))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTO_MIGRATE", "false")
+    monkeypatch.setenv("SECRET_KEY", STRONG_KEY)
+    if redis_url:
+        monkeypatch.setenv("REDIS_URL", redis_url)
+    else:
+        monkeypatch.delenv("REDIS_URL", raising=False)
+    assert cli.main(["serve", "--prod", "--workers", str(workers)]) == 0
+    assert served == [workers]
+    assert ("without REDIS_URL" in capsys.readouterr().err) is warned

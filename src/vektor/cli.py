@@ -40,6 +40,13 @@ def _load_settings(production: bool = False) -> Settings:
         raise SystemExit(f"vektor: invalid settings: {exc}") from None
 
 
+SHARED_STATE_WARNING = (
+    "vektor: %d workers without REDIS_URL: each keeps its own chat streams, change feed and "
+    "rate limits, so resuming or cancelling an answer, /sync/events and the limits only "
+    "work within one worker; set REDIS_URL to share them"
+)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP server (Uvicorn; Gunicorn with Uvicorn workers for --workers > 1 or --prod)."""
     settings = _load_settings(production=args.prod)
@@ -52,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
     if args.prod or args.workers > 1:
         from vektor.server import run_gunicorn
+
+        if args.workers > 1 and not settings.redis_url:
+            print(SHARED_STATE_WARNING % args.workers, file=sys.stderr)
 
         run_gunicorn(
             host=args.host,
