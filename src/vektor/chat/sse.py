@@ -6,9 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 from vektor.chat.streams import StreamStore
-from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
-
-PING = b": ping\n\n"
+from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse
 
 
 def sse_response(

@@ -180,7 +180,7 @@ class QueuedSink:
             self._close()
 
 
-def _file_sinks(files: Any, log_dir: Path, options: dict[str, Any]) -> Callable[..., QueuedSink]:
+def _file_sinks(files: Any, log_dir: Path, options: dict[str, Any]) -> Callable[[str], QueuedSink]:
     """`QueuedSink`s for files of `files`, a logger of their own that only the writer uses."""
 
     def queued(name: str) -> QueuedSink:

@@ -23,7 +23,7 @@ from vektor.auth.service import session_is_active
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
 from vektor.core.openapi import sse_content
-from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
+from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse
 from vektor.sync import service
 from vektor.sync.schemas import (
     BackupRead,
@@ -99,7 +99,7 @@ async def change_feed(
             if not await session_is_active(sessionmaker, session_id):
                 return
             if event is None:
-                yield b": ping\n\n"
+                yield PING
             else:
                 yield format_sse_event(data_str=json.dumps(event.payload()), id=event.cursor)
 
