@@ -12,23 +12,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from vektor.apikeys.key_check import KeyCheck
 from vektor.apikeys.service import looks_like_api_key
 from vektor.auth.dependencies import get_caller_id
-from vektor.core.dependencies import SettingsDep
 from vektor.core.errors import Unauthorized
 from vektor.core.middleware import request_context
 
-_bearer = HTTPBearer(auto_error=False, description="An API key (vk-…) or an access token")
+API_BEARER = HTTPBearer(auto_error=False, description="An API key (vk-…) or an access token")
 
 
 async def get_api_user(
     request: Request,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_BEARER)],
 ) -> uuid.UUID:
     """The id of the user behind the bearer API key or access token."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Not authenticated")
     if not looks_like_api_key(credentials.credentials):
-        return await get_caller_id(request, settings, credentials)
+        return await get_caller_id(request, credentials)
     check: KeyCheck = request.app.state.key_check
     user_id = await check.owner(credentials.credentials, datetime.now(UTC))
     if user_id is None:

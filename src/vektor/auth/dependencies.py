@@ -18,7 +18,7 @@ from vektor.core.middleware import request_context
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
 from vektor.users.models import User
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+BEARER = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ async def get_principal(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Principal:
     """Verify the bearer token and that its session is still active; the user's row is
     loaded into the request's Session, for routes that read or change it."""
@@ -76,11 +76,13 @@ async def get_principal(
 
 async def get_caller_id(
     request: Request,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> uuid.UUID:
     """The id of the authenticated user, for routes that need nothing else of the user:
-    the same checks as `get_principal`, with no Session."""
+    the same checks as `get_principal`, with no Session. The settings come from the app,
+    not from a dependency: FastAPI walks a route's whole dependency tree on every request,
+    and each node costs more than reading them."""
+    settings: Settings = request.app.state.settings
     return (await _live_claims(request, settings, credentials)).user_id
 
 

@@ -6,14 +6,17 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials
 
-from vektor.auth.dependencies import CallerId
+from vektor.auth.dependencies import BEARER, CallerId, get_caller_id
 from vektor.chat.generation import GenerationManager
 from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
-from vektor.core.dependencies import RateLimiterDep, SessionDep, SettingsDep
+from vektor.core.config import Settings
+from vektor.core.dependencies import SessionDep
 from vektor.core.errors import BadRequest, NotFound
+from vektor.core.ratelimit import RateLimiter
 from vektor.llm.router import ModelRouter
 
 
@@ -67,9 +70,22 @@ async def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -
     return value
 
 
-async def limit_chat(user_id: CallerId, limiter: RateLimiterDep, settings: SettingsDep) -> None:
-    """Count a chat request against the user's budget."""
+async def get_chat_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> uuid.UUID:
+    """The caller of a chat request, counted against their chat budget.
+
+    `get_caller_id` and the budget in one dependency, which reads the limiter and the
+    settings from the app: FastAPI walks a route's whole dependency tree on every request,
+    and a tree of a dozen nodes cost more than everything the route itself does before the
+    upstream is asked."""
+    user_id = await get_caller_id(request, credentials)
+    state = request.app.state
+    limiter: RateLimiter = state.rate_limiter
+    settings: Settings = state.settings
     await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
+    return user_id
 
 
 RouterDep = Annotated[ModelRouter, Depends(get_router)]
@@ -78,4 +94,4 @@ StreamsDep = Annotated[StreamStore, Depends(get_streams)]
 OwnedConversation = Annotated[Conversation, Depends(valid_owned_conversation)]
 OwnedStream = Annotated[uuid.UUID, Depends(valid_owned_stream)]
 LastEventId = Annotated[int, Depends(last_event_id)]
-ChatRateLimit = Depends(limit_chat)
+ChatCaller = Annotated[uuid.UUID, Depends(get_chat_caller)]

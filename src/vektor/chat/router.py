@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from vektor.auth.dependencies import CallerId
 from vektor.chat import service
 from vektor.chat.dependencies import (
-    ChatRateLimit,
+    ChatCaller,
     GenerationsDep,
     LastEventId,
     OwnedConversation,
@@ -17,8 +17,10 @@ from vektor.chat.dependencies import (
     RouterDep,
     StreamsDep,
 )
+from vektor.chat.generation import GenerationManager
 from vektor.chat.schemas import ChatRequest, ConversationRead, ConversationSummary, ModelRead
 from vektor.chat.sse import sse_response
+from vektor.core.config import Settings
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import Conflict
 from vektor.core.openapi import sse_content
@@ -41,21 +43,20 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
     operation_id="chat_stream",
     response_class=EventStreamResponse,
     responses=SSE_DOC,
-    dependencies=[ChatRateLimit],
 )
 async def chat_stream(
-    body: ChatRequest,
-    request: Request,
-    user_id: CallerId,
-    settings: SettingsDep,
-    model_router: RouterDep,
-    generations: GenerationsDep,
-    streams: StreamsDep,
+    body: ChatRequest, request: Request, user_id: ChatCaller
 ) -> EventStreamResponse:
-    """Answer as server-sent events; the answer is stored even if the client goes away."""
+    """Answer as server-sent events; the answer is stored even if the client goes away.
+
+    The app's machinery is read from its state, not taken as dependencies: this is the
+    busiest route, and FastAPI walks the whole dependency tree on every request."""
+    state = request.app.state
+    settings: Settings = state.settings
+    generations: GenerationManager = state.generations
     generation = await service.start_chat(
-        sessionmaker=request.app.state.sessionmaker,
-        router=model_router,
+        sessionmaker=state.sessionmaker,
+        router=state.model_router,
         manager=generations,
         settings=settings,
         user_id=user_id,
@@ -67,7 +68,7 @@ async def chat_stream(
         else None
     )
     return sse_response(
-        streams,
+        state.streams,
         generation.message_id,
         after=0,
         ping_s=settings.sse_ping_seconds,

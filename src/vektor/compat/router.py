@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.background import BackgroundTask
 
-from vektor.apikeys.dependencies import ApiUserId
-from vektor.chat.dependencies import GenerationsDep, RouterDep
+from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
+from vektor.chat.dependencies import RouterDep
 from vektor.chat.streams import to_json
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
-from vektor.core.dependencies import RateLimiterDep, SettingsDep
+from vektor.core.config import Settings
 from vektor.core.openapi import sse_content
+from vektor.core.ratelimit import RateLimiter
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.llm.base import ToolCall
 
@@ -31,11 +34,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def limit_completions(
-    user_id: ApiUserId, limiter: RateLimiterDep, settings: SettingsDep
-) -> None:
-    """Completions share the user's chat budget."""
+async def get_completions_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_BEARER)],
+) -> uuid.UUID:
+    """The caller of a completion, counted against the user's chat budget, which
+    completions share: one dependency, as for `/chat/stream`."""
+    user_id = await get_api_user(request, credentials)
+    state = request.app.state
+    limiter: RateLimiter = state.rate_limiter
+    settings: Settings = state.settings
     await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
+    return user_id
 
 
 def _flag(value: str | None) -> bool:
@@ -65,15 +75,11 @@ async def list_models(_user_id: ApiUserId, model_router: RouterDep) -> dict[str,
         },
         **ERRORS,
     },
-    dependencies=[Depends(limit_completions)],
 )
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
-    user_id: ApiUserId,
-    settings: SettingsDep,
-    model_router: RouterDep,
-    generations: GenerationsDep,
+    user_id: Annotated[uuid.UUID, Depends(get_completions_caller)],
     x_vektor_tools: Annotated[str | None, Header()] = None,
     x_vektor_store: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -83,11 +89,12 @@ async def chat_completions(
     stores the exchange as a conversation (its id in the `X-Vektor-Conversation-Id` header
     of a non-streamed answer).
     """
+    state = request.app.state
     services = service.Services(
-        settings=settings,
-        router=model_router,
-        manager=generations,
-        registry=request.app.state.mcp,
+        settings=state.settings,
+        router=state.model_router,
+        manager=state.generations,
+        registry=state.mcp,
     )
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
     completion, opened = await service.open_completion(services, user_id, body, use_mcp)

@@ -17,6 +17,8 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from vektor import __version__
 from vektor.apikeys.dependencies import get_api_user
 from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, get_principal
+from vektor.chat.dependencies import get_chat_caller
+from vektor.compat.router import get_completions_caller
 from vektor.core.errors import Unauthorized
 from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
@@ -135,7 +137,9 @@ async def info(request: Request) -> dict[str, Any]:
 AUTH_DEPENDENCIES = {
     get_principal: "user",
     get_caller_id: "user",
+    get_chat_caller: "user",
     get_api_user: "user or API key",
+    get_completions_caller: "user or API key",
 }
 
 
