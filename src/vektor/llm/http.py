@@ -7,7 +7,6 @@ aiohttp's own work, so providers do not use them.
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from vektor.llm.base import ProviderError
@@ -67,7 +67,7 @@ async def post_json(
     try:
         async with session.post(
             target,
-            data=json.dumps(body).encode("utf-8"),
+            data=orjson.dumps(body),
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeouts,
             allow_redirects=False,
