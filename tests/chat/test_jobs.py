@@ -3,13 +3,14 @@
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
 from fastapi.sse import format_sse_event
 
 from tests.conftest import bearer, collect_stream, login, parse_sse, register, scripted
-from vektor.chat.streams import encode_event
+from vektor.chat.streams import MemoryStreamStore, encode_event
 
 BODY = {"messages": [{"role": "user", "content": "tell me"}], "model": "scripted"}
 
@@ -212,3 +213,63 @@ def test_event_frames_are_one_data_line_and_an_id(data: dict[str, Any]) -> None:
     assert lines[2:] == ["", ""]
     assert json.loads(lines[0].removeprefix("data: ")) == data
     assert lines[1] == "id: 42"
+
+
+async def _next_within(subscription: Any, seconds: float) -> Any:
+    return await asyncio.wait_for(anext(subscription), seconds)
+
+
+async def test_heartbeat_only_after_ping_s_of_quiet() -> None:
+    """Events closer together than ping_s bring no heartbeat; a quiet spell brings one per
+    ping_s; a consumer that is slow to take events is not woken while busy."""
+    store = MemoryStreamStore()
+    message, owner = uuid.uuid4(), uuid.uuid4()
+    store.create(message, owner)
+    ping_s = 0.2
+    subscription = store.subscribe(message, 0, ping_s)
+    store.publish(message, {"type": "start"})
+    assert [e.id for e in await _next_within(subscription, 1)] == [1]
+    for index in range(6):  # 0.06 s apart: never quiet for ping_s
+        await asyncio.sleep(0.06)
+        store.publish(message, {"type": "delta", "content": str(index)})
+        batch = await _next_within(subscription, 1)
+        assert batch is not None
+        assert batch[-1].data["content"] == str(index)
+    quiet_from = time.monotonic()
+    assert await _next_within(subscription, 1) is None  # a heartbeat …
+    first = time.monotonic() - quiet_from
+    assert await _next_within(subscription, 1) is None  # … and another
+    second = time.monotonic() - quiet_from
+    assert 0.15 <= first <= 0.45
+    assert 0.35 <= second <= 0.8
+    await asyncio.sleep(0.5)  # a busy consumer: nothing was waiting, no wake-up queued
+    store.publish(message, {"type": "done"})
+    store.close(message)
+    batch = await _next_within(subscription, 1)
+    assert batch is not None
+    assert [e.data["type"] for e in batch] == ["done"]
+    with pytest.raises(StopAsyncIteration):
+        await _next_within(subscription, 1)
+
+
+async def test_heartbeat_timer_ends_with_the_subscription() -> None:
+    store = MemoryStreamStore()
+    message = uuid.uuid4()
+    store.create(message, uuid.uuid4())
+    loop = asyncio.get_running_loop()
+
+    def heartbeat_timers() -> int:
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        return sum(
+            1
+            for handle in scheduled
+            if not handle.cancelled()
+            and type(getattr(handle._callback, "__self__", None)).__name__ == "_Quiet"
+        )
+
+    subscription = store.subscribe(message, 0, 0.05)
+    store.publish(message, {"type": "start"})
+    await _next_within(subscription, 1)
+    assert heartbeat_timers() == 1
+    await subscription.aclose()
+    assert heartbeat_timers() == 0

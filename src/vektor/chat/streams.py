@@ -159,25 +159,48 @@ class MemoryStreamStore:
             return
         cursor = max(0, after)
         loop = asyncio.get_running_loop()
-        while True:
-            if cursor < len(log.events):
-                batch = log.events[cursor:]
-                cursor += len(batch)
-                yield batch
-            if log.finished_at is not None and cursor >= len(log.events):
-                return
-            waiter = loop.create_future()
-            log.waiters.append(waiter)
-            # a heartbeat timer per wait: a bare timer handle, far cheaper than a timeout scope
-            timer = loop.call_later(ping_s, _wake, waiter)
-            try:
+        quiet = _Quiet(loop, ping_s)
+        try:
+            while True:
+                if cursor < len(log.events):
+                    batch = log.events[cursor:]
+                    cursor += len(batch)
+                    quiet.since = loop.time()
+                    yield batch
+                if log.finished_at is not None and cursor >= len(log.events):
+                    return
+                waiter = quiet.waiter = loop.create_future()
+                log.waiters.append(waiter)
                 await waiter
-            finally:
-                timer.cancel()
-            if cursor >= len(log.events) and log.finished_at is None:
-                yield None  # nothing new: the timer fired
+                if cursor >= len(log.events) and log.finished_at is None:
+                    quiet.since = loop.time()
+                    yield None  # nothing new for ping_s: a heartbeat
+        finally:
+            quiet.stop()
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+class _Quiet:
+    """Wakes a subscriber that has sent nothing for `ping_s`. One timer per subscription,
+    re-armed only when it fires: a timer set and cancelled around every wait cost more than
+    the wait itself."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ping_s: float) -> None:
+        self.loop = loop
+        self.ping_s = ping_s
+        self.since = loop.time()
+        self.waiter: asyncio.Future[None] | None = None
+        self.handle = loop.call_at(self.since + ping_s, self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if now >= self.since + self.ping_s:
+            # Quiet for ping_s: wake a waiting subscriber for a heartbeat. One that is busy
+            # (sending to a slow client, or about to send what just came) needs none yet.
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            self.since = now
+        self.handle = self.loop.call_at(self.since + self.ping_s, self._check)
+
+    def stop(self) -> None:
+        self.handle.cancel()

@@ -44,12 +44,14 @@ def env_proxy(scheme: str, host: str) -> URL | None:
 
 
 def upstream_timeout(timeout_s: float) -> aiohttp.ClientTimeout:
-    """Connect fast; each read may wait up to the deployment's timeout."""
+    """Connect fast. Reads have no timeout here: the router bounds the wait for the first
+    event and then for each next one (`ModelRouter.open`, `OpenedStream.events`). aiohttp's
+    `sock_read` would re-arm an event-loop timer on every packet of every answer."""
     return aiohttp.ClientTimeout(
         total=None,
         connect=timeout_s,
         sock_connect=min(5.0, timeout_s),
-        sock_read=timeout_s,
+        sock_read=None,
     )
 
 
