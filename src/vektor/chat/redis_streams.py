@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import orjson
@@ -149,7 +149,7 @@ class RedisStreamStore:
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncIterator[list[StreamEvent] | None]:
+    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
         """Local streams from memory; others from the Redis Stream, replay then live."""
         if self.local.local_owner(message_id) is not None:
             async for ready in self.local.subscribe(message_id, after, ping_s):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 from vektor.chat.streams import StreamStore
-from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse
+from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse, LastChunk
 
 
 def sse_response(
@@ -22,11 +23,17 @@ def sse_response(
     async def body() -> AsyncIterator[bytes]:
         finished = False
         try:
-            async for batch in streams.subscribe(message_id, after, ping_s):
-                if batch is None:
-                    yield PING
-                    continue
-                yield b"".join(event.frame for event in batch)
+            async with aclosing(streams.subscribe(message_id, after, ping_s)) as subscription:
+                async for batch in subscription:
+                    if batch is None:
+                        yield PING
+                        continue
+                    frames = b"".join(event.frame for event in batch)
+                    if batch[-1].data["type"] == "done":  # always the last event
+                        finished = True
+                        yield LastChunk(frames)  # the response ends with it, in one write
+                        return
+                    yield frames
             finished = True
         finally:
             if not finished and on_disconnect is not None:

@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,7 +64,7 @@ class StreamStore(Protocol):
 
     def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncIterator[list[StreamEvent] | None]:
+    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
         """Batches of the events after `after`, then live ones; None when idle (a heartbeat)."""
         ...
 
@@ -152,7 +152,7 @@ class MemoryStreamStore:
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncIterator[list[StreamEvent] | None]:
+    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
         """Replay, then follow live until the stream finishes; what is ready goes at once."""
         log = self._logs.get(message_id)
         if log is None:

@@ -12,6 +12,11 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"  # an SSE comment: keeps an idle connection open
 
 
+class LastChunk(bytes):
+    """The last piece of a streamed body: it goes out with the end of the response, in one
+    write, instead of being followed by an empty closing chunk. Nothing may follow it."""
+
+
 class EventStreamResponse(StreamingResponse):
     """`text/event-stream` by default; the body is sent from the request's own task.
 
@@ -55,3 +60,19 @@ class EventStreamResponse(StreamingResponse):
                 await close()
         if self.background is not None:
             await self.background()
+
+    async def stream_response(self, send: Send) -> None:
+        """Starlette's, except that a `LastChunk` ends the response itself."""
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        ended = False
+        async for chunk in self.body_iterator:
+            if ended:
+                raise RuntimeError("a streamed body went on after its LastChunk")
+            if not isinstance(chunk, bytes | memoryview):
+                chunk = chunk.encode(self.charset)
+            ended = isinstance(chunk, LastChunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
