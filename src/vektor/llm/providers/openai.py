@@ -22,7 +22,7 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
-from vektor.llm.sse_reader import check_event_stream, read_body, read_events
+from vektor.llm.sse_reader import EventDecoder, check_event_stream, read_body
 
 
 def resolve_api_key(config: DeploymentConfig) -> str | None:
@@ -93,11 +93,17 @@ class OpenAIProvider:
         ) as response:
             check_event_stream(content_type(response))
             parser = _ChunkParser()
-            async for sse in read_events(response.content.iter_any()):
-                if sse.data.strip() == "[DONE]":
+            decoder = EventDecoder()
+            async for chunk in response.content.iter_any():
+                for sse in decoder.feed(chunk):
+                    for event in parser.feed(sse.data):
+                        yield event
+                if parser.done:
                     break
-                for event in parser.feed(sse.data):
-                    yield event
+            else:
+                for sse in decoder.end():
+                    for event in parser.feed(sse.data):
+                        yield event
         for event in parser.finish():
             yield event
 
@@ -125,9 +131,16 @@ class _ChunkParser:
         self.tool_calls: dict[int, dict[str, str]] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.done = False  # `data: [DONE]` came
 
     def feed(self, data: str, *, complete: bool = False) -> list[ProviderEvent]:
-        """Events of one chunk; anything off-protocol is a ProviderError."""
+        """Events of one chunk; anything off-protocol is a ProviderError. Nothing counts
+        after `[DONE]`."""
+        if self.done:
+            return []
+        if not complete and data.strip() == "[DONE]":
+            self.done = True
+            return []
         return parse_upstream("chunk", self._feed, data, complete)
 
     def _feed(self, data: str, complete: bool) -> list[ProviderEvent]:
