@@ -22,13 +22,15 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Coroutine
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
+import uvloop
 
 from bench.common import percentile, scripted_upstream, vektor_server
 from bench.report import loop_seconds
@@ -41,6 +43,7 @@ OPENAI_DONE = b"data: [DONE]"
 VEKTOR_FIRST = b'"type":"delta"'
 VEKTOR_DONE = b'"type":"done"'
 TARGETS = ("direct", "vektor", "v1", "litellm")
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,6 +73,13 @@ class Result:
     rate: float  # streams/s or requests/s
     cpu_ms: float  # CPU of the serving process per request
     latencies_ms: list[float]  # every sample of the median run, for plots
+
+
+def run_async(work: Coroutine[Any, Any, T]) -> T:
+    """Run the load on uvloop: the load generator shares the machine with what it measures,
+    and uvloop takes about a third less CPU per request than asyncio's own loop."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(work)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -296,13 +306,13 @@ def measure(
                 litellm=litellm,
             )
             for target in built:  # warm up connections, caches and lazy imports
-                asyncio.run(run_load(target, min(clients, 10), 20))
+                run_async(run_load(target, min(clients, 10), 20))
             for c in concurrency:
                 total = single_requests if c == 1 else streams
                 runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in built}
                 for _ in range(repeats):
                     for target in built:  # alternate, so drift hits all alike
-                        runs[target.name].append(asyncio.run(run_load(target, c, total)))
+                        runs[target.name].append(run_async(run_load(target, c, total)))
                 for target in built:
                     results.append(
                         _median(database, mode, target.name, c, total, runs[target.name])
