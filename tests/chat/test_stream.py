@@ -131,6 +131,58 @@ async def test_no_deployment_is_503_before_any_stream_and_nothing_kept(chat_harn
     assert (await chat.client.get("/chat/history", headers=chat.headers)).json() == []
 
 
+REJECT_CONVERSATIONS = {
+    "sqlite": [
+        "CREATE TRIGGER reject_conversation BEFORE INSERT ON conversation "
+        "BEGIN SELECT RAISE(ABORT, 'rejected by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION reject_conversation() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'rejected by the test'; END $$",
+        "CREATE TRIGGER reject_conversation BEFORE INSERT ON conversation "
+        "FOR EACH ROW EXECUTE FUNCTION reject_conversation()",
+    ],
+}
+ALLOW_CONVERSATIONS = {
+    "sqlite": ["DROP TRIGGER reject_conversation"],
+    "postgresql": [
+        "DROP TRIGGER reject_conversation ON conversation",
+        "DROP FUNCTION reject_conversation()",
+    ],
+}
+
+
+async def test_a_question_that_cannot_be_stored_asks_nothing_of_the_upstream(
+    chat_harness, upstream
+):
+    """The question is stored before any upstream is asked: an answer that could not be
+    kept costs nothing upstream, and the request fails at once."""
+    chat = await chat_harness([scripted(upstream, "stall=3;chunks=2")])
+    engine = chat.app.state.engine
+    dialect = engine.dialect.name
+
+    async def run(statements: list[str]) -> None:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.exec_driver_sql(statement)
+
+    await run(REJECT_CONVERSATIONS[dialect])
+    try:
+        started = asyncio.get_running_loop().time()
+        response = await chat.client.post(
+            "/chat/stream",
+            headers=chat.headers,
+            json={"model": "scripted", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await run(ALLOW_CONVERSATIONS[dialect])
+    assert response.status_code == 500, response.text  # the database refused: the server's fault
+    assert elapsed < 2.0  # not the upstream's 3 s stall
+    assert upstream.requests == []
+    assert (await chat.client.get("/chat/history", headers=chat.headers)).json() == []
+
+
 async def test_upstream_client_error_is_502_not_failover(chat_harness, upstreams):
     for server in upstreams:
         server.reset()
