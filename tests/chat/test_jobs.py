@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -273,3 +274,20 @@ async def test_heartbeat_timer_ends_with_the_subscription() -> None:
     assert heartbeat_timers() == 1
     await subscription.aclose()
     assert heartbeat_timers() == 0
+
+
+def test_events_keep_only_their_frame() -> None:
+    """A stream's events stay in memory for resuming: each must cost about its own size
+    (orjson's output alone holds a 4 KiB buffer)."""
+    data = {"type": "delta", "content": "word"}
+    event = encode_event(3, data)
+    assert json.loads(event.payload) == data
+    assert event.frame == b"data: " + event.payload + b"\nid: 3\n\n"
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [encode_event(index, data) for index in range(1000)]
+        per_event = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert per_event < 1024
