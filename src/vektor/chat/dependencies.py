@@ -81,11 +81,16 @@ async def get_chat_caller(
     and a tree of a dozen nodes cost more than everything the route itself does before the
     upstream is asked."""
     user_id = await get_caller_id(request, credentials)
+    await charge_chat_budget(request, user_id)
+    return user_id
+
+
+async def charge_chat_budget(request: Request, user_id: uuid.UUID) -> None:
+    """Count one chat request (or completion, which share it) against the user's budget."""
     state = request.app.state
     limiter: RateLimiter = state.rate_limiter
     settings: Settings = state.settings
     await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
-    return user_id
 
 
 RouterDep = Annotated[ModelRouter, Depends(get_router)]

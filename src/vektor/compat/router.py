@@ -13,12 +13,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.background import BackgroundTask
 
 from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
-from vektor.chat.dependencies import RouterDep
+from vektor.chat.dependencies import RouterDep, charge_chat_budget
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
-from vektor.core.config import Settings
 from vektor.core.openapi import sse_content
-from vektor.core.ratelimit import RateLimiter
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.llm.base import ToolCall
 
@@ -40,10 +38,7 @@ async def get_completions_caller(
     """The caller of a completion, counted against the user's chat budget, which
     completions share: one dependency, as for `/chat/stream`."""
     user_id = await get_api_user(request, credentials)
-    state = request.app.state
-    limiter: RateLimiter = state.rate_limiter
-    settings: Settings = state.settings
-    await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
+    await charge_chat_budget(request, user_id)
     return user_id
 
 
