@@ -29,7 +29,7 @@ from sqlalchemy import insert, select, text
 
 from bench.common import percentile, vektor_server
 from vektor.chat.models import Conversation, Message
-from vektor.chat.service import TITLE_LENGTH
+from vektor.answers.prepare import TITLE_LENGTH
 from vektor.core.database import create_engine
 from vektor.users.models import User
 

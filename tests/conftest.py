@@ -82,7 +82,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 async def empty_tables(application: FastAPI) -> None:
     """Delete every row, children first, so the next test starts from nothing."""
-    async with application.state.engine.begin() as connection:
+    async with application.state.vektor.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             await connection.execute(delete(table))
 

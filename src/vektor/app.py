@@ -8,10 +8,11 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TypedDict
 
+import aiohttp
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,16 +21,21 @@ from fastapi.responses import JSONResponse
 from httpx_aiohttp import HttpxAiohttpClient
 from loguru import logger
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor import __version__
+from vektor.answers.admission import StreamSlots
+from vektor.answers.event_log import EventLog, MemoryEventLog
+from vektor.answers.jobs import AnswerJobs
+from vektor.answers.router import router as answers_router
+from vektor.answers.service import Pipeline
+from vektor.answers.store import AnswerStore
+from vektor.answers.tools import ToolRunner
 from vektor.apikeys.key_check import KeyCheck
 from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.router import router as auth_router
 from vektor.auth.session_check import SessionCheck
-from vektor.chat.generation import GenerationManager
 from vektor.chat.router import router as chat_router
-from vektor.chat.streams import MemoryStreamStore, StreamStore
-from vektor.chat.tools import ToolRunner
 from vektor.chat.writes import ChatWrites
 from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
@@ -54,9 +60,12 @@ from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
 from vektor.monitoring.metrics import RequestStats
 from vektor.monitoring.router import router as monitoring_router
+from vektor.state import AppState
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
 from vektor.users.router import router as users_router
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 # Documented on every operation: statuses any endpoint can answer.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -71,34 +80,102 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _start_answering(app: FastAPI, settings: Settings) -> None:
-    """Models, MCP tools, adapters, shared streams and events, and the generation manager."""
+class _Answering(TypedDict):
+    balancer: ModelRouter
+    event_log: EventLog
+    events: EventBus
+    mcp: McpRegistry
+    adapters: AdapterNotifier
+    pipeline: Pipeline
+    jobs: AnswerJobs
+
+
+async def _answering(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    direct: DirectDatabase,
+    http: httpx.AsyncClient,
+    upstream: aiohttp.ClientSession,
+) -> _Answering:
+    """Models, MCP tools, adapters, shared event logs and change feed, and the pipeline."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
-    app.state.model_router = ModelRouter(
-        deployments, app.state.upstream_session, cooldown_s=settings.llm_cooldown_seconds
-    )
-    app.state.streams, app.state.events = _shared_state(settings)
+    balancer = ModelRouter(deployments, upstream, cooldown_s=settings.llm_cooldown_seconds)
+    event_log, events = _shared_state(settings)
     mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
-    app.state.mcp = McpRegistry(mcp_servers)
-    app.state.mcp.start()
+    mcp = McpRegistry(mcp_servers)
+    mcp.start()
+    adapters = AdapterNotifier(settings.vektor_config_dir, settings.adapter_url_allowlist, http)
+    await adapters.reload()
     tools = ToolRunner(
-        app.state.mcp,
-        app.state.model_router,
+        mcp,
+        balancer,
         max_rounds=settings.max_tool_rounds,
         timeout_s=settings.tool_call_timeout_seconds,
     )
-    app.state.adapters = AdapterNotifier(
-        settings.vektor_config_dir, settings.adapter_url_allowlist, app.state.http_client
+    store = AnswerStore(ChatWrites(direct), sessionmaker, events, notify=adapters.notify)
+    slots = StreamSlots(settings.max_concurrent_streams)
+    pipeline = Pipeline(settings=settings, balancer=balancer, slots=slots, store=store, tools=tools)
+    jobs = AnswerJobs(pipeline, event_log)
+    event_log.start(on_cancel=jobs.cancel)
+    return _Answering(
+        balancer=balancer,
+        event_log=event_log,
+        events=events,
+        mcp=mcp,
+        adapters=adapters,
+        pipeline=pipeline,
+        jobs=jobs,
     )
-    await app.state.adapters.reload()
-    app.state.generations = GenerationManager(
-        ChatWrites(app.state.direct),
-        app.state.streams,
-        app.state.events,
-        tools=tools,
-        on_finished=app.state.adapters.notify,
+
+
+async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
+    """Every resource of the process, in the order they depend on each other."""
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
     )
-    app.state.streams.start(on_cancel=app.state.generations.cancel)
+    sessionmaker = create_sessionmaker(engine)
+    direct = DirectDatabase(engine)
+    # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
+    # (adapter notifications) use httpx's API on aiohttp's connection handling.
+    upstream = new_session()
+    http = HttpxAiohttpClient(
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        follow_redirects=False,
+    )
+    answering = await _answering(settings, sessionmaker, direct, http, upstream)
+    return AppState(
+        settings=settings,
+        stats=stats,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        direct=direct,
+        session_check=SessionCheck(direct),
+        key_check=KeyCheck(direct),
+        rate_limiter=RateLimiter(settings.redis_url, namespace=settings.redis_namespace),
+        upstream_session=upstream,
+        http_client=http,
+        backups=BackupManager(engine, sessionmaker, settings.backup_dir),
+        started_at=time.time(),
+        **answering,
+    )
+
+
+async def _close_state(state: AppState) -> None:
+    """Stop answering, then release every resource, innermost last."""
+    await state.jobs.shutdown()
+    await state.backups.shutdown()
+    await state.event_log.aclose()
+    await state.events.aclose()
+    await state.adapters.aclose()
+    await state.mcp.aclose()
+    await state.balancer.aclose()
+    await state.http_client.aclose()
+    await state.upstream_session.close()
+    await state.rate_limiter.close()
+    await state.direct.aclose()
+    await state.engine.dispose()
 
 
 # Young objects between collections: a streamed answer makes thousands of short-lived
@@ -113,58 +190,32 @@ def _settle_collector() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the process's resources, hand them out through app.state, release them."""
-    settings: Settings = app.state.settings
-    configure_logging(settings)
-    if settings.secret_key_is_ephemeral:
-        logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-    )
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.direct = DirectDatabase(engine)
-    app.state.session_check = SessionCheck(app.state.direct)
-    app.state.key_check = KeyCheck(app.state.direct)
-    app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
-    # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
-    # (adapter notifications) use httpx's API on aiohttp's connection handling.
-    app.state.upstream_session = new_session()
-    app.state.http_client = HttpxAiohttpClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        follow_redirects=False,
-    )
-    await _start_answering(app, settings)
-    app.state.backups = BackupManager(engine, app.state.sessionmaker, settings.backup_dir)
-    app.state.started_at = time.time()
-    app.state.ready = True
-    restore_sigterm = _drain_on_sigterm(app)
-    if settings.gc_freeze:
-        _settle_collector()
-    logger.info("vektor {} started (database: {})", __version__, engine.dialect.name)
-    try:
-        yield
-    finally:
-        restore_sigterm()
-        app.state.ready = False  # /health/ready answers 503 from here on
-        await app.state.generations.shutdown()
-        await app.state.backups.shutdown()
-        await app.state.streams.aclose()
-        await app.state.events.aclose()
-        await app.state.adapters.aclose()
-        await app.state.mcp.aclose()
-        await app.state.model_router.aclose()
-        await app.state.http_client.aclose()
-        await app.state.upstream_session.close()
-        await app.state.rate_limiter.close()
-        await app.state.direct.aclose()
-        await engine.dispose()
-        logger.info("vektor stopped")
-        await flush_logs()
+def _lifespan(settings: Settings, stats: RequestStats) -> Lifespan:
+    """The app's lifespan: build the process's resources as one `AppState` (set as
+    `app.state.vektor`), hand it out, release it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)
+        if settings.secret_key_is_ephemeral:
+            logger.warning("no SECRET_KEY set: using a per-run key; run `vektor init-config`")
+        state = await _build_state(settings, stats)
+        app.state.vektor = state
+        state.ready = True
+        restore_sigterm = _drain_on_sigterm(state)
+        if settings.gc_freeze:
+            _settle_collector()
+        logger.info("vektor {} started (database: {})", __version__, state.engine.dialect.name)
+        try:
+            yield
+        finally:
+            restore_sigterm()
+            state.ready = False  # /health/ready answers 503 from here on
+            await _close_state(state)
+            logger.info("vektor stopped")
+            await flush_logs()
+
+    return lifespan
 
 
 OPENAI_ERROR_TYPES = {
@@ -197,27 +248,25 @@ def _error(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _shared_state(settings: Settings) -> tuple[StreamStore, EventBus]:
+def _shared_state(settings: Settings) -> tuple[EventLog, EventBus]:
     """Chat streams and the change feed: in this process, or on Redis when REDIS_URL is set
     so that every instance sees them."""
     if not settings.redis_url:
-        return MemoryStreamStore(settings.stream_retention_seconds), MemoryEventBus()
+        return MemoryEventLog(settings.stream_retention_seconds), MemoryEventBus()
     from redis.asyncio import Redis
 
-    from vektor.chat.redis_streams import RedisStreamStore
+    from vektor.answers.redis_event_log import RedisEventLog
     from vektor.core.redis_events import RedisEventBus
 
     def client() -> Redis:
         assert settings.redis_url is not None
         return Redis.from_url(settings.redis_url, socket_connect_timeout=2)
 
-    streams = RedisStreamStore(
-        client(), settings.redis_namespace, settings.stream_retention_seconds
-    )
+    streams = RedisEventLog(client(), settings.redis_namespace, settings.stream_retention_seconds)
     return streams, RedisEventBus(client(), settings.redis_namespace)
 
 
-def _drain_on_sigterm(app: FastAPI) -> Callable[[], None]:
+def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
     """On SIGTERM, while the server stops accepting and waits for open connections, give
     answers in progress SHUTDOWN_GRACE_SECONDS, then stop them so that their streams end
     with `done` before the connections are cut. The server's own handler still runs."""
@@ -225,12 +274,12 @@ def _drain_on_sigterm(app: FastAPI) -> Callable[[], None]:
         return lambda: None  # signals can only be handled there
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGTERM)
-    grace = app.state.settings.shutdown_grace_seconds
+    grace = state.settings.shutdown_grace_seconds
 
     def begin_drain() -> None:
-        app.state.ready = False
-        if getattr(app.state, "draining", None) is None:
-            app.state.draining = asyncio.ensure_future(app.state.generations.drain(grace))
+        state.ready = False
+        if state.draining is None:
+            state.draining = asyncio.ensure_future(state.jobs.drain(grace))
 
     def on_sigterm(number: int, frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(begin_drain)
@@ -274,18 +323,17 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI application."""
     settings = settings or get_settings()
+    stats = RequestStats()
     app = FastAPI(
         title="Vektor",
         version=__version__,
         summary="Backend for AI-assistant platforms",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, stats),
         responses=COMMON_RESPONSES,
         telemetry=None
         if settings.otel_enabled
         else {"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.settings = settings
-    app.state.stats = RequestStats()
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in (*DATABASE_DOWN_ERRORS, sa_exc.DBAPIError):
@@ -303,10 +351,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         larger_bodies={"/sync/restore": settings.max_upload_bytes},
-        stats=app.state.stats,
+        stats=stats,
     )
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
+    app.include_router(answers_router, responses=AUTH_RESPONSES)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(sync_router, responses=AUTH_RESPONSES)
     app.include_router(configuration_router, responses=AUTH_RESPONSES)

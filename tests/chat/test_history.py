@@ -11,7 +11,7 @@ async def say(chat, content, answer="fine thanks", conversation_id=None, headers
     body = {"model": "scripted", "messages": [{"role": "user", "content": content}]}
     if conversation_id:
         body["conversation_id"] = conversation_id
-    chat.app.state.model_router.deployments["scripted"][
+    chat.app.state.vektor.balancer.deployments["scripted"][
         0
     ].config.model = f"chunks={len(answer.split())};text={answer}"
     status, events, _ = await chat.stream(body, headers=headers)
@@ -130,6 +130,6 @@ async def test_deleting_the_account_deletes_conversations(chat):
 
     from vektor.chat.models import Conversation, Message
 
-    async with chat.app.state.sessionmaker() as session:
+    async with chat.app.state.vektor.sessionmaker() as session:
         assert (await session.execute(select(func.count()).select_from(Conversation))).scalar() == 0
         assert (await session.execute(select(func.count()).select_from(Message))).scalar() == 0

@@ -11,7 +11,7 @@ import pytest
 from fastapi.sse import format_sse_event
 
 from tests.conftest import bearer, collect_stream, login, parse_sse, register, scripted
-from vektor.chat.streams import MemoryStreamStore, encode_event
+from vektor.answers.event_log import MemoryEventLog, encode_event
 
 BODY = {"messages": [{"role": "user", "content": "tell me"}], "model": "scripted"}
 
@@ -223,7 +223,7 @@ async def _next_within(subscription: Any, seconds: float) -> Any:
 async def test_heartbeat_only_after_ping_s_of_quiet() -> None:
     """Events closer together than ping_s bring no heartbeat; a quiet spell brings one per
     ping_s; a consumer that is slow to take events is not woken while busy."""
-    store = MemoryStreamStore()
+    store = MemoryEventLog()
     message, owner = uuid.uuid4(), uuid.uuid4()
     store.create(message, owner)
     ping_s = 0.2
@@ -254,7 +254,7 @@ async def test_heartbeat_only_after_ping_s_of_quiet() -> None:
 
 
 async def test_heartbeat_timer_ends_with_the_subscription() -> None:
-    store = MemoryStreamStore()
+    store = MemoryEventLog()
     message = uuid.uuid4()
     store.create(message, uuid.uuid4())
     loop = asyncio.get_running_loop()

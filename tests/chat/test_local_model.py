@@ -63,5 +63,5 @@ async def test_local_model_answers_with_no_configuration(database_url, tmp_path)
             ).json()
             answer = "".join(e["content"] for e in e1 if e["type"] == "delta")
             assert stored["messages"][-1]["content"] == answer
-            assert app.state.model_router.local_model.loaded
+            assert app.state.vektor.balancer.local_model.loaded
         await empty_tables(app)

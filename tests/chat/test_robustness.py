@@ -15,8 +15,8 @@ async def test_malformed_chunk_ends_the_answer_and_frees_the_slot(chat_harness, 
         assert status == 200
         assert [e["type"] for e in events][-3:] == ["error", "usage", "done"]
         assert events[-1]["finish_reason"] == "error"
-    assert chat.app.state.generations.running == {}
-    assert sum(chat.app.state.generations.reserved.values()) == 0
+    assert chat.app.state.vektor.jobs.running == {}
+    assert sum(chat.app.state.vektor.pipeline.slots.taken.values()) == 0
 
 
 async def test_malformed_first_chunk_fails_over(chat_harness, upstreams):

@@ -22,7 +22,7 @@ async def test_failover_past_a_dead_deployment(chat_harness, upstream):
         assert status == 200
         assert events[-1]["finish_reason"] == "stop"
     assert len(upstream.requests) == 5
-    status = chat.app.state.model_router.status()["scripted"]
+    status = chat.app.state.vektor.balancer.status()["scripted"]
     dead = next(d for d in status if "127.0.0.1:9/" in d["deployment"])
     assert dead["failures"] == 1  # then it cooled down and was not tried again
     assert dead["state"] == "cooldown"
@@ -96,7 +96,7 @@ async def test_cooldown_and_recovery(chat_harness, upstreams):
     await asyncio.sleep(2.1)
     assert (await chat.stream(BODY))[0] == 200
     assert (len(primary.requests), len(backup.requests)) == (2, 2)
-    state = chat.app.state.model_router.status()["scripted"][0]
+    state = chat.app.state.vektor.balancer.status()["scripted"][0]
     assert state["state"] == "healthy"
     assert state["requests"] == 2
     assert state["failures"] == 1

@@ -158,7 +158,7 @@ async def test_a_question_that_cannot_be_stored_asks_nothing_of_the_upstream(
     """The question is stored before any upstream is asked: an answer that could not be
     kept costs nothing upstream, and the request fails at once."""
     chat = await chat_harness([scripted(upstream, "stall=3;chunks=2")])
-    engine = chat.app.state.engine
+    engine = chat.app.state.vektor.engine
     dialect = engine.dialect.name
 
     async def run(statements: list[str]) -> None:
@@ -248,9 +248,9 @@ async def test_too_many_concurrent_streams_is_429(chat_harness, upstream):
     body = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
     first = asyncio.create_task(chat.stream(body))
     second = asyncio.create_task(chat.stream(body))
-    generations = chat.app.state.generations
+    slots = chat.app.state.vektor.pipeline.slots
     for _ in range(200):  # until both answers hold their slots
-        if sum(generations.reserved.values()) == 2:
+        if sum(slots.taken.values()) == 2:
             break
         await asyncio.sleep(0.01)
     third = await chat.client.post("/chat/stream", headers=chat.headers, json=body)

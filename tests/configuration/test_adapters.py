@@ -89,13 +89,13 @@ async def test_webhook_gets_finished_conversations_with_retries(chat_harness, up
         assert delivered["conversation_id"] == events[0]["conversation_id"]
         assert delivered["finish_reason"] == "stop"
         assert "content" not in delivered  # no conversation text leaves the server
-        assert chat.app.state.adapters.delivered == 1
+        assert chat.app.state.vektor.adapters.delivered == 1
 
 
 async def test_reload_without_restart(chat_harness, upstream, tmp_path):
     chat = await chat_harness([scripted(upstream, name="first")])
     admin = await make_admin(chat.app, chat.client, "boss")
-    config_dir = chat.app.state.settings.vektor_config_dir
+    config_dir = chat.app.state.vektor.settings.vektor_config_dir
     models = config_dir / "model_configs.json"
     assert (await chat.client.post("/config/reload", headers=chat.headers)).status_code == 403
     models.write_text(

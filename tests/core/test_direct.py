@@ -28,12 +28,12 @@ from vektor.core.security import decode_access_token
 
 
 def _writes(app: FastAPI) -> ChatWrites:
-    writes: ChatWrites = app.state.generations.writes
+    writes: ChatWrites = app.state.vektor.pipeline.store.writes
     return writes
 
 
 async def _rows(app: FastAPI, conversation_id: uuid.UUID) -> tuple[Any, list[Message]]:
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         conversation = (
             await session.execute(select(Conversation).where(Conversation.id == conversation_id))
         ).scalar_one_or_none()
@@ -52,7 +52,7 @@ async def _rows(app: FastAPI, conversation_id: uuid.UUID) -> tuple[Any, list[Mes
 
 
 async def _user_id_of(app: FastAPI, name: str) -> uuid.UUID:
-    async with app.state.engine.connect() as connection:
+    async with app.state.vektor.engine.connect() as connection:
         found = await connection.execute(
             text('SELECT id FROM "user" WHERE username_key = :name'), {"name": name}
         )
@@ -146,7 +146,7 @@ async def test_stored_rows_read_back_through_the_orm(app: FastAPI, client: Any) 
     )
 
     # Gone: the answer is not stored, and says so.
-    async with app.state.sessionmaker() as session, session.begin():
+    async with app.state.vektor.sessionmaker() as session, session.begin():
         await session.delete(conversation)
     assert not await writes.add_answer(
         conversation_id=conversation_id, user_id=alice, messages=answer[1:], at=later
@@ -196,14 +196,14 @@ async def test_session_check(app: FastAPI, client: Any) -> None:
     await register(client, "alice")
     await register(client, "bob")
     tokens = await login(client, "alice")
-    settings = app.state.settings
+    settings = app.state.vektor.settings
     claims = decode_access_token(
         tokens["access_token"],
         secret_key=settings.secret_key,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
-    check: SessionCheck = app.state.session_check
+    check: SessionCheck = app.state.vektor.session_check
     now = datetime.now(UTC)
     assert await check.live(claims.session_id, claims.user_id, now)
     bob = await _user_id_of(app, "bob")
@@ -213,14 +213,14 @@ async def test_session_check(app: FastAPI, client: Any) -> None:
     # Activity is written once the last write is older than TOUCH_INTERVAL, on the session
     # and on its device.
     long_ago = now - TOUCH_INTERVAL - timedelta(seconds=1)
-    async with app.state.sessionmaker() as session, session.begin():
+    async with app.state.vektor.sessionmaker() as session, session.begin():
         await session.execute(
             update(UserSession)
             .where(UserSession.id == claims.session_id)
             .values(last_seen_at=long_ago)
         )
     assert await check.live(claims.session_id, claims.user_id, now)
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         user_session = await session.get(UserSession, claims.session_id)
         assert user_session is not None
         assert user_session.last_seen_at == now
@@ -236,7 +236,7 @@ async def test_session_check(app: FastAPI, client: Any) -> None:
 async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
     app: FastAPI,
 ) -> None:
-    database: DirectDatabase = app.state.direct
+    database: DirectDatabase = app.state.vektor.direct
     if database.is_sqlite:
         pytest.skip("a PostgreSQL connection")
 
@@ -246,7 +246,7 @@ async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
 
     async def killed(connection: Any) -> None:
         pid = await connection.fetchval("SELECT pg_backend_pid()")
-        async with app.state.engine.connect() as other:
+        async with app.state.vektor.engine.connect() as other:
             await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         await connection.fetchval("SELECT 1")
 

@@ -8,7 +8,7 @@ from tests.conftest import scripted
 
 async def tools_ready(chat, pool="tools"):
     for _ in range(200):
-        registry = chat.app.state.mcp
+        registry = chat.app.state.vektor.mcp
         if pool in registry.pools and registry.pools[pool].tools:
             return
         await asyncio.sleep(0.05)

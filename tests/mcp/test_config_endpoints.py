@@ -29,7 +29,7 @@ async def test_mcp_servers_with_live_health(chat_harness, upstream, mcp_servers,
     )
     await tools_ready(chat)
     mcp_servers.kill(down)
-    await chat.app.state.mcp.refresh()  # what the periodic probe does
+    await chat.app.state.vektor.mcp.refresh()  # what the periodic probe does
     response = await chat.client.get("/config/mcp-servers", headers=chat.headers)
     assert response.status_code == 200
     rows = {row["url"]: row for row in response.json()}

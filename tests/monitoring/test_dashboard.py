@@ -36,8 +36,8 @@ async def test_dashboard_signs_in_and_shows_live_state(chat_harness, upstream, m
             json={"model": "gpt-demo", "messages": [{"role": "user", "content": "hola"}]},
             headers=chat.headers,
         )
-    await chat.app.state.mcp.refresh()
-    await chat.app.state.mcp.call("tools__whoami", "{}", 10)
+    await chat.app.state.vektor.mcp.refresh()
+    await chat.app.state.vektor.mcp.call("tools__whoami", "{}", 10)
     base = str(chat.client.base_url)
 
     async with async_playwright() as playwright:

@@ -19,7 +19,7 @@ def samples(text, name):
 
 async def make_admin(app, client, name="root"):
     await register(client, name)
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         await session.execute(update(User).where(User.username == name).values(is_admin=True))
         await session.commit()
     return bearer(await login(client, name))
@@ -35,11 +35,11 @@ async def test_probes(client):
 
 
 async def test_ready_is_503_once_shutting_down(app, client):
-    app.state.ready = False
+    app.state.vektor.ready = False
     try:
         refused = await client.get("/health/ready")
     finally:
-        app.state.ready = True
+        app.state.vektor.ready = True
     assert refused.status_code == 503
     assert refused.json()["reason"] == "shutting down"
 

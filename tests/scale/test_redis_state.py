@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.support.redis_keys import drop_namespace
-from vektor.chat.redis_streams import RedisStreamStore
+from vektor.answers.redis_event_log import RedisEventLog
 from vektor.core.events import RESYNC
 from vektor.core.redis_events import RedisEventBus
 
@@ -55,8 +55,8 @@ async def test_change_feed_since_follow_and_resync(namespace):
 
 
 async def test_streams_mirror_to_another_store(namespace):
-    writer = RedisStreamStore(Redis.from_url(URL), namespace, retention_s=60)
-    reader = RedisStreamStore(Redis.from_url(URL), namespace, retention_s=60)
+    writer = RedisEventLog(Redis.from_url(URL), namespace, retention_s=60)
+    reader = RedisEventLog(Redis.from_url(URL), namespace, retention_s=60)
     cancelled = []
     writer.start(on_cancel=cancelled.append)
     reader.start(on_cancel=lambda _: None)

@@ -222,7 +222,7 @@ async def test_undeclared_field_is_422_and_changes_nothing(world, name):
         await login(client, "user1")  # the old password still works
     elif name == "adapter":
         assert (await client.get("/config/adapters", headers=world.me)).json() == []
-        folder = world.chat.app.state.settings.vektor_config_dir
+        folder = world.chat.app.state.vektor.settings.vektor_config_dir
         assert not (folder / "adapters").exists() or not list((folder / "adapters").iterdir())
     elif name in ("refresh", "logout"):
         # Neither rotated nor revoked: the session and its refresh token still work.

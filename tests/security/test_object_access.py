@@ -128,7 +128,7 @@ async def chat(request, chat_harness, upstream):
         sse_ping_seconds=0.1,
         **shared,
     )
-    kind = type(chat.app.state.events).__name__
+    kind = type(chat.app.state.vektor.events).__name__
     assert kind == ("RedisEventBus" if shared else "MemoryEventBus"), kind
     yield chat
     if shared:

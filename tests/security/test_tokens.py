@@ -100,7 +100,7 @@ async def test_expired_refresh_token_is_401(client, alice, app):
 
     from vektor.auth.models import RefreshToken
 
-    async with app.state.engine.begin() as connection:
+    async with app.state.vektor.engine.begin() as connection:
         await connection.execute(
             update(RefreshToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )

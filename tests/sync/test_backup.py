@@ -129,7 +129,7 @@ async def test_listing_download_and_file_format(chat, tmp_path):
 
 async def tamper(chat, status, change):
     user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
-    path = backup_path(chat.app.state.settings.backup_dir, user_id, uuid.UUID(status["task_id"]))
+    path = backup_path(chat.app.state.vektor.settings.backup_dir, user_id, uuid.UUID(status["task_id"]))
     data = bytearray(path.read_bytes())
     path.write_bytes(change(data))
 
@@ -266,7 +266,7 @@ async def test_no_backup_is_404_and_others_backups_are_404(chat):
 
 async def test_interrupted_job_is_reported_failed(chat):
     status = await backup(chat)
-    async with chat.app.state.sessionmaker() as session:
+    async with chat.app.state.vektor.sessionmaker() as session:
         # A job whose process died: still in progress, heartbeat long gone.
         await session.execute(
             update(Backup)
@@ -289,7 +289,7 @@ async def test_job_cancelled_by_shutdown_leaves_no_partial_file(chat):
     me = (await chat.client.get("/users/me", headers=chat.headers)).json()
     user_id = uuid.UUID(me["id"])
     now = datetime.now(UTC)
-    async with chat.app.state.sessionmaker() as session:
+    async with chat.app.state.vektor.sessionmaker() as session:
         conversations = [
             {
                 "id": uuid.uuid4(),
@@ -317,12 +317,12 @@ async def test_job_cancelled_by_shutdown_leaves_no_partial_file(chat):
             ],
         )
         await session.commit()
-    manager = chat.app.state.backups
+    manager = chat.app.state.vektor.backups
     job = await manager.start(user_id)
     await asyncio.sleep(0.01)
     await manager.shutdown()
     status = (await chat.client.get(f"/sync/backup/{job.id}", headers=chat.headers)).json()
-    folder = chat.app.state.settings.backup_dir / str(user_id)
+    folder = chat.app.state.vektor.settings.backup_dir / str(user_id)
     leftovers = [p.name for p in folder.iterdir()] if folder.exists() else []
     assert not [name for name in leftovers if name.endswith(".tmp")]
     if status["status"] == "failed":
@@ -336,7 +336,7 @@ async def test_account_deletion_removes_backup_files(chat):
     status = await backup(chat)
     me = (await chat.client.get("/users/me", headers=chat.headers)).json()
     path = backup_path(
-        chat.app.state.settings.backup_dir, uuid.UUID(me["id"]), uuid.UUID(status["task_id"])
+        chat.app.state.vektor.settings.backup_dir, uuid.UUID(me["id"]), uuid.UUID(status["task_id"])
     )
     assert path.exists()
     assert (await chat.client.delete("/users/me", headers=chat.headers)).status_code == 204

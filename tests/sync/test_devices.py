@@ -74,7 +74,7 @@ async def test_last_sync_and_last_seen_move_with_use(client, alice, app):
     from vektor.auth.models import Device, UserSession
 
     long_ago = datetime.now(UTC) - timedelta(hours=1)
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         await session.execute(update(UserSession).values(last_seen_at=long_ago))
         await session.execute(update(Device).values(last_seen_at=long_ago))
         await session.commit()

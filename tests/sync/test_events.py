@@ -82,7 +82,7 @@ async def test_changes_since_cursor(client, alice, app):
     unknown = (await client.get("/sync/changes", params={"since": "nope"}, headers=headers)).json()
     assert unknown["resync"] is True
     # Far behind the bounded history: resync.
-    bus = app.state.events
+    bus = app.state.vektor.events
     user_id = __import__("uuid").UUID(alice["user"]["id"])
     for _ in range(1100):
         bus.publish_now(user_id, "preferences.updated")
@@ -123,7 +123,7 @@ def test_event_payload_is_json():
 
 
 async def test_unicode_digits_in_a_cursor_mean_resync(client, alice, app):
-    epoch = app.state.events.epoch
+    epoch = app.state.vektor.events.epoch
     for cursor in (f"{epoch}-²", f"{epoch}-٣", f"{epoch}--1", f"{epoch}-"):
         response = await client.get(
             "/sync/changes", params={"since": cursor}, headers=alice["headers"]

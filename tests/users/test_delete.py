@@ -8,7 +8,7 @@ from vektor.users.models import Preference, User
 
 
 async def _count(app, model, **where):
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         query = select(func.count()).select_from(model)
         for key, value in where.items():
             query = query.where(getattr(model, key) == value)
@@ -38,7 +38,7 @@ async def test_delete_account_removes_everything(client, app, alice):
     assert await _count(app, User) == 1
     assert await _count(app, Preference) == 1
     # Only bob's rows are left.
-    async with app.state.sessionmaker() as session:
+    async with app.state.vektor.sessionmaker() as session:
         bob_id = (await session.execute(select(User.id))).scalar_one()
     assert await _count(app, Device) == await _count(app, Device, user_id=bob_id) == 1
     assert await _count(app, UserSession) == await _count(app, UserSession, user_id=bob_id) == 1

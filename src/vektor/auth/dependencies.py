@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vektor.auth.session_check import SessionCheck
 from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
 from vektor.core.errors import Forbidden, Unauthorized
 from vektor.core.middleware import request_context
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
+from vektor.state import app_state
 from vektor.users.models import User
 
 BEARER = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -49,7 +49,7 @@ async def _live_claims(
 ) -> AccessClaims:
     """A verified access token whose session is still active (activity recorded)."""
     claims = _claims(credentials, settings)
-    check: SessionCheck = request.app.state.session_check
+    check = app_state(request).session_check
     if not await check.live(claims.session_id, claims.user_id, datetime.now(UTC)):
         raise Unauthorized("Session is no longer valid")
     request_context(request.scope)["user_id"] = str(claims.user_id)
@@ -82,7 +82,7 @@ async def get_caller_id(
     the same checks as `get_principal`, with no Session. The settings come from the app,
     not from a dependency: FastAPI walks a route's whole dependency tree on every request,
     and each node costs more than reading them."""
-    settings: Settings = request.app.state.settings
+    settings = app_state(request).settings
     return (await _live_claims(request, settings, credentials)).user_id
 
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.background import BackgroundTask
 
+from vektor.answers.dependencies import charge_chat_budget
+from vektor.answers.service import finish_answer, open_answer
 from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
-from vektor.chat.dependencies import RouterDep, charge_chat_budget
+from vektor.chat.dependencies import RouterDep
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
 from vektor.core.openapi import sse_content
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
-from vektor.llm.base import ToolCall
+from vektor.state import app_state
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -83,116 +83,24 @@ async def chat_completions(
     stores the exchange as a conversation (its id in the `X-Vektor-Conversation-Id` header
     of a non-streamed answer).
     """
-    state = request.app.state
-    services = service.Services(
-        settings=state.settings,
-        router=state.model_router,
-        manager=state.generations,
-        registry=state.mcp,
-    )
+    pipeline = app_state(request).pipeline
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
-    completion, opened = await service.open_completion(services, user_id, body, use_mcp)
-    store = _flag(x_vektor_store)
+    asked = service.answer_request(body, user_id, use_mcp=use_mcp, store=_flag(x_vektor_store))
+    answer, opened = await open_answer(pipeline, asked)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = service.run(services, completion, opened)
 
         async def cleanup() -> None:  # also when the client left before the first byte
-            await events.aclose()
             await opened.aclose()
-            await service.finish(services, completion, store)
+            await finish_answer(pipeline, answer)
 
         return EventStreamResponse(
-            _chunks(completion, events, usage, cleanup),
+            service.chunks(pipeline, answer, opened, usage),
             headers=SSE_HEADERS,
             background=BackgroundTask(cleanup),
         )
-    try:
-        async for _ in service.run(services, completion, opened):
-            pass
-    finally:
-        conversation_id = await service.finish(services, completion, store)
-    if completion.error is not None:
-        return _upstream_failed(completion.error)
-    headers = {"X-Vektor-Conversation-Id": str(conversation_id)} if conversation_id else None
-    return JSONResponse(_completion_object(completion), headers=headers)
-
-
-def _upstream_failed(message: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": {
-                "message": message,
-                "type": "api_error",
-                "param": None,
-                "code": "upstream_error",
-            }
-        },
-        status_code=502,
-    )
-
-
-def _tool_call(call: ToolCall, index: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": call.id,
-        "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
-    }
-    if index is not None:
-        data["index"] = index
-    return data
-
-
-def _completion_object(completion: service.Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(completion.text) or None}
-    if completion.tool_calls:
-        message["tool_calls"] = [_tool_call(call) for call in completion.tool_calls]
-    return {
-        "id": completion.id,
-        "object": "chat.completion",
-        "created": completion.created,
-        "model": completion.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason}],
-        "usage": completion.usage(),
-    }
-
-
-async def _chunks(
-    completion: service.Completion,
-    events: AsyncGenerator[str | ToolCall, None],
-    include_usage: bool,
-    cleanup: Callable[[], Awaitable[None]],
-) -> AsyncIterator[bytes]:
-    """chat.completion.chunk events, then `data: [DONE]`."""
-    head = {
-        "id": completion.id,
-        "object": "chat.completion.chunk",
-        "created": completion.created,
-        "model": completion.model,
-    }
-
-    def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        return b"data: %s\n\n" % orjson.dumps({**head, "choices": choices, **extra})
-
-    def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
-        return frame([{"index": 0, "delta": content, "finish_reason": finish}])
-
-    try:
-        yield delta({"role": "assistant", "content": ""})
-        index = 0
-        async for piece in events:
-            if isinstance(piece, str):
-                yield delta({"content": piece})
-            else:
-                yield delta({"tool_calls": [_tool_call(piece, index)]})
-                index += 1
-        if completion.error is not None:
-            error = {"message": completion.error, "type": "api_error", "code": "upstream_error"}
-            yield b"data: %s\n\n" % orjson.dumps({"error": error})
-        else:
-            yield delta({}, completion.finish_reason)
-            if include_usage:
-                yield frame([], usage=completion.usage())
-        yield b"data: [DONE]\n\n"
-    finally:
-        await cleanup()
+    stored = await service.complete(pipeline, answer, opened)
+    if answer.error is not None:
+        return JSONResponse(service.error_object(answer.error), status_code=502)
+    headers = {"X-Vektor-Conversation-Id": str(answer.conversation_id)} if stored else None
+    return JSONResponse(service.completion_object(answer), headers=headers)

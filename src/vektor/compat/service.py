@@ -1,4 +1,4 @@
-"""Chat completions in the OpenAI shape, on Vektor's router, limits and MCP tools.
+"""The OpenAI shape in and out of the answer pipeline.
 
 The client's own tools are forwarded and their calls handed back to the client. When the
 request asks for Vektor's MCP tools (header `X-Vektor-Tools: mcp`), those are offered too
@@ -7,264 +7,152 @@ and Vektor runs the model's calls to them, up to MAX_TOOL_ROUNDS, before answeri
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
-from loguru import logger
-from sqlalchemy.exc import SQLAlchemyError
+import orjson
 
-from vektor.chat.generation import GenerationManager
-from vektor.chat.service import make_title
-from vektor.chat.tools import tool_message_content, tool_record
-from vektor.chat.writes import ChatWrites, NewMessage
+from vektor.answers.generate import generate
+from vektor.answers.request import Answer, AnswerRequest
+from vektor.answers.service import Pipeline, finish_answer
 from vektor.compat.schemas import ChatCompletionRequest, V1Message
-from vektor.core.config import Settings
-from vektor.core.database import new_id
-from vektor.core.errors import Invalid, NotFound, RateLimited
-from vektor.llm.base import (
-    ChatMessage,
-    Finish,
-    GenerationRequest,
-    ProviderError,
-    TextDelta,
-    ToolCall,
-    Usage,
-)
-from vektor.llm.router import ModelRouter, OpenedStream
-from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
-
-FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+from vektor.llm.base import ChatMessage, TextDelta, ToolCall
+from vektor.llm.router import OpenedStream
 
 
-@dataclass
-class Completion:
-    """One completion in progress: what the client gets, and what may be stored."""
-
-    id: str
-    model: str
-    created: int
-    user_id: uuid.UUID
-    request: GenerationRequest
-    mcp_tools: set[str]
-    client_messages: int = 0
-    tool_log: list[dict[str, Any]] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-    error: str | None = None
-    finished: bool = False
-
-    def usage(self) -> dict[str, int]:
-        """The usage object."""
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What a completion needs from the app."""
-
-    settings: Settings
-    router: ModelRouter
-    manager: GenerationManager
-    registry: McpRegistry | None
-
-
-def _context(messages: list[V1Message], settings: Settings) -> list[ChatMessage]:
-    """The client's messages as the model's context, within the message limits."""
-    if len(messages) > settings.max_messages_per_request:
-        raise Invalid(f"At most {settings.max_messages_per_request} messages per request")
-    context = []
-    for message in messages:
-        text = message.text()
-        if len(text) > settings.max_message_chars:
-            raise Invalid(f"A message may have at most {settings.max_message_chars} characters")
-        calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
-            for c in message.tool_calls or ()
-        )
-        role = "system" if message.role == "developer" else message.role
-        context.append(
-            ChatMessage(
-                role=role,
-                content=text,
-                tool_calls=calls,
-                tool_call_id=message.tool_call_id,
-            )
-        )
-    return context
-
-
-async def open_completion(
-    services: Services, user_id: uuid.UUID, body: ChatCompletionRequest, use_mcp: bool
-) -> tuple[Completion, OpenedStream]:
-    """Check the request, take a stream slot and open a deployment (404/422/429/503 here,
-    before anything is sent). The caller must `finish` the completion."""
-    settings = services.settings
-    context = _context(body.messages, settings)
-    if not services.router.has_model(body.model):
-        raise NotFound(f"The model '{body.model}' does not exist")
-    client_tools = [tool.model_dump(exclude_none=True) for tool in body.tools or []]
-    mcp_specs = services.registry.tool_specs() if use_mcp and services.registry else []
-    tools = client_tools + mcp_specs
-    names = [t["function"]["name"] for t in tools]
-    if len(names) != len(set(names)):
-        raise Invalid("Tool names must be unique (Vektor's MCP tools are named <server>__<tool>)")
+def answer_request(
+    body: ChatCompletionRequest, user_id: uuid.UUID, *, use_mcp: bool, store: bool
+) -> AnswerRequest:
+    """A completion request as the pipeline's: the client's context as given."""
     choice = body.tool_choice
-    asked = body.max_completion_tokens or body.max_tokens or settings.max_answer_tokens
-    max_tokens = min(
-        asked,
-        settings.max_answer_tokens,
-        services.router.max_tokens(body.model) or settings.max_answer_tokens,
-    )
-    request = GenerationRequest(
-        messages=context,
+    return AnswerRequest(
+        user_id=user_id,
+        model=body.model,
+        messages=[_message(m) for m in body.messages],
+        source="v1",
         temperature=body.temperature,
-        max_tokens=max_tokens,
-        tools=tools,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        store=store,
+        trim_context=False,
+        mcp_tools=use_mcp,
+        client_tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
+        hands_back_tools=True,
         tool_choice=choice.model_dump()
         if choice is not None and not isinstance(choice, str)
         else choice,
     )
-    if not services.manager.reserve(user_id, settings.max_concurrent_streams):
-        raise RateLimited(1, "Too many completions in progress")
-    try:
-        opened = await services.router.open(body.model, request)
-    except BaseException:
-        services.manager.release(user_id)
-        raise
-    stream_started()
-    completion = Completion(
-        id=f"chatcmpl-{uuid.uuid4().hex}",
-        model=body.model,
-        created=int(time.time()),
-        user_id=user_id,
-        request=request,
-        mcp_tools={spec["function"]["name"] for spec in mcp_specs},
-        client_messages=len(context),
+
+
+def _message(message: V1Message) -> ChatMessage:
+    calls = tuple(
+        ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+        for c in message.tool_calls or ()
     )
-    return completion, opened
-
-
-async def run(
-    services: Services, completion: Completion, opened: OpenedStream
-) -> AsyncGenerator[str | ToolCall, None]:
-    """The answer's text pieces and the tool calls for the client, running MCP tool rounds
-    in between. Fills in usage, finish reason and error; always closes the upstream."""
-    rounds = 0
-    current: OpenedStream | None = opened
-    while current is not None:
-        calls: list[ToolCall] = []
-        finish = "stop"
-        try:
-            async for event in current.events():
-                if isinstance(event, TextDelta):
-                    completion.text.append(event.content)
-                    yield event.content
-                elif isinstance(event, ToolCall):
-                    calls.append(event)
-                elif isinstance(event, Usage):
-                    completion.prompt_tokens += event.prompt_tokens
-                    completion.completion_tokens += event.completion_tokens
-                elif isinstance(event, Finish):
-                    finish = FINISH_REASONS.get(event.reason, "stop")
-        except ProviderError as exc:
-            completion.error = str(exc)
-            completion.finish_reason = "error"
-            return
-        finally:
-            await current.aclose()
-        current = None
-        ours = [call for call in calls if call.name in completion.mcp_tools]
-        if calls and len(ours) == len(calls) and rounds < services.settings.max_tool_rounds:
-            rounds += 1
-            current = await _tool_round(services, completion, calls)
-            continue
-        for call in calls:
-            completion.tool_calls.append(call)
-            yield call
-        completion.finish_reason = "tool_calls" if calls else finish
-
-
-async def _tool_round(
-    services: Services, completion: Completion, calls: list[ToolCall]
-) -> OpenedStream:
-    """Run the model's MCP tool calls and open its continuation."""
-    assert services.registry is not None
-    text = "".join(completion.text)
-    messages = [
-        *completion.request.messages,
-        ChatMessage(role="assistant", content=text, tool_calls=tuple(calls)),
-    ]
-    for call in calls:
-        result = await services.registry.call(
-            call.name, call.arguments, services.settings.tool_call_timeout_seconds
-        )
-        messages.append(ChatMessage(role="tool", content=result.content, tool_call_id=call.id))
-        completion.tool_log.append(tool_record(call, result.content, result.is_error))
-    completion.request = replace(completion.request, messages=messages)
-    return await services.router.open(completion.model, completion.request)
-
-
-async def finish(services: Services, completion: Completion, store: bool) -> uuid.UUID | None:
-    """Give the stream slot back; store the exchange when the client asked for it. Only the
-    first call does anything."""
-    if completion.finished:
-        return None
-    completion.finished = True
-    services.manager.release(completion.user_id)
-    stream_ended()
-    count_tokens(completion.model, completion.prompt_tokens, completion.completion_tokens)
-    if not store:
-        return None
-    conversation_id = await _store(services.manager.writes, completion)
-    if conversation_id is not None:
-        await services.manager.events.publish(
-            completion.user_id, "conversation.created", conversation_id
-        )
-    return conversation_id
-
-
-async def _store(writes: ChatWrites, completion: Completion) -> uuid.UUID | None:
-    """The client's messages, the tool calls Vektor ran and the answer as a new
-    conversation (stored like a chat's), in one transaction."""
-    now = datetime.now(UTC)
-    conversation_id = new_id()
-    sent = completion.request.messages[: completion.client_messages]
-    stored = [(m.role, m.content) for m in sent]
-    stored += [("tool", tool_message_content(record)) for record in completion.tool_log]
-    messages = [NewMessage(id=new_id(), role=role, content=content) for role, content in stored]
-    messages.append(
-        NewMessage(
-            id=new_id(),
-            role="assistant",
-            content="".join(completion.text),
-            model=completion.model,
-            finish_reason=completion.finish_reason,
-            prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens,
-        )
+    return ChatMessage(
+        role="system" if message.role == "developer" else message.role,
+        content=message.text(),
+        tool_calls=calls,
+        tool_call_id=message.tool_call_id,
     )
+
+
+def completion_id(answer: Answer) -> str:
+    """The answer's id in OpenAI's form."""
+    return f"chatcmpl-{answer.id.hex}"
+
+
+def usage_object(answer: Answer) -> dict[str, int]:
+    """The usage object."""
+    usage = answer.usage()
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def tool_call_object(call: ToolCall, index: int | None = None) -> dict[str, Any]:
+    """A tool call in OpenAI's shape (with its index inside a chunk)."""
+    data: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    if index is not None:
+        data["index"] = index
+    return data
+
+
+def error_object(message: str) -> dict[str, Any]:
+    """An upstream failure in OpenAI's error shape."""
+    return {
+        "error": {"message": message, "type": "api_error", "param": None, "code": "upstream_error"}
+    }
+
+
+def completion_object(answer: Answer) -> dict[str, Any]:
+    """A whole chat.completion."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text or None}
+    if answer.tool_calls:
+        message["tool_calls"] = [tool_call_object(call) for call in answer.tool_calls]
+    return {
+        "id": completion_id(answer),
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
+        "usage": usage_object(answer),
+    }
+
+
+async def complete(pipeline: Pipeline, answer: Answer, opened: OpenedStream) -> bool:
+    """Run the whole answer; whether it was stored."""
     try:
-        await writes.start_conversation(
-            conversation_id=conversation_id,
-            user_id=completion.user_id,
-            title=make_title(sent),
-            model=completion.model,
-            messages=messages,
-            at=now,
-        )
-    except (SQLAlchemyError, OSError) as exc:
-        logger.error("could not store completion {}: {}", completion.id, exc)
-        return None
-    return conversation_id
+        async with aclosing(generate(answer, opened, pipeline.tools)) as pieces:
+            async for _ in pieces:
+                pass
+    finally:
+        stored = await finish_answer(pipeline, answer)
+    return stored
+
+
+async def chunks(
+    pipeline: Pipeline, answer: Answer, opened: OpenedStream, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """chat.completion.chunk events, then `data: [DONE]`; the answer is finished (slot,
+    tokens, storing) however the stream ends, the client leaving included."""
+    head = {
+        "id": completion_id(answer),
+        "object": "chat.completion.chunk",
+        "created": answer.created,
+        "model": answer.model,
+    }
+
+    def frame(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return b"data: %s\n\n" % orjson.dumps({**head, "choices": choices, **extra})
+
+    def delta(content: dict[str, Any], finish: str | None = None) -> bytes:
+        return frame([{"index": 0, "delta": content, "finish_reason": finish}])
+
+    try:
+        yield delta({"role": "assistant", "content": ""})
+        index = 0
+        async with aclosing(generate(answer, opened, pipeline.tools)) as pieces:
+            async for piece in pieces:
+                if isinstance(piece, TextDelta):
+                    yield delta({"content": piece.content})
+                else:
+                    yield delta({"tool_calls": [tool_call_object(piece, index)]})
+                    index += 1
+        if answer.error is not None:
+            yield b"data: %s\n\n" % orjson.dumps(error_object(answer.error))
+        else:
+            yield delta({}, answer.finish_reason)
+            if include_usage:
+                yield frame([], usage=usage_object(answer))
+        yield b"data: [DONE]\n\n"
+    finally:
+        await opened.aclose()
+        await finish_answer(pipeline, answer)

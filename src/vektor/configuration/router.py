@@ -13,6 +13,7 @@ from vektor.auth.dependencies import AdminUser, CurrentUser
 from vektor.configuration import adapters
 from vektor.llm.config import load_deployments
 from vektor.mcp.config import load_mcp_servers
+from vektor.state import app_state
 
 router = APIRouter(prefix="/config", tags=["config"])
 
@@ -35,19 +36,19 @@ class Detail(BaseModel):
 @router.get("/models", operation_id="config_models")
 async def models(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     """The model_configs.json entries, secrets masked, with each deployment's state."""
-    return request.app.state.model_router.public_configs()  # type: ignore[no-any-return]
+    return app_state(request).balancer.public_configs()
 
 
 @router.get("/mcp-servers", operation_id="config_mcp_servers")
 async def mcp_servers(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     """The mcp_servers.json entries with live health (`healthy`, `last_error`), secrets masked."""
-    return request.app.state.mcp.status()  # type: ignore[no-any-return]
+    return app_state(request).mcp.status()
 
 
 @router.get("/adapters", operation_id="config_adapters")
 async def list_adapters(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     """The adapters of the config folder: `{name, path}`."""
-    config_dir = request.app.state.settings.vektor_config_dir
+    config_dir = app_state(request).settings.vektor_config_dir
     return await asyncio.to_thread(adapters.list_adapters, config_dir)
 
 
@@ -65,12 +66,12 @@ async def list_adapters(request: Request, user: CurrentUser) -> list[dict[str, A
 async def write_adapter(request: Request, body: AdapterWrite, admin: AdminUser) -> Detail:
     """Admin: save `adapters/<name>.json` (replacing one of the same name), atomically.
     URLs in the settings must not point at internal addresses unless allow-listed."""
-    settings = request.app.state.settings
+    settings = app_state(request).settings
     data = await asyncio.to_thread(
         adapters.validate, body.name, body.settings, settings.adapter_url_allowlist
     )
     await asyncio.to_thread(adapters.write_atomically, settings.vektor_config_dir, body.name, data)
-    await request.app.state.adapters.reload()
+    await app_state(request).adapters.reload()
     return Detail(detail="Adaptador guardado")
 
 
@@ -82,7 +83,7 @@ async def write_adapter(request: Request, body: AdapterWrite, admin: AdminUser) 
 async def reload(request: Request, admin: AdminUser) -> dict[str, Any]:
     """Admin: read model_configs.json, mcp_servers.json and the adapters again, without a
     restart. An invalid file changes nothing (422)."""
-    state = request.app.state
+    state = app_state(request)
     config_dir = state.settings.vektor_config_dir
     try:
         deployments = await asyncio.to_thread(load_deployments, config_dir)
@@ -91,11 +92,11 @@ async def reload(request: Request, admin: AdminUser) -> dict[str, Any]:
         from vektor.core.errors import Invalid
 
         raise Invalid(f"The configuration is invalid: {str(exc)[:500]}") from exc
-    state.model_router.reload(deployments)
+    state.balancer.reload(deployments)
     await state.mcp.reload(servers)
     await state.adapters.reload()
     return {
-        "models": len(state.model_router.models()),
+        "models": len(state.balancer.models()),
         "deployments": len(deployments),
         "mcp_replicas": len(servers),
         "adapters": len(state.adapters.adapters),

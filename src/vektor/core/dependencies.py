@@ -6,10 +6,10 @@ dependency in a worker thread, a thread hop per dependency per request."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.core.config import Settings
 from vektor.core.database import session_scope
@@ -19,28 +19,40 @@ from vektor.core.net import client_address
 from vektor.core.ratelimit import RateLimiter
 
 
+class CoreState(Protocol):
+    """The part of the app's state (`vektor.state.AppState`) that core dependencies read."""
+
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    rate_limiter: RateLimiter
+    events: EventBus
+
+
+def core_state(request: Request) -> CoreState:
+    """The app's state, as far as core knows it."""
+    state: CoreState = request.app.state.vektor
+    return state
+
+
 async def get_settings_dep(request: Request) -> Settings:
     """The settings the app was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
+    return core_state(request).settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session per request, committed before the response is sent."""
-    async for session in session_scope(request.app.state.sessionmaker):
+    async for session in session_scope(core_state(request).sessionmaker):
         yield session
 
 
 async def get_rate_limiter(request: Request) -> RateLimiter:
     """The app's rate limiter."""
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
+    return core_state(request).rate_limiter
 
 
 async def get_events(request: Request) -> EventBus:
     """The app's change feed."""
-    events: EventBus = request.app.state.events
-    return events
+    return core_state(request).events
 
 
 async def get_client_address(request: Request, settings: SettingsDep) -> str:

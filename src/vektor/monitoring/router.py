@@ -15,13 +15,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
+from vektor.answers.dependencies import get_chat_caller
 from vektor.apikeys.dependencies import get_api_user
 from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, get_principal
-from vektor.chat.dependencies import get_chat_caller
 from vektor.compat.router import get_completions_caller
 from vektor.core.errors import Unauthorized
 from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
+from vektor.state import app_state
 
 router = APIRouter(tags=["system"])
 DASHBOARD = Path(__file__).parent / "static" / "dashboard.html"
@@ -40,11 +41,11 @@ async def health(request: Request) -> JSONResponse:
     """Service health with its checks (database, Redis when configured, models, MCP pools):
     200 `ok`, or 503 `degraded` when the database is unreachable. A model or MCP pool with no
     healthy deployment or replica shows as `degraded` in its check without a 503."""
-    state = request.app.state
+    state = app_state(request)
     checks: dict[str, Any] = {"database": await check_database(state.engine)}
     if state.settings.redis_url:
         checks["redis"] = await check_redis(state.rate_limiter.storage)
-    checks["models"] = models_check(state.model_router.status())
+    checks["models"] = models_check(state.balancer.status())
     checks["mcp"] = mcp_check(state.mcp.status())
     healthy = checks["database"]["status"] == "ok"
     body = {"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks}
@@ -64,9 +65,10 @@ async def live() -> dict[str, str]:
 )
 async def ready(request: Request) -> JSONResponse:
     """Ready for traffic: started, not shutting down, database reachable (readiness probe)."""
-    if not getattr(request.app.state, "ready", False):
+    state = app_state(request)
+    if not state.ready:
         return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
-    database = await check_database(request.app.state.engine)
+    database = await check_database(state.engine)
     if database["status"] != "ok":
         return JSONResponse({"status": "unavailable", "reason": "database unreachable"}, 503)
     return JSONResponse({"status": "ok"})
@@ -81,7 +83,7 @@ async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
     """Admin: this process's uptime, requests, errors, latency percentiles per route, active
     streams, model deployments and MCP replicas with their counts, database pool, memory
     and CPU."""
-    state = request.app.state
+    state = app_state(request)
     pool = state.engine.pool
     memory, cpu = await asyncio.to_thread(_process_usage)
     return {
@@ -89,7 +91,7 @@ async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
         **state.stats.summary(),
         "active_streams": STREAMS["active"],
         "tokens": dict(TOKEN_TOTALS),
-        "models": state.model_router.status(),
+        "models": state.balancer.status(),
         "mcp": state.mcp.status(),
         "database": {
             "dialect": state.engine.dialect.name,
@@ -107,7 +109,7 @@ def _process_usage() -> tuple[int, float]:
 @router.get("/api/info", operation_id="api_info")
 async def info(request: Request) -> dict[str, Any]:
     """Version, limits and capabilities (no secrets)."""
-    settings = request.app.state.settings
+    settings = app_state(request).settings
     return {
         "name": "Vektor",
         "version": __version__,
@@ -127,7 +129,7 @@ async def info(request: Request) -> dict[str, Any]:
             "providers": ["openai", "anthropic", "local"],
             "mcp_transports": ["streamable-http", "sse", "stdio"],
             "openai_compatible_api": "/v1",
-            "database": request.app.state.engine.dialect.name,
+            "database": app_state(request).engine.dialect.name,
             "shared_state": "redis" if settings.redis_url else "memory",
             "metrics": "/metrics",
         },
@@ -190,7 +192,7 @@ async def endpoints(request: Request) -> list[dict[str, Any]]:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process (of every worker under Gunicorn)."""
-    token = request.app.state.settings.metrics_token
+    token = app_state(request).settings.metrics_token
     if token:
         given = request.headers.get("authorization", "")
         if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):

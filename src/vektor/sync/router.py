@@ -24,6 +24,7 @@ from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
 from vektor.core.openapi import sse_content
 from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse
+from vektor.state import app_state
 from vektor.sync import service
 from vektor.sync.schemas import (
     BackupRead,
@@ -92,7 +93,7 @@ async def change_feed(
     The feed ends when its session is revoked (checked at every event and heartbeat).
     """
     cursor = last_event_id or None
-    sessionmaker, session_id = request.app.state.sessionmaker, principal.session_id
+    sessionmaker, session_id = app_state(request).sessionmaker, principal.session_id
 
     async def body() -> AsyncIterator[bytes]:
         async for event in events.follow(principal.user.id, cursor, settings.sse_ping_seconds):
@@ -129,14 +130,14 @@ async def changes(
 )
 async def start_backup(request: Request, user: CurrentUser) -> BackupRead:
     """Start a backup of your profile, preferences and conversations."""
-    backup = await request.app.state.backups.start(user.id)
+    backup = await app_state(request).backups.start(user.id)
     return service.backup_read(backup)
 
 
 @router.get("/backups", response_model=list[BackupRead], operation_id="sync_backups")
 async def backups(request: Request, user: CurrentUser, session: SessionDep) -> list[BackupRead]:
     """Your backups, newest first."""
-    await request.app.state.backups.fail_interrupted()
+    await app_state(request).backups.fail_interrupted()
     return [service.backup_read(b) for b in await service.list_backups(session, user_id=user.id)]
 
 
@@ -150,7 +151,7 @@ async def backup_status(
     task_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep
 ) -> BackupRead:
     """A backup's status, size and checksum."""
-    await request.app.state.backups.fail_interrupted()
+    await app_state(request).backups.fail_interrupted()
     backup = await service.owned_backup(session, user_id=user.id, backup_id=task_id)
     return service.backup_read(backup)
 
@@ -200,7 +201,11 @@ async def restore(
     request: Request, user: CurrentUser, settings: SettingsDep, events: EventsDep
 ) -> dict[str, str]:
     """Restore a stored backup (JSON `{backup_id?, mode?}`) or an uploaded file (multipart)."""
-    common = {"sessionmaker": request.app.state.sessionmaker, "events": events, "user_id": user.id}
+    common: dict[str, Any] = {
+        "sessionmaker": app_state(request).sessionmaker,
+        "events": events,
+        "user_id": user.id,
+    }
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         path, mode = await _receive_upload(request, settings.backup_dir, user.id)
         try:

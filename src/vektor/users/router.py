@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
+from vektor.state import app_state
 from vektor.users import service
 from vektor.users.schemas import (
     Detail,
@@ -39,7 +40,7 @@ async def delete_me(
     request: Request, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Delete the account and all its data."""
-    await request.app.state.backups.cancel_user(user.id)
+    await app_state(request).backups.cancel_user(user.id)
     await service.delete_account(session, user_id=user.id, backup_dir=settings.backup_dir)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -22,19 +22,19 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vektor.chat.streams import MemoryStreamStore, StreamEvent, encode_event
+from vektor.answers.event_log import LoggedEvent, MemoryEventLog, encode_event
 
 SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes away
 
 
-class RedisStreamStore:
-    """MemoryStreamStore for local generations, mirrored to Redis for the others."""
+class RedisEventLog:
+    """MemoryEventLog for local generations, mirrored to Redis for the others."""
 
     def __init__(self, redis: Redis, namespace: str, retention_s: float = 600.0) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
         self.namespace = namespace
         self.retention_s = retention_s
-        self.local = MemoryStreamStore(retention_s)
+        self.local = MemoryEventLog(retention_s)
         self._queue: asyncio.Queue[tuple[str, uuid.UUID, Any]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -95,7 +95,7 @@ class RedisStreamStore:
             pipe.hset(meta, mapping={"owner": str(value), "finished": "0"})
             pipe.expire(meta, SAFETY_TTL_S)
         elif kind == "event":
-            assert isinstance(value, StreamEvent)
+            assert isinstance(value, LoggedEvent)
             pipe.xadd(events, {"i": value.id, "d": value.payload})
             if value.id == 1:  # the first event creates the key; it expires with the meta
                 pipe.expire(events, SAFETY_TTL_S)
@@ -149,7 +149,7 @@ class RedisStreamStore:
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
+    ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
         """Local streams from memory; others from the Redis Stream, replay then live."""
         if self.local.local_owner(message_id) is not None:
             async for ready in self.local.subscribe(message_id, after, ping_s):
@@ -167,7 +167,7 @@ class RedisStreamStore:
             if not found:
                 yield None
                 continue
-            batch: list[StreamEvent] = []
+            batch: list[LoggedEvent] = []
             for entry_id, fields in found[0][1]:
                 position = entry_id
                 if b"end" in fields:

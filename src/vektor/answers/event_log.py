@@ -1,6 +1,6 @@
-"""The events of each generation, kept so that a client can resume with Last-Event-ID.
+"""The event log of each answer, kept so that a client can resume with Last-Event-ID.
 
-`StreamStore` is the interface; `MemoryStreamStore` keeps them in this process. A finished
+`EventLog` is the interface; `MemoryEventLog` keeps them in this process. A finished
 stream stays readable for `retention_s` seconds.
 """
 
@@ -18,7 +18,7 @@ import orjson
 
 
 @dataclass(frozen=True, slots=True)
-class StreamEvent:
+class LoggedEvent:
     """One SSE event: an increasing id, a JSON object with a `type`, and its wire form."""
 
     id: int
@@ -31,7 +31,7 @@ class StreamEvent:
         return self.frame[6 : self.frame.index(b"\n")]
 
 
-def encode_event(event_id: int, data: dict[str, Any]) -> StreamEvent:
+def encode_event(event_id: int, data: dict[str, Any]) -> LoggedEvent:
     """Frame an event once, when published; every subscriber sends the same bytes.
 
     The JSON is compact UTF-8 from orjson, a tenth of the standard library's cost (which was
@@ -40,10 +40,10 @@ def encode_event(event_id: int, data: dict[str, Any]) -> StreamEvent:
     holds a 4 KiB buffer whatever its length, and a stream's events are kept for resuming
     (1,000 open streams kept 90 MB more when they held it)."""
     frame = b"data: %s\nid: %d\n\n" % (orjson.dumps(data), event_id)
-    return StreamEvent(id=event_id, data=data, frame=frame)
+    return LoggedEvent(id=event_id, data=data, frame=frame)
 
 
-class StreamStore(Protocol):
+class EventLog(Protocol):
     """Where generations publish and clients subscribe."""
 
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
@@ -68,7 +68,7 @@ class StreamStore(Protocol):
 
     def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
+    ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
         """Batches of the events after `after`, then live ones; None when idle (a heartbeat)."""
         ...
 
@@ -84,7 +84,7 @@ class StreamStore(Protocol):
 @dataclass
 class _Log:
     owner: uuid.UUID
-    events: list[StreamEvent] = field(default_factory=list)
+    events: list[LoggedEvent] = field(default_factory=list)
     finished_at: float | None = None
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -95,7 +95,7 @@ class _Log:
                 waiter.set_result(None)
 
 
-class MemoryStreamStore:
+class MemoryEventLog:
     """Streams held in this process's memory."""
 
     def __init__(self, retention_s: float = 600.0) -> None:
@@ -140,7 +140,7 @@ class MemoryStreamStore:
         log = self._logs.get(message_id)
         return log.owner if log else None
 
-    def last_event(self, message_id: uuid.UUID) -> StreamEvent:
+    def last_event(self, message_id: uuid.UUID) -> LoggedEvent:
         """The newest event of a stream held here."""
         return self._logs[message_id].events[-1]
 
@@ -156,7 +156,7 @@ class MemoryStreamStore:
 
     async def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
-    ) -> AsyncGenerator[list[StreamEvent] | None, None]:
+    ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
         """Replay, then follow live until the stream finishes; what is ready goes at once."""
         log = self._logs.get(message_id)
         if log is None:

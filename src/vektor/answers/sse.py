@@ -1,4 +1,4 @@
-"""Server-sent events out of a StreamStore subscription, with heartbeats."""
+"""Server-sent events out of a EventLog subscription, with heartbeats."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 
-from vektor.chat.streams import StreamStore
+from vektor.answers.event_log import EventLog
 from vektor.core.streaming import PING, SSE_HEADERS, EventStreamResponse, LastChunk
 
 
 def sse_response(
-    streams: StreamStore,
+    streams: EventLog,
     message_id: uuid.UUID,
     *,
     after: int,

@@ -1,0 +1,81 @@
+"""What a transport asks for (`AnswerRequest`) and an answer in progress (`Answer`)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vektor.llm.base import ChatMessage, GenerationRequest, ToolCall, Usage
+
+Source = Literal["chat", "v1"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRequest:
+    """One answer to produce, whatever the transport."""
+
+    user_id: uuid.UUID
+    model: str
+    messages: Sequence[ChatMessage]
+    source: Source
+    temperature: float | None = None
+    max_tokens: int | None = None
+    conversation_id: uuid.UUID | None = None  # continue this stored conversation
+    store: bool = True  # keep the question and the answer as a conversation
+    trim_context: bool = True  # fit the context to the model's window (stored history)
+    mcp_tools: bool = True  # offer Vektor's MCP tools (and run the model's calls to them)
+    client_tools: Sequence[dict[str, Any]] = ()  # the client's own tools
+    hands_back_tools: bool = False  # calls Vektor does not run go back to the client
+    tool_choice: str | dict[str, Any] | None = None
+    api_key_id: uuid.UUID | None = None
+
+
+@dataclass(slots=True)
+class Answer:
+    """An answer in progress: what the client is sent, and what is stored."""
+
+    id: uuid.UUID  # the stored answer's message id
+    user_id: uuid.UUID
+    model: str
+    source: Source
+    request: GenerationRequest  # the model's context, grown by tool rounds
+    conversation_id: uuid.UUID | None
+    mcp_tools: frozenset[str]
+    hands_back_tools: bool  # calls to tools that are not Vektor's go back to the client
+    prompt_chars: int
+    created: int = field(default_factory=lambda: int(time.time()))
+    parts: list[str] = field(default_factory=list)
+    tool_log: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)  # handed back to the client
+    reported: Usage | None = None
+    finish_reason: str = "stop"
+    error: str | None = None
+    finished: bool = False
+
+    @property
+    def text(self) -> str:
+        """The answer's text so far."""
+        return "".join(self.parts)
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add an upstream's token counts (one per tool round)."""
+        if self.reported is None:
+            self.reported = usage
+            return
+        self.reported = Usage(
+            prompt_tokens=self.reported.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self.reported.completion_tokens + usage.completion_tokens,
+        )
+
+    def usage(self) -> Usage:
+        """The upstream's counts, or an estimate when it reported none."""
+        return self.reported or Usage(
+            prompt_tokens=max(1, self.prompt_chars // 4), completion_tokens=len(self.parts)
+        )
+
+    def fail(self, message: str) -> None:
+        """End the answer with an error."""
+        self.finish_reason, self.error = "error", message

@@ -1,0 +1,101 @@
+"""The answer pipeline: prepare → admit → route, then generate, then store → publish.
+
+`open_answer` runs every step that can refuse a request (422, 404, 429, 503) before the
+transport sends anything; `generate.generate` relays the answer; `finish_answer` frees the
+user's slot, counts the tokens and stores the answer. Every transport calls these three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vektor.answers.admission import StreamSlots
+from vektor.answers.prepare import Plan, prepare
+from vektor.answers.request import Answer, AnswerRequest
+from vektor.answers.store import AnswerStore, StoredQuestion
+from vektor.answers.tools import ToolRunner
+from vektor.core.config import Settings
+from vektor.core.database import new_id
+from vektor.llm.router import ModelRouter, OpenedStream
+from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """What answering needs from the app, built once in its lifespan."""
+
+    settings: Settings
+    balancer: ModelRouter
+    slots: StreamSlots
+    store: AnswerStore
+    tools: ToolRunner
+
+
+async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
+    """Check and admit the request, store the question, and open a deployment whose first
+    event has arrived. The caller must `finish_answer` the answer it gets."""
+    plan = prepare(
+        request,
+        settings=pipeline.settings,
+        balancer=pipeline.balancer,
+        registry=pipeline.tools.registry,
+    )
+    pipeline.slots.take(request.user_id)
+    try:
+        answer, opened = await _route(pipeline, request, plan)
+    except BaseException:
+        pipeline.slots.release(request.user_id)
+        raise
+    stream_started()
+    return answer, opened
+
+
+async def _route(
+    pipeline: Pipeline, request: AnswerRequest, plan: Plan
+) -> tuple[Answer, OpenedStream]:
+    """Store the question (if asked) and open a deployment; a failure to open undoes the
+    stored question, so that a retry starts clean."""
+    stored: StoredQuestion | None = None
+    context = list(request.messages)
+    if request.store:
+        stored = await pipeline.store.question(request)
+        context = stored.context
+    window = pipeline.balancer.context_window(request.model)
+    generation = plan.generation_request(request, context, window)
+    try:
+        opened = await pipeline.balancer.open(request.model, generation)
+    except BaseException:
+        if stored is not None:
+            await pipeline.store.undo(stored)
+        raise
+    answer = Answer(
+        id=new_id(),
+        user_id=request.user_id,
+        model=request.model,
+        source=request.source,
+        request=generation,
+        conversation_id=stored.conversation_id if stored else None,
+        mcp_tools=plan.mcp_tools,
+        hands_back_tools=request.hands_back_tools,
+        prompt_chars=sum(len(m.content) for m in generation.messages),
+    )
+    return answer, opened
+
+
+async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
+    """Count the tokens, store the answer (when its question was stored), and free the
+    user's slot, before the transport sends its last event: a client that starts its next
+    answer on `done` is never turned away by its own. Whether the answer was stored; only
+    the first call does anything."""
+    if answer.finished:
+        return False
+    answer.finished = True
+    usage = answer.usage()
+    count_tokens(answer.model, usage.prompt_tokens, usage.completion_tokens)
+    try:
+        if answer.conversation_id is None:
+            return False
+        return await pipeline.store.answer(answer, usage)
+    finally:
+        pipeline.slots.release(answer.user_id)
+        stream_ended()

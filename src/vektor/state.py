@@ -1,0 +1,70 @@
+"""The process's resources, built once in the app's lifespan (`app.py`) and read by the
+HTTP edge (routes and dependencies) through `app_state`. Nothing stateful exists at import
+time; everything below is created, and closed, by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+
+if TYPE_CHECKING:
+    import asyncio
+
+    import aiohttp
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from vektor.answers.event_log import EventLog
+    from vektor.answers.jobs import AnswerJobs
+    from vektor.answers.service import Pipeline
+    from vektor.apikeys.key_check import KeyCheck
+    from vektor.auth.session_check import SessionCheck
+    from vektor.configuration.notifier import AdapterNotifier
+    from vektor.core.config import Settings
+    from vektor.core.direct import DirectDatabase
+    from vektor.core.events import EventBus
+    from vektor.core.ratelimit import RateLimiter
+    from vektor.llm.router import ModelRouter
+    from vektor.mcp.registry import McpRegistry
+    from vektor.monitoring.metrics import RequestStats
+    from vektor.sync.backups import BackupManager
+
+
+@dataclass(eq=False)
+class AppState:
+    """Everything the lifespan builds, typed."""
+
+    settings: Settings
+    stats: RequestStats
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    direct: DirectDatabase
+    session_check: SessionCheck
+    key_check: KeyCheck
+    rate_limiter: RateLimiter
+    upstream_session: aiohttp.ClientSession
+    http_client: httpx.AsyncClient
+    balancer: ModelRouter
+    events: EventBus
+    event_log: EventLog
+    mcp: McpRegistry
+    adapters: AdapterNotifier
+    pipeline: Pipeline
+    jobs: AnswerJobs
+    backups: BackupManager
+    started_at: float
+    ready: bool = False  # /health/ready answers 503 until started and once shutting down
+    draining: asyncio.Future[None] | None = None
+
+
+def app_state(request: Request) -> AppState:
+    """The resources of the app serving this request."""
+    return state_of(request.app)
+
+
+def state_of(app: FastAPI) -> AppState:
+    """The resources of a running app (set by its lifespan)."""
+    state: AppState = app.state.vektor
+    return state
