@@ -155,7 +155,7 @@ async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
                 (await _login(client, f"shared{i}")).status_code
                 for i, client in enumerate([one, two, one, two])
             ]
-        await first.state.rate_limiter.reset()
+        await first.state.vektor.rate_limiter.reset()
     assert codes == [401, 401, 401, 429]
 
 
