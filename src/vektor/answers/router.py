@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, status
@@ -29,7 +30,7 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def answer_request(body: ChatRequest, user_id: Any) -> AnswerRequest:
+def answer_request(body: ChatRequest, user_id: uuid.UUID) -> AnswerRequest:
     """A chat request as the pipeline's: stored, with Vektor's tools unless turned off."""
     if body.messages[-1].role != "user":
         raise Invalid("The last message must be the user's")
