@@ -45,6 +45,7 @@ from vektor.core.direct import DirectDatabase
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
+from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.config import load_deployments
@@ -52,7 +53,6 @@ from vektor.llm.http import new_session
 from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.metrics import RequestStats
 from vektor.monitoring.router import router as monitoring_router
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router

@@ -25,6 +25,7 @@ from vektor.compat.schemas import ChatCompletionRequest, V1Message
 from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.errors import Invalid, NotFound, RateLimited
+from vektor.core.metrics import count_tokens, stream_ended, stream_started
 from vektor.llm.base import (
     ChatMessage,
     Finish,
@@ -36,7 +37,6 @@ from vektor.llm.base import (
 )
 from vektor.llm.router import ModelRouter, OpenedStream
 from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
 

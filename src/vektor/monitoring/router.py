@@ -20,7 +20,7 @@ from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, g
 from vektor.chat.dependencies import get_chat_caller
 from vektor.compat.router import get_completions_caller
 from vektor.core.errors import Unauthorized
-from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
+from vektor.core.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 
 router = APIRouter(tags=["system"])
