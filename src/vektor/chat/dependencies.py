@@ -13,6 +13,7 @@ from vektor.chat.generation import GenerationManager
 from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.streams import StreamStore
+from vektor.core.access import who_may_call
 from vektor.core.config import Settings
 from vektor.core.dependencies import SessionDep
 from vektor.core.errors import BadRequest, NotFound
@@ -70,6 +71,7 @@ async def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -
     return value
 
 
+@who_may_call("user")
 async def get_chat_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
