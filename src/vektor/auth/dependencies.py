@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from vektor.auth.models import User
 from vektor.auth.session_check import SessionCheck
 from vektor.core.access import who_may_call
 from vektor.core.config import Settings
@@ -17,7 +18,6 @@ from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, 
 from vektor.core.errors import Forbidden, Unauthorized
 from vektor.core.middleware import request_context
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
-from vektor.users.models import User
 
 BEARER = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
