@@ -22,15 +22,15 @@ from loguru import logger
 from sqlalchemy import exc as sa_exc
 
 from vektor import __version__
-from vektor.apikeys.key_check import KeyCheck
+from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.router import router as api_keys_router
+from vektor.auth.hot_repository import SessionHotRepository
 from vektor.auth.router import router as auth_router
-from vektor.auth.session_check import SessionCheck
 from vektor.chat.generation import GenerationManager
+from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
 from vektor.chat.streams import MemoryStreamStore, StreamStore
 from vektor.chat.tools import ToolRunner
-from vektor.chat.writes import ChatWrites
 from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
@@ -92,7 +92,7 @@ async def _start_answering(app: FastAPI, settings: Settings) -> None:
     )
     await app.state.adapters.reload()
     app.state.generations = GenerationManager(
-        ChatWrites(app.state.direct),
+        ChatHotRepository(app.state.direct),
         app.state.streams,
         app.state.events,
         tools=tools,
@@ -128,8 +128,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.direct = DirectDatabase(engine)
-    app.state.session_check = SessionCheck(app.state.direct)
-    app.state.key_check = KeyCheck(app.state.direct)
+    app.state.session_check = SessionHotRepository(app.state.direct)
+    app.state.key_check = ApiKeyHotRepository(app.state.direct)
     app.state.rate_limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
     # (adapter notifications) use httpx's API on aiohttp's connection handling.

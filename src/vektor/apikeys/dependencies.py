@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vektor.apikeys.key_check import KeyCheck
+from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.service import looks_like_api_key
 from vektor.auth.dependencies import get_caller_id
 from vektor.core.access import who_may_call
@@ -29,7 +29,7 @@ async def get_api_user(
         raise Unauthorized("Not authenticated")
     if not looks_like_api_key(credentials.credentials):
         return await get_caller_id(request, credentials)
-    check: KeyCheck = request.app.state.key_check
+    check: ApiKeyHotRepository = request.app.state.key_check
     user_id = await check.owner(credentials.credentials, datetime.now(UTC))
     if user_id is None:
         raise Unauthorized("Invalid, expired or revoked API key")

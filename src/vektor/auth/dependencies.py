@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from vektor.auth.hot_repository import SessionHotRepository
 from vektor.auth.models import User
-from vektor.auth.session_check import SessionCheck
 from vektor.core.access import who_may_call
 from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
@@ -50,7 +50,7 @@ async def _live_claims(
 ) -> AccessClaims:
     """A verified access token whose session is still active (activity recorded)."""
     claims = _claims(credentials, settings)
-    check: SessionCheck = request.app.state.session_check
+    check: SessionHotRepository = request.app.state.session_check
     if not await check.live(claims.session_id, claims.user_id, datetime.now(UTC)):
         raise Unauthorized("Session is no longer valid")
     request_context(request.scope)["user_id"] = str(claims.user_id)

@@ -18,9 +18,9 @@ from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.streams import StreamStore
 from vektor.chat.tools import ToolRunner, tool_message_content
-from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.database import is_database_down, new_id
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus
@@ -76,7 +76,7 @@ class GenerationManager:
 
     def __init__(
         self,
-        writes: ChatWrites,
+        writes: ChatHotRepository,
         streams: StreamStore,
         events: EventBus,
         tools: ToolRunner | None = None,

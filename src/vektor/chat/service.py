@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.chat.generation import Generation, GenerationManager
+from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.chat.schemas import ChatRequest, ConversationRead, MessageRead
-from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.config import Settings
 from vektor.core.database import new_id, session_scope
 from vektor.core.errors import Invalid, NotFound, RateLimited
@@ -111,7 +111,7 @@ async def start_chat(
 
 
 async def _store_question(
-    writes: ChatWrites, user_id: uuid.UUID, body: ChatRequest
+    writes: ChatHotRepository, user_id: uuid.UUID, body: ChatRequest
 ) -> tuple[uuid.UUID, list[ChatMessage], tuple[bool, uuid.UUID, list[uuid.UUID]]]:
     """One short transaction: the conversation (new or owned) and the new messages."""
     incoming = [ChatMessage(role=m.role, content=m.content) for m in body.messages]

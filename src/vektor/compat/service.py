@@ -18,9 +18,9 @@ from loguru import logger
 from sqlalchemy.exc import SQLAlchemyError
 
 from vektor.chat.generation import GenerationManager
+from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.service import make_title
 from vektor.chat.tools import tool_message_content, tool_record
-from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.compat.schemas import ChatCompletionRequest, V1Message
 from vektor.core.config import Settings
 from vektor.core.database import new_id
@@ -235,7 +235,7 @@ async def finish(services: Services, completion: Completion, store: bool) -> uui
     return conversation_id
 
 
-async def _store(writes: ChatWrites, completion: Completion) -> uuid.UUID | None:
+async def _store(writes: ChatHotRepository, completion: Completion) -> uuid.UUID | None:
     """The client's messages, the tool calls Vektor ran and the answer as a new
     conversation (stored like a chat's), in one transaction."""
     now = datetime.now(UTC)
