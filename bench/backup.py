@@ -21,9 +21,9 @@ import httpx
 from sqlalchemy import insert, select
 
 from bench.common import vektor_server
+from vektor.auth.models import User
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import create_engine
-from vektor.users.models import User
 
 
 def memory_kib(pid: int, field: str) -> int:

@@ -28,10 +28,10 @@ import httpx
 from sqlalchemy import insert, select, text
 
 from bench.common import percentile, vektor_server
-from vektor.chat.models import Conversation, Message
 from vektor.answers.prepare import TITLE_LENGTH
+from vektor.auth.models import User
+from vektor.chat.models import Conversation, Message
 from vektor.core.database import create_engine
-from vektor.users.models import User
 
 TARGET_P99_MS = 20.0
 PAGE = 20

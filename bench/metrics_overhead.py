@@ -23,7 +23,7 @@ ROUTES = ["/users/me", "/chat/stream", "/chat/history/{conversation_id}", "/heal
 
 def measure() -> float:
     """µs per recorded request in this process's mode (median of 5 runs)."""
-    from vektor.monitoring.metrics import RequestStats
+    from vektor.core.metrics import RequestStats
 
     stats = RequestStats()
     runs = []

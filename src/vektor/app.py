@@ -31,12 +31,12 @@ from vektor.answers.router import router as answers_router
 from vektor.answers.service import Pipeline
 from vektor.answers.store import AnswerStore
 from vektor.answers.tools import ToolRunner
-from vektor.apikeys.key_check import KeyCheck
+from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.router import router as api_keys_router
+from vektor.auth.hot_repository import SessionHotRepository
 from vektor.auth.router import router as auth_router
-from vektor.auth.session_check import SessionCheck
+from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
-from vektor.chat.writes import ChatWrites
 from vektor.compat.router import router as compat_router
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
@@ -51,6 +51,7 @@ from vektor.core.direct import DirectDatabase
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
+from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.config import load_deployments
@@ -58,7 +59,6 @@ from vektor.llm.http import new_session
 from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.metrics import RequestStats
 from vektor.monitoring.router import router as monitoring_router
 from vektor.state import AppState
 from vektor.sync.backups import BackupManager
@@ -112,7 +112,7 @@ async def _answering(
         max_rounds=settings.max_tool_rounds,
         timeout_s=settings.tool_call_timeout_seconds,
     )
-    store = AnswerStore(ChatWrites(direct), sessionmaker, events, notify=adapters.notify)
+    store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
     slots = StreamSlots(settings.max_concurrent_streams)
     pipeline = Pipeline(settings=settings, balancer=balancer, slots=slots, store=store, tools=tools)
     jobs = AnswerJobs(pipeline, event_log)
@@ -151,8 +151,8 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         engine=engine,
         sessionmaker=sessionmaker,
         direct=direct,
-        session_check=SessionCheck(direct),
-        key_check=KeyCheck(direct),
+        session_check=SessionHotRepository(direct),
+        key_check=ApiKeyHotRepository(direct),
         rate_limiter=RateLimiter(settings.redis_url, namespace=settings.redis_namespace),
         upstream_session=upstream,
         http_client=http,

@@ -132,7 +132,7 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 def cmd_create_user(args: argparse.Namespace) -> int:
     """Create an account (optionally an admin) with the same rules as /auth/register."""
-    from vektor.users.schemas import UserCreate
+    from vektor.auth.schemas import UserCreate
 
     settings = _load_settings()
     try:
@@ -144,10 +144,10 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 async def _create_user(settings: Settings, body: object, *, admin: bool) -> int:
+    from vektor.auth.schemas import UserCreate
     from vektor.auth.service import create_user
     from vektor.core.database import create_engine, create_sessionmaker, session_scope
     from vektor.core.errors import Conflict
-    from vektor.users.schemas import UserCreate
 
     assert isinstance(body, UserCreate)
     engine = create_engine(settings.database_url)

@@ -1,11 +1,11 @@
 """Imports every domain's tables so that `Base.metadata` is complete (Alembic, tests)."""
 
 from vektor.apikeys.models import ApiKey
-from vektor.auth.models import Device, RefreshToken, UserSession
+from vektor.auth.models import Device, RefreshToken, User, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
 from vektor.sync.models import Backup
-from vektor.users.models import Preference, User
+from vektor.users.models import Preference
 
 __all__ = [
     "ApiKey",

@@ -19,16 +19,16 @@ if TYPE_CHECKING:
     from vektor.answers.event_log import EventLog
     from vektor.answers.jobs import AnswerJobs
     from vektor.answers.service import Pipeline
-    from vektor.apikeys.key_check import KeyCheck
-    from vektor.auth.session_check import SessionCheck
+    from vektor.apikeys.hot_repository import ApiKeyHotRepository
+    from vektor.auth.hot_repository import SessionHotRepository
     from vektor.configuration.notifier import AdapterNotifier
     from vektor.core.config import Settings
     from vektor.core.direct import DirectDatabase
     from vektor.core.events import EventBus
+    from vektor.core.metrics import RequestStats
     from vektor.core.ratelimit import RateLimiter
     from vektor.llm.router import ModelRouter
     from vektor.mcp.registry import McpRegistry
-    from vektor.monitoring.metrics import RequestStats
     from vektor.sync.backups import BackupManager
 
 
@@ -41,8 +41,8 @@ class AppState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     direct: DirectDatabase
-    session_check: SessionCheck
-    key_check: KeyCheck
+    session_check: SessionHotRepository
+    key_check: ApiKeyHotRepository
     rate_limiter: RateLimiter
     upstream_session: aiohttp.ClientSession
     http_client: httpx.AsyncClient

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,17 +19,17 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import login, register
+from vektor.auth.hot_repository import TOUCH_INTERVAL, SessionHotRepository
 from vektor.auth.models import Device, UserSession
-from vektor.auth.session_check import TOUCH_INTERVAL, SessionCheck
+from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.models import Conversation, Message
-from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.database import Base, create_engine, is_database_down, new_id
-from vektor.core.direct import DirectDatabase, sqlite_transaction
+from vektor.core.direct import DirectDatabase, sqlite_transaction, statement
 from vektor.core.security import decode_access_token
 
 
-def _writes(app: FastAPI) -> ChatWrites:
-    writes: ChatWrites = app.state.vektor.pipeline.store.writes
+def _writes(app: FastAPI) -> ChatHotRepository:
+    writes: ChatHotRepository = app.state.vektor.pipeline.store.writes
     return writes
 
 
@@ -203,7 +204,7 @@ async def test_session_check(app: FastAPI, client: Any) -> None:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
-    check: SessionCheck = app.state.vektor.session_check
+    check: SessionHotRepository = app.state.vektor.session_check
     now = datetime.now(UTC)
     assert await check.live(claims.session_id, claims.user_id, now)
     bob = await _user_id_of(app, "bob")
@@ -362,3 +363,11 @@ async def test_in_memory_sqlite_uses_the_pools_connection():
     finally:
         await direct.aclose()
         await engine.dispose()
+
+
+def test_statement_written_once_binds_alike_on_sqlite() -> None:
+    both = statement("SELECT $2, $1, $2")
+    assert both.postgres == "SELECT $2, $1, $2"
+    assert both.sqlite == "SELECT ?2, ?1, ?2"
+    with sqlite3.connect(":memory:") as connection:
+        assert connection.execute(both.sqlite, ("a", "b")).fetchone() == ("b", "a", "b")

@@ -4,7 +4,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from tests.conftest import bearer, login, register, scripted
-from vektor.users.models import User
+from vektor.auth.models import User
 
 
 def samples(text, name):

@@ -129,7 +129,9 @@ async def test_listing_download_and_file_format(chat, tmp_path):
 
 async def tamper(chat, status, change):
     user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
-    path = backup_path(chat.app.state.vektor.settings.backup_dir, user_id, uuid.UUID(status["task_id"]))
+    path = backup_path(
+        chat.app.state.vektor.settings.backup_dir, user_id, uuid.UUID(status["task_id"])
+    )
     data = bytearray(path.read_bytes())
     path.write_bytes(change(data))
 

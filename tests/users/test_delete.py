@@ -3,8 +3,8 @@
 from sqlalchemy import func, select
 
 from tests.conftest import bearer, login, register
-from vektor.auth.models import Device, RefreshToken, UserSession
-from vektor.users.models import Preference, User
+from vektor.auth.models import Device, RefreshToken, User, UserSession
+from vektor.users.models import Preference
 
 
 async def _count(app, model, **where):

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from vektor.auth.dependencies import BEARER, CallerId, get_caller_id
+from vektor.core.access import who_may_call
 from vektor.core.errors import BadRequest, NotFound
 from vektor.state import app_state
 
@@ -36,6 +37,7 @@ async def last_event_id(last_event_id: Annotated[str | None, Header()] = None) -
     return value
 
 
+@who_may_call("user")
 async def get_chat_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],

@@ -16,8 +16,8 @@ from vektor.answers.store import AnswerStore, StoredQuestion
 from vektor.answers.tools import ToolRunner
 from vektor.core.config import Settings
 from vektor.core.database import new_id
+from vektor.core.metrics import count_tokens, stream_ended, stream_started
 from vektor.llm.router import ModelRouter, OpenedStream
-from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
 
 @dataclass(frozen=True, slots=True)

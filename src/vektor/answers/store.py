@@ -17,8 +17,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from vektor.answers.prepare import make_title
 from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.tools import tool_message_content
+from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.repository import ConversationRepository
-from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.database import is_database_down, new_id, session_scope
 from vektor.core.errors import NotFound
 from vektor.core.events import EventBus
@@ -45,7 +45,7 @@ class AnswerStore:
 
     def __init__(
         self,
-        writes: ChatWrites,
+        writes: ChatHotRepository,
         sessionmaker: async_sessionmaker[AsyncSession],
         events: EventBus,
         notify: Notify | None = None,

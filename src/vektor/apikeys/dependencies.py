@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vektor.apikeys.service import looks_like_api_key
 from vektor.auth.dependencies import get_caller_id
+from vektor.core.access import who_may_call
 from vektor.core.errors import Unauthorized
 from vektor.core.middleware import request_context
 from vektor.state import app_state
@@ -18,6 +19,7 @@ from vektor.state import app_state
 API_BEARER = HTTPBearer(auto_error=False, description="An API key (vk-…) or an access token")
 
 
+@who_may_call("user or API key")
 async def get_api_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_BEARER)],

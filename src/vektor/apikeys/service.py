@@ -1,4 +1,4 @@
-"""Creating, listing, revoking and checking API keys."""
+"""Creating, listing and revoking API keys; committed at the request boundary."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.apikeys.models import ApiKey
+from vektor.apikeys.repository import ApiKeyRepository
 from vektor.core.errors import Conflict, NotFound
 from vektor.core.security import hash_token
 
@@ -28,7 +28,8 @@ async def create_key(
     session: AsyncSession, user_id: uuid.UUID, name: str, expires_at: datetime | None
 ) -> tuple[ApiKey, str]:
     """A new key; the clear key is returned once and stored only as a hash."""
-    count = len(await list_keys(session, user_id))
+    keys = ApiKeyRepository(session)
+    count = len(await keys.list_for_user(user_id))
     if count >= MAX_KEYS_PER_USER:
         raise Conflict(f"At most {MAX_KEYS_PER_USER} API keys per account")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -39,24 +40,16 @@ async def create_key(
         key_hash=hash_token(key),
         expires_at=expires_at,
     )
-    session.add(record)
-    await session.commit()
+    await keys.add(record)
     return record, key
 
 
 async def list_keys(session: AsyncSession, user_id: uuid.UUID) -> Sequence[ApiKey]:
     """The user's keys, newest first."""
-    rows = await session.scalars(
-        select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at.desc())
-    )
-    return rows.all()
+    return await ApiKeyRepository(session).list_for_user(user_id)
 
 
 async def revoke_key(session: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
     """Delete the key (someone else's key is a 404)."""
-    result = await session.execute(
-        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
-    )
-    if getattr(result, "rowcount", 0) != 1:
+    if not await ApiKeyRepository(session).delete_owned(user_id, key_id):
         raise NotFound("API key not found")
-    await session.commit()

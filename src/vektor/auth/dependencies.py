@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from vektor.auth.models import User
+from vektor.core.access import who_may_call
 from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
 from vektor.core.errors import Forbidden, Unauthorized
 from vektor.core.middleware import request_context
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
 from vektor.state import app_state
-from vektor.users.models import User
 
 BEARER = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -56,6 +57,7 @@ async def _live_claims(
     return claims
 
 
+@who_may_call("user")
 async def get_principal(
     request: Request,
     session: SessionDep,
@@ -74,6 +76,7 @@ async def get_principal(
     return Principal(user=user, session_id=claims.session_id)
 
 
+@who_may_call("user")
 async def get_caller_id(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
@@ -91,6 +94,7 @@ async def get_current_user(principal: CurrentPrincipal) -> User:
     return principal.user
 
 
+@who_may_call("admin")
 async def get_admin_user(user: CurrentUser) -> User:
     """The authenticated user, who must be an admin."""
     if not user.is_admin:

@@ -9,9 +9,16 @@ from pydantic import StringConstraints
 
 from vektor.auth import service
 from vektor.auth.dependencies import AuthRateLimit
-from vektor.auth.schemas import DEVICE_ID_PATTERN, LogoutRequest, RefreshRequest, TokenRead
+from vektor.auth.schemas import (
+    DEVICE_ID_PATTERN,
+    LogoutRequest,
+    RefreshRequest,
+    TokenRead,
+    UserCreate,
+    UserRead,
+)
 from vektor.core.dependencies import RateLimiterDep, SessionDep, SettingsDep
-from vektor.users.schemas import Detail, UserCreate, UserRead
+from vektor.core.schemas import Detail
 
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[AuthRateLimit])
 

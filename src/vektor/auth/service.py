@@ -12,21 +12,24 @@ from loguru import logger
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vektor.auth.models import Device, RefreshToken, UserSession
-from vektor.auth.repository import DeviceRepository, RefreshTokenRepository, SessionRepository
+from vektor.auth.models import Device, RefreshToken, User, UserSession
+from vektor.auth.repository import (
+    DeviceRepository,
+    RefreshTokenRepository,
+    SessionRepository,
+    UserRepository,
+)
 from vektor.core.config import Settings
 from vektor.core.errors import Conflict, Unauthorized
 from vektor.core.ratelimit import RateLimiter
 from vektor.core.security import (
     create_access_token,
     dummy_hash,
-    hash_password,
+    hash_password_async,
     hash_token,
     new_refresh_token,
-    verify_password,
+    verify_password_async,
 )
-from vektor.users.models import User
-from vektor.users.repository import UserRepository
 
 BAD_CREDENTIALS = "Incorrect username or password"
 BAD_REFRESH = "Invalid or expired refresh token"
@@ -40,16 +43,6 @@ class IssuedTokens:
     expires_in: int
     refresh_token: str
     device_id: str
-
-
-async def hash_password_async(password: str, settings: Settings) -> str:
-    """bcrypt off the event loop."""
-    return await asyncio.to_thread(hash_password, password, rounds=settings.bcrypt_rounds)
-
-
-async def verify_password_async(password: str, password_hash: str) -> bool:
-    """bcrypt check off the event loop."""
-    return await asyncio.to_thread(verify_password, password, password_hash)
 
 
 async def create_user(
@@ -66,7 +59,7 @@ async def create_user(
     email, username_key = email.strip().lower(), username.lower()
     if await users.taken(email=email, username_key=username_key):
         raise Conflict("Email or username already registered")
-    password_hash = await hash_password_async(password, settings)
+    password_hash = await hash_password_async(password, rounds=settings.bcrypt_rounds)
     user = User(
         email=email,
         username=username,

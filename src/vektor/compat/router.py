@@ -16,6 +16,7 @@ from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
 from vektor.chat.dependencies import RouterDep
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
+from vektor.core.access import who_may_call
 from vektor.core.openapi import sse_content
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.state import app_state
@@ -31,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+@who_may_call("user or API key")
 async def get_completions_caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_BEARER)],

@@ -14,6 +14,9 @@ adds its own bookkeeping. `DirectDatabase` runs a unit of work on a driver conne
 - PostgreSQL: asyncpg itself, under a connection checked out of the engine's pool, with its
   prepared-statement cache; single statements need no BEGIN or COMMIT.
 
+A hot repository hands `run` both units of work and the one for the database runs; a
+statement the two dialects share is written once with `statement`.
+
 Errors come out as SQLAlchemy's (`OperationalError` and so on), so callers and the app's
 error handlers treat them as before; a connection that broke is invalidated in the pool.
 Everything else keeps the ORM.
@@ -23,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import sqlite3
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -38,6 +43,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vektor.core.database import SQLITE_BUSY_TIMEOUT_S, is_database_down, sqlite_pragmas
 
 T = TypeVar("T")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement in each dialect's placeholders: PostgreSQL's `$n`, SQLite's `?n`."""
+
+    postgres: str
+    sqlite: str
+
+
+def statement(sql: str) -> Statement:
+    """A statement written once with `$n` placeholders; SQLite's numbered `?n` bind the same
+    parameters in the same order, a repeated `$n` included."""
+    return Statement(postgres=sql, sqlite=_PLACEHOLDER.sub(r"?\1", sql))
 
 
 def sqlite_time(value: datetime) -> str:
@@ -151,6 +171,18 @@ class DirectDatabase:
         if self._sqlite_thread is not None:
             thread, self._sqlite_thread = self._sqlite_thread, None
             await thread.aclose()
+
+    async def run(
+        self,
+        *,
+        sqlite: Callable[[sqlite3.Connection], T],
+        postgres: Callable[[asyncpg.Connection], Awaitable[T]],
+    ) -> T:
+        """Run the unit of work written for this database: `sqlite` in SQLite's thread, or
+        `postgres` with the asyncpg connection."""
+        if self.is_sqlite:
+            return await self.on_sqlite(sqlite)
+        return await self.on_postgres(postgres)
 
     async def on_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work(connection)` in a SQLite connection's thread, in one hop."""

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vektor.core.logging import API_CHANNEL
-from vektor.monitoring.metrics import UNMATCHED, RequestStats
+from vektor.core.metrics import UNMATCHED, RequestStats
 
 REQUEST_ID_HEADER = "X-Request-ID"
 CONTEXT_KEY = "vektor.context"

@@ -19,7 +19,7 @@ from limits.storage import storage_from_string
 from loguru import logger
 
 from vektor.core.errors import RateLimited
-from vektor.monitoring.metrics import RATE_LIMITED
+from vektor.core.metrics import RATE_LIMITED
 
 
 def _redis_storage_uri(redis_url: str) -> str:

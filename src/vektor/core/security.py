@@ -1,7 +1,11 @@
-"""Password hashing and tokens: no I/O, no framework (verified access tokens are remembered)."""
+"""Password hashing and tokens: no I/O, no framework (verified access tokens are remembered).
+
+bcrypt is slow on purpose; the `_async` forms run it in a worker thread, off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -63,6 +67,16 @@ def verify_password(password: str, password_hash: str) -> bool:
         return bcrypt.checkpw(password.encode("utf-8"), password_hash.encode("ascii"))
     except ValueError:
         return False
+
+
+async def hash_password_async(password: str, *, rounds: int) -> str:
+    """bcrypt off the event loop."""
+    return await asyncio.to_thread(hash_password, password, rounds=rounds)
+
+
+async def verify_password_async(password: str, password_hash: str) -> bool:
+    """bcrypt check off the event loop."""
+    return await asyncio.to_thread(verify_password, password, password_hash)
 
 
 @lru_cache(maxsize=4)

@@ -14,13 +14,13 @@ from loguru import logger
 
 from vektor.core.balancing import weighted_order
 from vektor.core.errors import NotFound, Unavailable, UpstreamError
+from vektor.core.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.providers.anthropic import AnthropicProvider
 from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
 from vektor.llm.providers.local import LocalModel, LocalProvider
 from vektor.llm.providers.openai import OpenAIProvider
-from vektor.monitoring.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 
 COOLDOWN_MAX_S = 60.0
 DEFAULT_CONTEXT_WINDOW = 128_000

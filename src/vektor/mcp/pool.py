@@ -23,8 +23,8 @@ import httpx2
 from loguru import logger
 
 from vektor.core.balancing import weighted_order
+from vektor.core.metrics import MCP_CALLS, MCP_LATENCY
 from vektor.mcp.config import McpServerConfig
-from vektor.monitoring.metrics import MCP_CALLS, MCP_LATENCY
 
 # The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
 # contacted, so a deployment without MCP servers never pays for it.

@@ -15,12 +15,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
-from vektor.answers.dependencies import get_chat_caller
-from vektor.apikeys.dependencies import get_api_user
-from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, get_principal
-from vektor.compat.router import get_completions_caller
+from vektor.auth.dependencies import AdminUser
+from vektor.core.access import declared_access
 from vektor.core.errors import Unauthorized
-from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
+from vektor.core.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 from vektor.state import app_state
 
@@ -136,23 +134,15 @@ async def info(request: Request) -> dict[str, Any]:
     }
 
 
-AUTH_DEPENDENCIES = {
-    get_principal: "user",
-    get_caller_id: "user",
-    get_chat_caller: "user",
-    get_api_user: "user or API key",
-    get_completions_caller: "user or API key",
-}
-
-
 def _auth(dependant: Dependant) -> str | None:
-    """What a route asks of its caller, from its dependency tree."""
+    """What a route asks of its caller, from the auth dependencies in its tree."""
     found: str | None = None
     for dependency in dependant.dependencies:
-        if dependency.call is get_admin_user:
+        who = declared_access(dependency.call)
+        if who == "admin":
             return "admin"
-        if dependency.call in AUTH_DEPENDENCIES:
-            found = AUTH_DEPENDENCIES[dependency.call]
+        if who is not None:
+            found = who
         deeper = _auth(dependency)
         if deeper == "admin":
             return "admin"

@@ -23,7 +23,8 @@ from typing import Annotated, Any, BinaryIO, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from vektor.users.schemas import AvatarUrl, PreferencesRead
+from vektor.auth.schemas import AvatarUrl
+from vektor.users.schemas import PreferencesRead
 
 FORMAT = "vektor-backup"
 FORMAT_VERSION = 1

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from vektor.auth.models import Device, UserSession
+from vektor.auth.models import Device, User, UserSession
 from vektor.chat.repository import CONVERSATION, MESSAGE
 from vektor.sync.models import Backup
-from vektor.users.models import Preference, User
+from vektor.users.models import Preference
 
 
 class DeviceSessionRepository:

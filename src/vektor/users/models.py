@@ -1,4 +1,4 @@
-"""Tables of the users domain."""
+"""Tables of the users domain: what an account keeps besides its sign-in (preferences)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, Uuid
+from sqlalchemy import ForeignKey, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vektor.core.database import Base, JSONType, UTCDateTime, new_id, utcnow
-
-
-class User(Base):
-    """An account. `email` is stored lower-case; `username_key` is the lower-cased username."""
-
-    __tablename__ = "user"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    username: Mapped[str] = mapped_column(String(64))
-    username_key: Mapped[str] = mapped_column(String(64), unique=True)
-    password_hash: Mapped[str] = mapped_column(String(128))
-    avatar_url: Mapped[str | None] = mapped_column(String(2048), default=None)
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
-    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+from vektor.core.database import Base, JSONType, UTCDateTime, utcnow
 
 
 class Preference(Base):

@@ -5,17 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
+from vektor.auth.schemas import UserRead
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
+from vektor.core.schemas import Detail
 from vektor.state import app_state
 from vektor.users import service
-from vektor.users.schemas import (
-    Detail,
-    PasswordChange,
-    PreferencesRead,
-    PreferencesUpdate,
-    UserRead,
-    UserUpdate,
-)
+from vektor.users.schemas import PasswordChange, PreferencesRead, PreferencesUpdate, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 

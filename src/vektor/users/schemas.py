@@ -2,58 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    EmailStr,
-    Field,
-    HttpUrl,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from vektor.core.security import BCRYPT_MAX_BYTES, password_fits
+from vektor.auth.schemas import AvatarUrl, Email, Password, Username
+from vektor.core.schemas import StrictModel
 
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$"
-MIN_PASSWORD_LENGTH = 8
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
-
-
-def _check_password(value: str) -> str:
-    if len(value) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if not password_fits(value):
-        raise ValueError(f"password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
-    return value
-
-
-MAX_AVATAR_URL = 2048
-
-
-def _check_avatar(value: HttpUrl | None) -> str | None:
-    if value is None:
-        return None
-    url = str(value)
-    if len(url) > MAX_AVATAR_URL:
-        raise ValueError(f"avatar_url may have at most {MAX_AVATAR_URL} characters")
-    return url
-
-
-Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
-Password = Annotated[str, Field(max_length=1024), AfterValidator(_check_password)]
-AvatarUrl = Annotated[HttpUrl | None, Field(default=None), AfterValidator(_check_avatar)]
-Email = Annotated[EmailStr, StringConstraints(max_length=320)]
-
-
-class StrictModel(BaseModel):
-    """Input models refuse unknown fields (no mass assignment)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class PartialUpdate(StrictModel):
@@ -73,14 +29,6 @@ class PartialUpdate(StrictModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
-class UserCreate(StrictModel):
-    """Registration."""
-
-    email: Email
-    username: Username
-    password: Password
-
-
 class UserUpdate(PartialUpdate):
     """Profile changes; only these fields can be changed by their owner."""
 
@@ -89,19 +37,6 @@ class UserUpdate(PartialUpdate):
     email: Email | None = None
     username: Username | None = None
     avatar_url: AvatarUrl = None
-
-
-class UserRead(BaseModel):
-    """A user's profile as shown to that user."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    email: str
-    username: str
-    avatar_url: str | None
-    created_at: datetime
-    is_admin: bool
 
 
 class PasswordChange(StrictModel):
@@ -129,9 +64,3 @@ class PreferencesRead(BaseModel):
     notifications: bool = True
     language: str | None = None
     default_model: str | None = None
-
-
-class Detail(BaseModel):
-    """A plain confirmation message."""
-
-    detail: str

@@ -13,13 +13,13 @@ from loguru import logger
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vektor.auth.repository import SessionRepository
-from vektor.auth.service import hash_password_async, verify_password_async
+from vektor.auth.models import User
+from vektor.auth.repository import SessionRepository, UserRepository
 from vektor.core.config import Settings
 from vektor.core.errors import BadRequest, Conflict
 from vektor.core.events import EventBus
-from vektor.users.models import User
-from vektor.users.repository import PreferenceRepository, UserRepository
+from vektor.core.security import hash_password_async, verify_password_async
+from vektor.users.repository import PreferenceRepository
 from vektor.users.schemas import PreferencesRead
 
 
@@ -59,7 +59,7 @@ async def change_password(
     """Replace the password and revoke every other session of the user."""
     if not await verify_password_async(current_password, user.password_hash):
         raise BadRequest("Current password is incorrect")
-    user.password_hash = await hash_password_async(new_password, settings)
+    user.password_hash = await hash_password_async(new_password, rounds=settings.bcrypt_rounds)
     now = datetime.now(UTC)
     user.password_changed_at = now
     await SessionRepository(session).revoke_user_sessions(

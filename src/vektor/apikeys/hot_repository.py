@@ -1,0 +1,70 @@
+"""Whose API key is this? Every /v1 request asks, so the answer takes one trip to the
+database on the driver connection (`DirectDatabase`), not the ORM, like the session check
+of chat (`SessionHotRepository`): through aiosqlite every cursor, execute, close and commit
+is a hop to SQLite's thread, and an ORM Session adds its own bookkeeping, which cost more
+than the query itself. Creating, listing and revoking keys use the ORM (`ApiKeyRepository`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from vektor.auth.hot_repository import TOUCH_INTERVAL  # a key's use is written as seldom
+from vektor.core.direct import (
+    DirectDatabase,
+    sqlite_time,
+    sqlite_time_value,
+    sqlite_transaction,
+    statement,
+)
+from vektor.core.security import hash_token
+
+_KEY = statement(
+    'SELECT k.id, k.user_id, k.expires_at, k.last_used_at FROM api_key k JOIN "user" u '
+    "ON u.id = k.user_id WHERE k.key_hash = $1"
+)
+_TOUCH = statement("UPDATE api_key SET last_used_at = $1 WHERE id = $2")
+
+
+def _stale(last_used: datetime | None, now: datetime) -> bool:
+    return last_used is None or now - last_used >= TOUCH_INTERVAL
+
+
+class ApiKeyHotRepository:
+    """Live (unexpired, unrevoked) keys and their owners; use is recorded."""
+
+    def __init__(self, database: DirectDatabase) -> None:
+        self.database = database
+
+    async def owner(self, key: str, now: datetime) -> uuid.UUID | None:
+        """The user owning a live key, or None."""
+        digest = hash_token(key)
+
+        def check(connection: sqlite3.Connection) -> uuid.UUID | None:
+            row = connection.execute(_KEY.sqlite, (digest,)).fetchone()
+            if row is None:
+                return None
+            key_id, user_id, expires, last_used = row
+            if expires is not None and sqlite_time_value(expires) <= now:
+                return None
+            if _stale(None if last_used is None else sqlite_time_value(last_used), now):
+                with sqlite_transaction(connection):
+                    connection.execute(_TOUCH.sqlite, (sqlite_time(now), key_id))
+            return uuid.UUID(hex=user_id)
+
+        async def check_pg(connection: asyncpg.Connection) -> uuid.UUID | None:
+            row = await connection.fetchrow(_KEY.postgres, digest)
+            if row is None:
+                return None
+            key_id, user_id, expires, last_used = row
+            if expires is not None and expires <= now:
+                return None
+            if _stale(last_used, now):
+                await connection.execute(_TOUCH.postgres, now, key_id)
+            return uuid.UUID(str(user_id))
+
+        return await self.database.run(sqlite=check, postgres=check_pg)
