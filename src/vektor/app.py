@@ -47,9 +47,9 @@ from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
+from vektor.llm.balancer import ModelBalancer
 from vektor.llm.config import load_deployments
 from vektor.llm.http import new_session
-from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
 from vektor.monitoring.metrics import RequestStats
@@ -74,7 +74,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def _start_answering(app: FastAPI, settings: Settings) -> None:
     """Models, MCP tools, adapters, shared streams and events, and the generation manager."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
-    app.state.model_router = ModelRouter(
+    app.state.model_router = ModelBalancer(
         deployments, app.state.upstream_session, cooldown_s=settings.llm_cooldown_seconds
     )
     app.state.streams, app.state.events = _shared_state(settings)

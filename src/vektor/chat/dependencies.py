@@ -17,12 +17,12 @@ from vektor.core.config import Settings
 from vektor.core.dependencies import SessionDep
 from vektor.core.errors import BadRequest, NotFound
 from vektor.core.ratelimit import RateLimiter
-from vektor.llm.router import ModelRouter
+from vektor.llm.balancer import ModelBalancer
 
 
-async def get_router(request: Request) -> ModelRouter:
+async def get_router(request: Request) -> ModelBalancer:
     """The app's model router."""
-    router: ModelRouter = request.app.state.model_router
+    router: ModelBalancer = request.app.state.model_router
     return router
 
 
@@ -93,7 +93,7 @@ async def charge_chat_budget(request: Request, user_id: uuid.UUID) -> None:
     await limiter.hit(settings.rate_limit_chat, [("chat:user", str(user_id))])
 
 
-RouterDep = Annotated[ModelRouter, Depends(get_router)]
+RouterDep = Annotated[ModelBalancer, Depends(get_router)]
 GenerationsDep = Annotated[GenerationManager, Depends(get_generations)]
 StreamsDep = Annotated[StreamStore, Depends(get_streams)]
 OwnedConversation = Annotated[Conversation, Depends(valid_owned_conversation)]

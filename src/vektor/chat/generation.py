@@ -24,6 +24,7 @@ from vektor.chat.writes import ChatWrites, NewMessage
 from vektor.core.database import is_database_down, new_id
 from vektor.core.errors import AppError
 from vektor.core.events import EventBus
+from vektor.llm.balancer import OpenedStream
 from vektor.llm.base import (
     Finish,
     GenerationRequest,
@@ -32,7 +33,6 @@ from vektor.llm.base import (
     ToolCall,
     Usage,
 )
-from vektor.llm.router import OpenedStream
 from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
 # How long a finished answer keeps trying to reach a database that is down.

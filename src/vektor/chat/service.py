@@ -18,8 +18,8 @@ from vektor.core.config import Settings
 from vektor.core.database import new_id, session_scope
 from vektor.core.errors import Invalid, NotFound, RateLimited
 from vektor.core.events import EventBus
+from vektor.llm.balancer import ModelBalancer
 from vektor.llm.base import ChatMessage, GenerationRequest
-from vektor.llm.router import ModelRouter
 
 TITLE_LENGTH = 80
 CHARS_PER_TOKEN = 3  # a cautious estimate, so trimmed context fits the model's window
@@ -61,7 +61,7 @@ def check_limits(body: ChatRequest, settings: Settings) -> None:
 async def start_chat(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
-    router: ModelRouter,
+    router: ModelBalancer,
     manager: GenerationManager,
     settings: Settings,
     user_id: uuid.UUID,

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from vektor.chat.streams import StreamStore
+from vektor.llm.balancer import ModelBalancer, OpenedStream
 from vektor.llm.base import ChatMessage, ToolCall
-from vektor.llm.router import ModelRouter, OpenedStream
 from vektor.mcp.pool import SEPARATOR
 from vektor.mcp.registry import McpRegistry
 
@@ -20,7 +20,7 @@ class ToolRunner:
     """Runs one round of tool calls and opens the model's continuation."""
 
     def __init__(
-        self, registry: McpRegistry, router: ModelRouter, *, max_rounds: int, timeout_s: float
+        self, registry: McpRegistry, router: ModelBalancer, *, max_rounds: int, timeout_s: float
     ) -> None:
         self.registry = registry
         self.router = router

@@ -25,6 +25,7 @@ from vektor.compat.schemas import ChatCompletionRequest, V1Message
 from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.errors import Invalid, NotFound, RateLimited
+from vektor.llm.balancer import ModelBalancer, OpenedStream
 from vektor.llm.base import (
     ChatMessage,
     Finish,
@@ -34,7 +35,6 @@ from vektor.llm.base import (
     ToolCall,
     Usage,
 )
-from vektor.llm.router import ModelRouter, OpenedStream
 from vektor.mcp.registry import McpRegistry
 from vektor.monitoring.metrics import count_tokens, stream_ended, stream_started
 
@@ -75,7 +75,7 @@ class Services:
     """What a completion needs from the app."""
 
     settings: Settings
-    router: ModelRouter
+    router: ModelBalancer
     manager: GenerationManager
     registry: McpRegistry | None
 

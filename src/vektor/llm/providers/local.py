@@ -145,4 +145,4 @@ class LocalProvider:
                 future.cancel()
 
     async def aclose(self) -> None:
-        """The model belongs to the router."""
+        """The model belongs to the balancer."""

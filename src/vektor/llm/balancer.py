@@ -150,7 +150,7 @@ class OpenedStream:
             await closer()
 
 
-class ModelRouter:
+class ModelBalancer:
     """Public model name → deployments."""
 
     def __init__(
