@@ -23,6 +23,7 @@ import httpx2
 from loguru import logger
 
 from vektor.core.balancing import weighted_order
+from vektor.core.breaker import CircuitBreaker
 from vektor.mcp.config import McpServerConfig
 from vektor.monitoring.metrics import MCP_CALLS, MCP_LATENCY
 
@@ -42,7 +43,6 @@ async def load_sdk() -> None:
 
 
 COOLDOWN_BASE_S = 2.0
-COOLDOWN_MAX_S = 60.0
 SEPARATOR = "__"
 LATENCY_WINDOW = 200
 
@@ -81,13 +81,11 @@ class Replica:
     config: McpServerConfig
     calls: int = 0
     failures: int = 0
-    consecutive_failures: int = 0
-    cooldown_until: float = 0.0
     last_error: str | None = None
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    probing: bool = False
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(COOLDOWN_BASE_S))
     _http: httpx2.AsyncClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
@@ -109,26 +107,19 @@ class Replica:
     def available(self, now: float) -> bool:
         """Listed, consistent, and not cooling down. After a cooldown the breaker is
         half-open: one call at a time tests the replica until one succeeds."""
-        if self.excluded is not None or self.cooldown_until > now:
-            return False
-        return not (self.consecutive_failures and self.probing)
+        return self.excluded is None and self.breaker.available(now)
 
     def record_success(self, seconds: float | None = None) -> None:
         """Close the breaker; remember how long the call took."""
-        self.probing = False
         if seconds is not None:
             self.latencies.append(seconds)
-        self.consecutive_failures = 0
-        self.cooldown_until = 0.0
+        self.breaker.record_success()
 
     def record_failure(self, error: str) -> None:
         """Open the breaker for a growing cooldown."""
-        self.probing = False
         self.failures += 1
-        self.consecutive_failures += 1
         self.last_error = error
-        delay = min(COOLDOWN_MAX_S, COOLDOWN_BASE_S * 2 ** (self.consecutive_failures - 1))
-        self.cooldown_until = time.monotonic() + delay
+        self.breaker.record_failure(time.monotonic())
 
     def status(self) -> dict[str, Any]:
         """Health for the configuration and monitoring endpoints."""
@@ -295,11 +286,11 @@ class McpPool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if not replica.available(time.monotonic()):
+            if replica.excluded is not None or not replica.breaker.acquire(time.monotonic()):
                 continue  # another call is testing it (half-open)
+            probe = replica.breaker.probing
             replica.calls += 1
             started = time.monotonic()
-            replica.probing = replica.consecutive_failures > 0
             try:
                 try:
                     result = await self._attempt(replica, tool, arguments, remaining, on_progress)
@@ -311,7 +302,8 @@ class McpPool:
                 MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
                 continue
             except asyncio.CancelledError:
-                replica.probing = False
+                if probe:
+                    replica.breaker.release()  # cancelled: it says nothing of the replica
                 raise
             except Broken as exc:
                 replica.record_failure(str(exc))
