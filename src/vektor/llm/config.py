@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-SECRET_MASK = "***"  # noqa: S105 - the mask shown instead of secrets
+from vektor.core.secrets import SECRET_MASK
 
 
 class DeploymentConfig(BaseModel):
@@ -29,6 +30,14 @@ class DeploymentConfig(BaseModel):
     context_window: Annotated[int, Field(ge=1)] | None = None
     streaming: bool = True
     tools: bool = True
+
+    def resolve_api_key(self) -> str | None:
+        """The key from the entry, else from the named environment variable."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
 
     def public(self) -> dict[str, object]:
         """The entry as an API may show it: secrets masked."""

@@ -20,7 +20,6 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
-from vektor.llm.providers.openai import resolve_api_key
 from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
@@ -63,7 +62,7 @@ class AnthropicProvider:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Yield the answer as it arrives."""
         headers = {"anthropic-version": API_VERSION}
-        key = resolve_api_key(self.config)
+        key = self.config.resolve_api_key()
         if key:
             headers["x-api-key"] = key
         async with post_json(
