@@ -17,10 +17,8 @@ from vektor.core.breaker import CircuitBreaker
 from vektor.core.errors import NotFound, Unavailable, UpstreamError
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.providers.anthropic import AnthropicProvider
-from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
-from vektor.llm.providers.local import LocalModel, LocalProvider
-from vektor.llm.providers.openai import OpenAIProvider
+from vektor.llm.providers import ProviderContext, provider_class
+from vektor.llm.providers.local import LocalModel
 from vektor.monitoring.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 
 DEFAULT_CONTEXT_WINDOW = 128_000
@@ -33,6 +31,7 @@ class Deployment:
     config: DeploymentConfig
     provider: Provider
     key: str
+    context_window: int | None = None  # the entry's, else its provider's default
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(base_s=5.0))
     requests: int = 0
     failures: int = 0
@@ -158,15 +157,9 @@ class ModelBalancer:
         self.session = session
         self.cooldown_s = cooldown_s
         self.local_model = LocalModel()
+        self.context = ProviderContext(session=session, local_model=self.local_model)
         self.deployments: dict[str, list[Deployment]] = {}
         self.reload(configs)
-
-    def _provider(self, config: DeploymentConfig) -> Provider:
-        if config.provider == "openai":
-            return OpenAIProvider(config, self.session)
-        if config.provider == "anthropic":
-            return AnthropicProvider(config, self.session)
-        return LocalProvider(config, self.local_model)
 
     def reload(self, configs: list[DeploymentConfig]) -> None:
         """Replace the deployments; counters of unchanged deployments are kept."""
@@ -178,10 +171,12 @@ class ModelBalancer:
             if kept is not None and kept.config == config:
                 grouped.setdefault(config.name, []).append(kept)
                 continue
+            kind = provider_class(config.provider)
             deployment = Deployment(
                 config=config,
-                provider=self._provider(config),
+                provider=kind.build(config, self.context),
                 key=key,
+                context_window=config.context_window or kind.default_context_window,
                 breaker=CircuitBreaker(base_s=self.cooldown_s),
             )
             grouped.setdefault(config.name, []).append(deployment)
@@ -215,11 +210,7 @@ class ModelBalancer:
 
     def context_window(self, name: str) -> int:
         """The smallest context window among the model's deployments."""
-        windows = [
-            d.config.context_window or (LOCAL_CONTEXT if d.config.provider == "local" else 0)
-            for d in self.deployments.get(name, [])
-        ]
-        known = [w for w in windows if w]
+        known = [d.context_window for d in self.deployments.get(name, []) if d.context_window]
         return min(known) if known else DEFAULT_CONTEXT_WINDOW
 
     def _candidates(self, name: str) -> list[Deployment]:

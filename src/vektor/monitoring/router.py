@@ -20,6 +20,7 @@ from vektor.auth.dependencies import AdminUser, get_admin_user, get_caller_id, g
 from vektor.chat.dependencies import get_chat_caller
 from vektor.compat.router import get_completions_caller
 from vektor.core.errors import Unauthorized
+from vektor.llm.providers import provider_names
 from vektor.monitoring.metrics import STREAMS, TOKEN_TOTALS, exposition
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 
@@ -124,7 +125,7 @@ async def info(request: Request) -> dict[str, Any]:
         },
         "capabilities": {
             "streaming": "sse",
-            "providers": ["openai", "anthropic", "local"],
+            "providers": provider_names(),
             "mcp_transports": ["streamable-http", "sse", "stdio"],
             "openai_compatible_api": "/v1",
             "database": request.app.state.engine.dialect.name,

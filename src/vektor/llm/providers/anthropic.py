@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -20,6 +20,7 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
+from vektor.llm.providers import ProviderContext, register
 from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
@@ -32,8 +33,16 @@ STOP_REASONS = {
 }
 
 
+@register("anthropic")
 class AnthropicProvider:
     """POST /v1/messages with `stream: true`."""
+
+    default_context_window: ClassVar[int | None] = None
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> AnthropicProvider:
+        """A provider on the shared HTTP session."""
+        return cls(config, context.session)
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config

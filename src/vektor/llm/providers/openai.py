@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -21,6 +21,7 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
+from vektor.llm.providers import ProviderContext, register
 from vektor.llm.sse_reader import EventDecoder, check_event_stream, read_body
 
 
@@ -38,8 +39,16 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return body
 
 
+@register("openai")
 class OpenAIProvider:
     """Chat completions over HTTP, streamed as server-sent events."""
+
+    default_context_window: ClassVar[int | None] = None
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> OpenAIProvider:
+        """A provider on the shared HTTP session."""
+        return cls(config, context.session)
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
