@@ -283,46 +283,64 @@ class McpPool:
         retry_safe = bool(hints and (hints.read_only_hint or hints.idempotent_hint))
         deadline = time.monotonic() + deadline_s
         for replica in self._candidates():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline - time.monotonic() <= 0:
                 break
             if replica.excluded is not None or not replica.breaker.acquire(time.monotonic()):
                 continue  # another call is testing it (half-open)
-            probe = replica.breaker.probing
-            replica.calls += 1
-            started = time.monotonic()
-            try:
-                try:
-                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
-                except SessionLost:
-                    remaining = deadline - time.monotonic()
-                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
-            except Unreached as exc:
-                replica.record_failure(str(exc))
-                MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
-                continue
-            except asyncio.CancelledError:
-                if probe:
-                    replica.breaker.release()  # cancelled: it says nothing of the replica
-                raise
-            except Broken as exc:
-                replica.record_failure(str(exc))
-                MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
-                if retry_safe:
-                    continue
-                return ToolResult(
-                    "The tool call was interrupted; whether it ran is unknown.",
-                    is_error=True,
-                    replica=replica.config.label,
-                )
-            elapsed = time.monotonic() - started
-            replica.record_success(elapsed)
-            MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
-            MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
-            return ToolResult(
-                _text(result), is_error=bool(result.is_error), replica=replica.config.label
+            result = await self._call_on(
+                replica, tool, arguments, deadline, on_progress, retry_safe=retry_safe
             )
+            if result is not None:
+                return result
         return ToolResult(f"No replica of '{self.name}' could run the tool.", is_error=True)
+
+    async def _call_on(
+        self,
+        replica: Replica,
+        tool: str,
+        arguments: dict[str, Any],
+        deadline: float,
+        on_progress: ProgressFn | None,
+        *,
+        retry_safe: bool,
+    ) -> ToolResult | None:
+        """The call on one replica whose breaker let it through: its result, or None when
+        it is safe to fail over."""
+        probe = replica.breaker.probing
+        replica.calls += 1
+        started = time.monotonic()
+        try:
+            try:
+                remaining = deadline - time.monotonic()
+                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+            except SessionLost:
+                remaining = deadline - time.monotonic()
+                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+        except Unreached as exc:
+            replica.record_failure(str(exc))
+            MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
+            return None
+        except asyncio.CancelledError:
+            if probe:
+                replica.breaker.release()  # cancelled: it says nothing of the replica
+            raise
+        except Broken as exc:
+            replica.record_failure(str(exc))
+            MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
+            if retry_safe:
+                return None
+            return ToolResult(
+                "The tool call was interrupted; whether it ran is unknown.",
+                is_error=True,
+                replica=replica.config.label,
+            )
+        elapsed = time.monotonic() - started
+        replica.record_success(elapsed)
+        MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
+        MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
+        return ToolResult(
+            _text(result), is_error=bool(result.is_error), replica=replica.config.label
+        )
 
     async def _attempt(
         self,
