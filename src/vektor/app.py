@@ -54,9 +54,9 @@ from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
+from vektor.llm.balancer import ModelBalancer
 from vektor.llm.config import load_deployments
 from vektor.llm.http import new_session
-from vektor.llm.router import ModelRouter
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
 from vektor.monitoring.router import router as monitoring_router
@@ -81,7 +81,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class _Answering(TypedDict):
-    balancer: ModelRouter
+    balancer: ModelBalancer
     event_log: EventLog
     events: EventBus
     mcp: McpRegistry
@@ -99,7 +99,7 @@ async def _answering(
 ) -> _Answering:
     """Models, MCP tools, adapters, shared event logs and change feed, and the pipeline."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
-    balancer = ModelRouter(deployments, upstream, cooldown_s=settings.llm_cooldown_seconds)
+    balancer = ModelBalancer(deployments, upstream, cooldown_s=settings.llm_cooldown_seconds)
     event_log, events = _shared_state(settings)
     mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
     mcp = McpRegistry(mcp_servers)

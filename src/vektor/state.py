@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vektor.core.events import EventBus
     from vektor.core.metrics import RequestStats
     from vektor.core.ratelimit import RateLimiter
-    from vektor.llm.router import ModelRouter
+    from vektor.llm.balancer import ModelBalancer
     from vektor.mcp.registry import McpRegistry
     from vektor.sync.backups import BackupManager
 
@@ -46,7 +46,7 @@ class AppState:
     rate_limiter: RateLimiter
     upstream_session: aiohttp.ClientSession
     http_client: httpx.AsyncClient
-    balancer: ModelRouter
+    balancer: ModelBalancer
     events: EventBus
     event_log: EventLog
     mcp: McpRegistry

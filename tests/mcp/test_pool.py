@@ -130,7 +130,7 @@ async def test_replica_restarted_on_the_same_port(mcp_servers, url):
     assert (await pool.call("whoami", {}, deadline_s=10)).content == "before"
     mcp_servers.kill(port)
     mcp_servers.start("after", port=port)
-    pool.replicas[0].cooldown_until = 0  # what a health probe would do once it answers again
+    pool.replicas[0].breaker.cooldown_until = 0  # as a health probe would, once it answers
     assert (await pool.call("whoami", {}, deadline_s=10)).content == "after"
 
 
@@ -264,7 +264,7 @@ async def test_half_open_breaker_lets_one_call_test_the_replica(mcp_servers, url
         assert (await pool.call("lookup", {"key": "k"}, deadline_s=10)).content == "k@other"
     finally:
         mcp_servers.signal(slow, signal.SIGCONT)
-    pool.replicas[0].cooldown_until = 0  # the cooldown is over: half-open
+    pool.replicas[0].breaker.cooldown_until = 0  # the cooldown is over: half-open
     answers = await asyncio.gather(
         *(pool.call("lookup", {"key": "k", "delay": 0.5}, deadline_s=10) for _ in range(4))
     )

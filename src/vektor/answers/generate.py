@@ -6,8 +6,8 @@ from collections.abc import AsyncGenerator
 
 from vektor.answers.request import Answer
 from vektor.answers.tools import Observer, ToolRunner
+from vektor.llm.balancer import OpenedStream
 from vektor.llm.base import Finish, ProviderError, TextDelta, ToolCall, Usage
-from vektor.llm.router import OpenedStream
 
 # The upstream's finish reasons as Vektor's; `tool_calls` is set only when calls go back to
 # the client (after a tool round the model goes on and finishes again).

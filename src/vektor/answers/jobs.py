@@ -19,8 +19,8 @@ from vektor.answers.generate import generate
 from vektor.answers.request import Answer
 from vektor.answers.service import Pipeline, finish_answer
 from vektor.core.errors import AppError
+from vektor.llm.balancer import OpenedStream
 from vektor.llm.base import ProviderError, TextDelta
-from vektor.llm.router import OpenedStream
 
 
 @dataclass(slots=True)

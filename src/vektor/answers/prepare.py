@@ -10,8 +10,8 @@ from typing import Any
 from vektor.answers.request import AnswerRequest
 from vektor.core.config import Settings
 from vektor.core.errors import Invalid, NotFound
+from vektor.llm.balancer import ModelBalancer
 from vektor.llm.base import ChatMessage, GenerationRequest
-from vektor.llm.router import ModelRouter
 from vektor.mcp.registry import McpRegistry
 
 TITLE_LENGTH = 80
@@ -68,7 +68,7 @@ def prepare(
     request: AnswerRequest,
     *,
     settings: Settings,
-    balancer: ModelRouter,
+    balancer: ModelBalancer,
     registry: McpRegistry | None,
 ) -> Plan:
     """Check sizes, the model and the tools (422/404 before anything is stored or sent)."""

@@ -17,7 +17,7 @@ from vektor.answers.tools import ToolRunner
 from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.metrics import count_tokens, stream_ended, stream_started
-from vektor.llm.router import ModelRouter, OpenedStream
+from vektor.llm.balancer import ModelBalancer, OpenedStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class Pipeline:
     """What answering needs from the app, built once in its lifespan."""
 
     settings: Settings
-    balancer: ModelRouter
+    balancer: ModelBalancer
     slots: StreamSlots
     store: AnswerStore
     tools: ToolRunner

@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from vektor.answers.request import Answer
+from vektor.llm.balancer import ModelBalancer, OpenedStream
 from vektor.llm.base import ChatMessage, ToolCall
-from vektor.llm.router import ModelRouter, OpenedStream
 from vektor.mcp.pool import SEPARATOR, ProgressFn
 from vektor.mcp.registry import McpRegistry
 
@@ -22,7 +22,7 @@ class ToolRunner:
     """Runs one round of tool calls and opens the model's continuation."""
 
     def __init__(
-        self, registry: McpRegistry, balancer: ModelRouter, *, max_rounds: int, timeout_s: float
+        self, registry: McpRegistry, balancer: ModelBalancer, *, max_rounds: int, timeout_s: float
     ) -> None:
         self.registry = registry
         self.balancer = balancer

@@ -12,12 +12,12 @@ from vektor.chat.models import Conversation
 from vektor.chat.repository import ConversationRepository
 from vektor.core.dependencies import SessionDep
 from vektor.core.errors import NotFound
-from vektor.llm.router import ModelRouter
+from vektor.llm.balancer import ModelBalancer
 from vektor.state import app_state
 
 
-async def get_router(request: Request) -> ModelRouter:
-    """The app's model router."""
+async def get_router(request: Request) -> ModelBalancer:
+    """The app's model balancer."""
     return app_state(request).balancer
 
 
@@ -31,5 +31,5 @@ async def valid_owned_conversation(
     return conversation
 
 
-RouterDep = Annotated[ModelRouter, Depends(get_router)]
+RouterDep = Annotated[ModelBalancer, Depends(get_router)]
 OwnedConversation = Annotated[Conversation, Depends(valid_owned_conversation)]

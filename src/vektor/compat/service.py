@@ -18,8 +18,8 @@ from vektor.answers.generate import generate
 from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.service import Pipeline, finish_answer
 from vektor.compat.schemas import ChatCompletionRequest, V1Message
+from vektor.llm.balancer import OpenedStream
 from vektor.llm.base import ChatMessage, TextDelta, ToolCall
-from vektor.llm.router import OpenedStream
 
 
 def answer_request(

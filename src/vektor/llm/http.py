@@ -45,7 +45,7 @@ def env_proxy(scheme: str, host: str) -> URL | None:
 
 def upstream_timeout(timeout_s: float) -> aiohttp.ClientTimeout:
     """Connect fast. Reads have no timeout here: the router bounds the wait for the first
-    event and then for each next one (`ModelRouter.open`, `OpenedStream.events`). aiohttp's
+    event and then for each next one (`ModelBalancer.open`, `OpenedStream.events`). aiohttp's
     `sock_read` would re-arm an event-loop timer on every packet of every answer."""
     return aiohttp.ClientTimeout(
         total=None,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from vektor.llm.config import SECRET_MASK
+from vektor.core.secrets import SECRET_MASK
 
 DEFAULT_POOL = "default"
 

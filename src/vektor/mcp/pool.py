@@ -23,6 +23,7 @@ import httpx2
 from loguru import logger
 
 from vektor.core.balancing import weighted_order
+from vektor.core.breaker import CircuitBreaker
 from vektor.core.metrics import MCP_CALLS, MCP_LATENCY
 from vektor.mcp.config import McpServerConfig
 
@@ -42,7 +43,6 @@ async def load_sdk() -> None:
 
 
 COOLDOWN_BASE_S = 2.0
-COOLDOWN_MAX_S = 60.0
 SEPARATOR = "__"
 LATENCY_WINDOW = 200
 
@@ -81,13 +81,11 @@ class Replica:
     config: McpServerConfig
     calls: int = 0
     failures: int = 0
-    consecutive_failures: int = 0
-    cooldown_until: float = 0.0
     last_error: str | None = None
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
-    probing: bool = False
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(COOLDOWN_BASE_S))
     _http: httpx2.AsyncClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
@@ -109,26 +107,19 @@ class Replica:
     def available(self, now: float) -> bool:
         """Listed, consistent, and not cooling down. After a cooldown the breaker is
         half-open: one call at a time tests the replica until one succeeds."""
-        if self.excluded is not None or self.cooldown_until > now:
-            return False
-        return not (self.consecutive_failures and self.probing)
+        return self.excluded is None and self.breaker.available(now)
 
     def record_success(self, seconds: float | None = None) -> None:
         """Close the breaker; remember how long the call took."""
-        self.probing = False
         if seconds is not None:
             self.latencies.append(seconds)
-        self.consecutive_failures = 0
-        self.cooldown_until = 0.0
+        self.breaker.record_success()
 
     def record_failure(self, error: str) -> None:
         """Open the breaker for a growing cooldown."""
-        self.probing = False
         self.failures += 1
-        self.consecutive_failures += 1
         self.last_error = error
-        delay = min(COOLDOWN_MAX_S, COOLDOWN_BASE_S * 2 ** (self.consecutive_failures - 1))
-        self.cooldown_until = time.monotonic() + delay
+        self.breaker.record_failure(time.monotonic())
 
     def status(self) -> dict[str, Any]:
         """Health for the configuration and monitoring endpoints."""
@@ -292,45 +283,64 @@ class McpPool:
         retry_safe = bool(hints and (hints.read_only_hint or hints.idempotent_hint))
         deadline = time.monotonic() + deadline_s
         for replica in self._candidates():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline - time.monotonic() <= 0:
                 break
-            if not replica.available(time.monotonic()):
+            if replica.excluded is not None or not replica.breaker.acquire(time.monotonic()):
                 continue  # another call is testing it (half-open)
-            replica.calls += 1
-            started = time.monotonic()
-            replica.probing = replica.consecutive_failures > 0
-            try:
-                try:
-                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
-                except SessionLost:
-                    remaining = deadline - time.monotonic()
-                    result = await self._attempt(replica, tool, arguments, remaining, on_progress)
-            except Unreached as exc:
-                replica.record_failure(str(exc))
-                MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
-                continue
-            except asyncio.CancelledError:
-                replica.probing = False
-                raise
-            except Broken as exc:
-                replica.record_failure(str(exc))
-                MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
-                if retry_safe:
-                    continue
-                return ToolResult(
-                    "The tool call was interrupted; whether it ran is unknown.",
-                    is_error=True,
-                    replica=replica.config.label,
-                )
-            elapsed = time.monotonic() - started
-            replica.record_success(elapsed)
-            MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
-            MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
-            return ToolResult(
-                _text(result), is_error=bool(result.is_error), replica=replica.config.label
+            result = await self._call_on(
+                replica, tool, arguments, deadline, on_progress, retry_safe=retry_safe
             )
+            if result is not None:
+                return result
         return ToolResult(f"No replica of '{self.name}' could run the tool.", is_error=True)
+
+    async def _call_on(
+        self,
+        replica: Replica,
+        tool: str,
+        arguments: dict[str, Any],
+        deadline: float,
+        on_progress: ProgressFn | None,
+        *,
+        retry_safe: bool,
+    ) -> ToolResult | None:
+        """The call on one replica whose breaker let it through: its result, or None when
+        it is safe to fail over."""
+        probe = replica.breaker.probing
+        replica.calls += 1
+        started = time.monotonic()
+        try:
+            try:
+                remaining = deadline - time.monotonic()
+                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+            except SessionLost:
+                remaining = deadline - time.monotonic()
+                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+        except Unreached as exc:
+            replica.record_failure(str(exc))
+            MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
+            return None
+        except asyncio.CancelledError:
+            if probe:
+                replica.breaker.release()  # cancelled: it says nothing of the replica
+            raise
+        except Broken as exc:
+            replica.record_failure(str(exc))
+            MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
+            if retry_safe:
+                return None
+            return ToolResult(
+                "The tool call was interrupted; whether it ran is unknown.",
+                is_error=True,
+                replica=replica.config.label,
+            )
+        elapsed = time.monotonic() - started
+        replica.record_success(elapsed)
+        MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
+        MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
+        return ToolResult(
+            _text(result), is_error=bool(result.is_error), replica=replica.config.label
+        )
 
     async def _attempt(
         self,

@@ -19,6 +19,7 @@ from vektor.auth.dependencies import AdminUser
 from vektor.core.access import declared_access
 from vektor.core.errors import Unauthorized
 from vektor.core.metrics import STREAMS, TOKEN_TOTALS, exposition
+from vektor.llm.providers import provider_names
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 from vektor.state import app_state
 
@@ -124,7 +125,7 @@ async def info(request: Request) -> dict[str, Any]:
         },
         "capabilities": {
             "streaming": "sse",
-            "providers": ["openai", "anthropic", "local"],
+            "providers": provider_names(),
             "mcp_transports": ["streamable-http", "sse", "stdio"],
             "openai_compatible_api": "/v1",
             "database": app_state(request).engine.dialect.name,

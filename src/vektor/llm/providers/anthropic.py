@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -20,7 +20,7 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
-from vektor.llm.providers.openai import resolve_api_key
+from vektor.llm.providers import ProviderContext, register
 from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
@@ -33,8 +33,16 @@ STOP_REASONS = {
 }
 
 
+@register("anthropic")
 class AnthropicProvider:
     """POST /v1/messages with `stream: true`."""
+
+    default_context_window: ClassVar[int | None] = None
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> AnthropicProvider:
+        """A provider on the shared HTTP session."""
+        return cls(config, context.session)
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
@@ -63,7 +71,7 @@ class AnthropicProvider:
     async def stream(self, request: GenerationRequest) -> AsyncIterator[ProviderEvent]:
         """Yield the answer as it arrives."""
         headers = {"anthropic-version": API_VERSION}
-        key = resolve_api_key(self.config)
+        key = self.config.resolve_api_key()
         if key:
             headers["x-api-key"] = key
         async with post_json(

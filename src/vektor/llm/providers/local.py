@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from vektor.llm.base import (
     Finish,
@@ -23,6 +23,7 @@ from vektor.llm.base import (
     Usage,
 )
 from vektor.llm.config import DeploymentConfig
+from vektor.llm.providers import ProviderContext, register
 
 DEFAULT_CONTEXT = 2048
 DEFAULT_MAX_TOKENS = 512
@@ -107,8 +108,16 @@ class LocalModel:
         self._llama = None
 
 
+@register("local")
 class LocalProvider:
     """Streams from the process's LocalModel."""
+
+    default_context_window: ClassVar[int | None] = DEFAULT_CONTEXT
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> LocalProvider:
+        """A provider on the process's one local model."""
+        return cls(config, context.local_model)
 
     def __init__(self, config: DeploymentConfig, model: LocalModel) -> None:
         self.config = config
@@ -145,4 +154,4 @@ class LocalProvider:
                 future.cancel()
 
     async def aclose(self) -> None:
-        """The model belongs to the router."""
+        """The model belongs to the balancer."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -22,16 +21,8 @@ from vektor.llm.base import (
 )
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.http import content_type, post_json, upstream_timeout
+from vektor.llm.providers import ProviderContext, register
 from vektor.llm.sse_reader import EventDecoder, check_event_stream, read_body
-
-
-def resolve_api_key(config: DeploymentConfig) -> str | None:
-    """The key from the entry, else from the named environment variable."""
-    if config.api_key:
-        return config.api_key
-    if config.api_key_env:
-        return os.environ.get(config.api_key_env)
-    return None
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
@@ -48,8 +39,16 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     return body
 
 
+@register("openai")
 class OpenAIProvider:
     """Chat completions over HTTP, streamed as server-sent events."""
+
+    default_context_window: ClassVar[int | None] = None
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> OpenAIProvider:
+        """A provider on the shared HTTP session."""
+        return cls(config, context.session)
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         self.config = config
@@ -60,7 +59,7 @@ class OpenAIProvider:
         self.timeout = upstream_timeout(config.timeout_s)
 
     def _headers(self) -> dict[str, str]:
-        key = resolve_api_key(self.config)
+        key = self.config.resolve_api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:

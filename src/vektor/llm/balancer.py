@@ -1,5 +1,5 @@
-"""Deployments of each public model: weighted choice, failover before the first token,
-cooldown of failing deployments (a circuit breaker), and per-deployment counters."""
+"""Load balancing over the deployments of each public model: weighted choice, failover
+before the first token, a circuit breaker per deployment, and per-deployment counters."""
 
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ import aiohttp
 from loguru import logger
 
 from vektor.core.balancing import weighted_order
+from vektor.core.breaker import CircuitBreaker
 from vektor.core.errors import NotFound, Unavailable, UpstreamError
 from vektor.core.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.providers.anthropic import AnthropicProvider
-from vektor.llm.providers.local import DEFAULT_CONTEXT as LOCAL_CONTEXT
-from vektor.llm.providers.local import LocalModel, LocalProvider
-from vektor.llm.providers.openai import OpenAIProvider
+from vektor.llm.providers import ProviderContext, provider_class
+from vektor.llm.providers.local import LocalModel
 
-COOLDOWN_MAX_S = 60.0
 DEFAULT_CONTEXT_WINDOW = 128_000
 
 
@@ -33,24 +31,22 @@ class Deployment:
     config: DeploymentConfig
     provider: Provider
     key: str
-    cooldown_base_s: float = 5.0
+    context_window: int | None = None  # the entry's, else its provider's default
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(base_s=5.0))
     requests: int = 0
     failures: int = 0
-    consecutive_failures: int = 0
-    cooldown_until: float = 0.0
     last_error: str | None = None
     first_token_ms: list[float] = field(default_factory=list)
 
     def available(self, now: float) -> bool:
-        """Not cooling down."""
-        return self.cooldown_until <= now
+        """Not cooling down, and not being tested by another request (half-open)."""
+        return self.breaker.available(now)
 
     def record_success(self, first_token_s: float) -> None:
         """A stream started: close the breaker."""
         LLM_REQUESTS.labels(self.config.name, self.key, "success").inc()
         LLM_FIRST_TOKEN.labels(self.config.name, self.key).observe(first_token_s)
-        self.consecutive_failures = 0
-        self.cooldown_until = 0.0
+        self.breaker.record_success()
         self.first_token_ms.append(first_token_s * 1000)
         del self.first_token_ms[:-200]
 
@@ -58,10 +54,8 @@ class Deployment:
         """Open the breaker for a growing cooldown."""
         LLM_REQUESTS.labels(self.config.name, self.key, "failure").inc()
         self.failures += 1
-        self.consecutive_failures += 1
         self.last_error = error
-        cooldown = min(COOLDOWN_MAX_S, self.cooldown_base_s * 2 ** (self.consecutive_failures - 1))
-        self.cooldown_until = now + cooldown
+        self.breaker.record_failure(now)
 
     def status(self, now: float) -> dict[str, Any]:
         """Counters for monitoring."""
@@ -150,7 +144,7 @@ class OpenedStream:
             await closer()
 
 
-class ModelRouter:
+class ModelBalancer:
     """Public model name → deployments."""
 
     def __init__(
@@ -163,15 +157,9 @@ class ModelRouter:
         self.session = session
         self.cooldown_s = cooldown_s
         self.local_model = LocalModel()
+        self.context = ProviderContext(session=session, local_model=self.local_model)
         self.deployments: dict[str, list[Deployment]] = {}
         self.reload(configs)
-
-    def _provider(self, config: DeploymentConfig) -> Provider:
-        if config.provider == "openai":
-            return OpenAIProvider(config, self.session)
-        if config.provider == "anthropic":
-            return AnthropicProvider(config, self.session)
-        return LocalProvider(config, self.local_model)
 
     def reload(self, configs: list[DeploymentConfig]) -> None:
         """Replace the deployments; counters of unchanged deployments are kept."""
@@ -183,11 +171,13 @@ class ModelRouter:
             if kept is not None and kept.config == config:
                 grouped.setdefault(config.name, []).append(kept)
                 continue
+            kind = provider_class(config.provider)
             deployment = Deployment(
                 config=config,
-                provider=self._provider(config),
+                provider=kind.build(config, self.context),
                 key=key,
-                cooldown_base_s=self.cooldown_s,
+                context_window=config.context_window or kind.default_context_window,
+                breaker=CircuitBreaker(base_s=self.cooldown_s),
             )
             grouped.setdefault(config.name, []).append(deployment)
         self.deployments = grouped
@@ -220,11 +210,7 @@ class ModelRouter:
 
     def context_window(self, name: str) -> int:
         """The smallest context window among the model's deployments."""
-        windows = [
-            d.config.context_window or (LOCAL_CONTEXT if d.config.provider == "local" else 0)
-            for d in self.deployments.get(name, [])
-        ]
-        known = [w for w in windows if w]
+        known = [d.context_window for d in self.deployments.get(name, []) if d.context_window]
         return min(known) if known else DEFAULT_CONTEXT_WINDOW
 
     def _candidates(self, name: str) -> list[Deployment]:
@@ -241,32 +227,50 @@ class ModelRouter:
         if not candidates:
             raise self._unavailable(name)
         for deployment in candidates:
-            deployment.requests += 1
-            started = time.monotonic()
-            iterator = deployment.provider.stream(request).__aiter__()
+            breaker = deployment.breaker
+            if not breaker.acquire(time.monotonic()):
+                continue  # another request took the half-open probe since the choice
+            probe = breaker.probing
             try:
-                async with asyncio.timeout(deployment.config.timeout_s):
-                    first: ProviderEvent | None = await iterator.__anext__()
-            except StopAsyncIteration:
-                first = None
-            except (ProviderError, TimeoutError) as exc:
-                await _close(iterator)
-                message = str(exc) or type(exc).__name__
-                retryable = isinstance(exc, TimeoutError) or exc.retryable
-                if not retryable:
-                    raise UpstreamError(f"Upstream refused the request: {message}") from exc
-                deployment.record_failure(message, time.monotonic())
-                logger.warning(
-                    "deployment {} failed before first token: {}", deployment.key, message
-                )
-                continue
-            deployment.record_success(time.monotonic() - started)
-            return OpenedStream(deployment=deployment, first=first, rest=iterator)
+                opened = await self._attempt(deployment, request)
+            finally:
+                # However the attempt ended (a refusal, a cancellation), it no longer tests
+                # the deployment: a probe left set would keep it out of rotation for good.
+                if probe:
+                    breaker.release()
+            if opened is not None:
+                return opened
         raise self._unavailable(name)
+
+    async def _attempt(
+        self, deployment: Deployment, request: GenerationRequest
+    ) -> OpenedStream | None:
+        """One try on one deployment: its stream, or None after a failure worth failing
+        over from. A request the upstream refuses is an UpstreamError at once."""
+        deployment.requests += 1
+        started = time.monotonic()
+        iterator = deployment.provider.stream(request).__aiter__()
+        try:
+            async with asyncio.timeout(deployment.config.timeout_s):
+                first: ProviderEvent | None = await iterator.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except (ProviderError, TimeoutError) as exc:
+            await _close(iterator)
+            message = str(exc) or type(exc).__name__
+            retryable = isinstance(exc, TimeoutError) or exc.retryable
+            if not retryable:
+                raise UpstreamError(f"Upstream refused the request: {message}") from exc
+            deployment.record_failure(message, time.monotonic())
+            logger.warning("deployment {} failed before first token: {}", deployment.key, message)
+            return None
+        deployment.record_success(time.monotonic() - started)
+        return OpenedStream(deployment=deployment, first=first, rest=iterator)
 
     def _unavailable(self, name: str) -> Unavailable:
         now = time.monotonic()
-        wait = min((d.cooldown_until - now for d in self.deployments[name]), default=1.0)
+        deployments = self.deployments[name]
+        wait = min((d.breaker.cooldown_until - now for d in deployments), default=1.0)
         return Unavailable(
             f"No deployment of '{name}' is available",
             headers={"Retry-After": str(max(1, int(wait) + 1))},
