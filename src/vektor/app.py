@@ -55,7 +55,7 @@ from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
 from vektor.llm.balancer import ModelBalancer
-from vektor.llm.config import load_deployments
+from vektor.llm.deployments import load_deployments
 from vektor.llm.http import new_session
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry

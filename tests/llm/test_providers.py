@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from vektor.llm.balancer import DEFAULT_CONTEXT_WINDOW, ModelBalancer
-from vektor.llm.config import DeploymentConfig, load_deployments
+from vektor.llm.config import DeploymentConfig
+from vektor.llm.deployments import load_deployments
 from vektor.llm.http import new_session
 from vektor.llm.providers import provider_class, provider_names, register
 from vektor.llm.providers.local import DEFAULT_CONTEXT, LocalProvider

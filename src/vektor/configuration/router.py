@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vektor.auth.dependencies import AdminUser, CurrentUser
 from vektor.configuration import adapters
-from vektor.llm.config import load_deployments
+from vektor.llm.deployments import load_deployments
 from vektor.mcp.config import load_mcp_servers
 from vektor.state import app_state
 

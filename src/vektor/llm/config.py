@@ -1,16 +1,13 @@
-"""model_configs.json: the deployments of each public model."""
+"""One entry of model_configs.json (read by `vektor.llm.deployments`)."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from vektor.core.secrets import SECRET_MASK
-from vektor.llm.providers import provider_class
 
 
 class DeploymentConfig(BaseModel):
@@ -19,7 +16,7 @@ class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: Annotated[str, Field(min_length=1, max_length=128)]
-    provider: str  # a name in the provider registry (vektor.llm.providers)
+    provider: str  # a name in the provider registry, checked when the file is read
     model: Annotated[str, Field(min_length=1, max_length=256)]
     description: str | None = None
     base_url: str | None = None
@@ -31,13 +28,6 @@ class DeploymentConfig(BaseModel):
     context_window: Annotated[int, Field(ge=1)] | None = None
     streaming: bool = True
     tools: bool = True
-
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        """A provider some module registered; the error lists the registered names."""
-        provider_class(value)
-        return value
 
     def resolve_api_key(self) -> str | None:
         """The key from the entry, else from the named environment variable."""
@@ -53,25 +43,3 @@ class DeploymentConfig(BaseModel):
         if data.get("api_key"):
             data["api_key"] = SECRET_MASK
         return data
-
-
-# Validated when used, not at import: validating imports the provider modules, and they
-# import this one.
-DEFAULT_DEPLOYMENTS: list[dict[str, object]] = [
-    {
-        "name": "smollm2",
-        "provider": "local",
-        "model": "smollm2-135m-instruct",
-        "description": "SmolLM2 135M Instruct, runs on this machine",
-    }
-]
-
-_adapter = TypeAdapter(list[DeploymentConfig])
-
-
-def load_deployments(config_dir: Path) -> list[DeploymentConfig]:
-    """Read model_configs.json; without the file, the built-in local model alone."""
-    path = Path(config_dir) / "model_configs.json"
-    if not path.exists():
-        return _adapter.validate_python(DEFAULT_DEPLOYMENTS)
-    return _adapter.validate_python(json.loads(path.read_text(encoding="utf-8")))
