@@ -274,3 +274,32 @@ async def test_a_client_leaving_closes_the_upstream_and_frees_its_slot(chat_harn
     )
     assert answer.choices[0].finish_reason == "stop"
     await client.close()
+
+
+async def test_mcp_tool_rounds_past_the_limit_hand_the_calls_back(
+    chat_harness, upstream, mcp_servers, url
+):
+    """The pipeline runs Vektor's tool rounds up to MAX_TOOL_ROUNDS for /v1 as for chat;
+    past it, /v1 hands the model's calls back to the client (chat ends with `tool_limit`)."""
+    port = mcp_servers.start("r")
+    chat = await chat_harness(
+        [scripted(upstream, "chunks=1;tool=tools__whoami;loop", name="m")],
+        mcp=[{"name": "tools", "url": url(port)}],
+        live=True,
+        max_tool_rounds=2,
+    )
+    await tools_ready(chat)
+    client = await sdk(chat, default_headers={"X-Vektor-Tools": "mcp"})
+    before = len(upstream.requests)
+    answer = await client.chat.completions.create(model="m", messages=QUESTION)
+    assert len(upstream.requests) - before == 3  # the question and two tool rounds
+    assert answer.choices[0].finish_reason == "tool_calls"
+    [call] = answer.choices[0].message.tool_calls
+    assert call.function.name == "tools__whoami"
+    # Each round's assistant message holds only that round's text.
+    last = upstream.requests[-1]["messages"]
+    assert [m["role"] for m in last][-4:] == ["assistant", "tool", "assistant", "tool"]
+    first_round, second_round = last[-4]["content"], last[-2]["content"]
+    assert first_round
+    assert first_round == second_round == answer.choices[0].message.content[: len(first_round)]
+    await client.close()
