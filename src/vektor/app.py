@@ -100,7 +100,7 @@ async def _answering(
     """Models, MCP tools, adapters, shared event logs and change feed, and the pipeline."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
     balancer = ModelBalancer(deployments, upstream, cooldown_s=settings.llm_cooldown_seconds)
-    event_log, events = _shared_state(settings)
+    event_log, events, slots = _shared_state(settings)
     mcp_servers = await asyncio.to_thread(load_mcp_servers, settings.vektor_config_dir)
     mcp = McpRegistry(mcp_servers)
     mcp.start()
@@ -113,10 +113,10 @@ async def _answering(
         timeout_s=settings.tool_call_timeout_seconds,
     )
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
-    slots = StreamSlots(settings.max_concurrent_streams)
     pipeline = Pipeline(settings=settings, balancer=balancer, slots=slots, store=store, tools=tools)
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
+    slots.start()
     return _Answering(
         balancer=balancer,
         event_log=event_log,
@@ -167,6 +167,7 @@ async def _close_state(state: AppState) -> None:
     await state.jobs.shutdown()
     await state.backups.shutdown()
     await state.event_log.aclose()
+    await state.pipeline.slots.aclose()
     await state.events.aclose()
     await state.adapters.aclose()
     await state.mcp.aclose()
@@ -248,13 +249,16 @@ def _error(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _shared_state(settings: Settings) -> tuple[EventLog, EventBus]:
-    """Chat streams and the change feed: in this process, or on Redis when REDIS_URL is set
-    so that every instance sees them."""
+def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
+    """Answers' event logs, the change feed and the users' stream slots: in this process, or
+    on Redis when REDIS_URL is set so that every instance sees them."""
+    limit = settings.max_concurrent_streams
     if not settings.redis_url:
-        return MemoryEventLog(settings.stream_retention_seconds), MemoryEventBus()
+        memory_log = MemoryEventLog(settings.stream_retention_seconds)
+        return memory_log, MemoryEventBus(), StreamSlots(limit)
     from redis.asyncio import Redis
 
+    from vektor.answers.redis_admission import RedisStreamSlots
     from vektor.answers.redis_event_log import RedisEventLog
     from vektor.core.redis_events import RedisEventBus
 
@@ -262,8 +266,9 @@ def _shared_state(settings: Settings) -> tuple[EventLog, EventBus]:
         assert settings.redis_url is not None
         return Redis.from_url(settings.redis_url, socket_connect_timeout=2)
 
-    streams = RedisEventLog(client(), settings.redis_namespace, settings.stream_retention_seconds)
-    return streams, RedisEventBus(client(), settings.redis_namespace)
+    namespace = settings.redis_namespace
+    log = RedisEventLog(client(), namespace, settings.stream_retention_seconds)
+    return log, RedisEventBus(client(), namespace), RedisStreamSlots(client(), namespace, limit)
 
 
 def _drain_on_sigterm(state: AppState) -> Callable[[], None]:

@@ -212,3 +212,43 @@ async def _collect(client, body, headers):
         async for text in response.aiter_text():
             raw += text
     return response.status_code, parse_sse(raw), raw
+
+
+async def test_concurrent_answers_per_user_hold_across_instances(instances):
+    """MAX_CONCURRENT_STREAMS (4) counts a user's answers on every instance together."""
+    a_base, b_base = instances
+    async with (
+        httpx.AsyncClient(base_url=a_base, timeout=30) as a,
+        httpx.AsyncClient(base_url=b_base, timeout=30) as b,
+    ):
+        tokens = await account(a, "slots")
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        body = {"model": "slow", "messages": [{"role": "user", "content": "hola"}]}
+        started = asyncio.Event()
+        running = 0
+
+        async def answer(client):
+            nonlocal running
+            async with client.stream("POST", "/chat/stream", json=body, headers=headers) as r:
+                assert r.status_code == 200
+                raw = ""
+                async for text in r.aiter_text():
+                    raw += text
+                    if '"type":"delta"' in raw and not started.is_set():
+                        running += 1
+                        if running == 4:
+                            started.set()
+                return parse_sse(raw)[-1]
+
+        answers = [asyncio.create_task(answer(c)) for c in (a, a, b, b)]
+        async with asyncio.timeout(20):
+            await started.wait()
+        for client in (a, b):
+            refused = await client.post("/chat/stream", json=body, headers=headers)
+            assert refused.status_code == 429
+            assert "retry-after" in refused.headers
+        finished = await asyncio.gather(*answers)
+        assert [event["type"] for event in finished] == ["done"] * 4
+        # Every slot came back: the next answer is admitted.
+        async with b.stream("POST", "/chat/stream", json=body, headers=headers) as again:
+            assert again.status_code == 200

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vektor.answers.admission import Slot
 from vektor.llm.base import ChatMessage, GenerationRequest, ToolCall, Usage
 
 Source = Literal["chat", "v1"]
@@ -46,6 +47,7 @@ class Answer:
     mcp_tools: frozenset[str]
     hands_back_tools: bool  # calls to tools that are not Vektor's go back to the client
     prompt_chars: int
+    slot: Slot  # the user's slot, given back when the answer finishes
     created: int = field(default_factory=lambda: int(time.time()))
     parts: list[str] = field(default_factory=list)
     tool_log: list[dict[str, Any]] = field(default_factory=list)

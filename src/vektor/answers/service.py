@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vektor.answers.admission import StreamSlots
+from vektor.answers.admission import Slot, StreamSlots
 from vektor.answers.prepare import Plan, prepare
 from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.store import AnswerStore, StoredQuestion
@@ -40,18 +40,18 @@ async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answe
         balancer=pipeline.balancer,
         registry=pipeline.tools.registry,
     )
-    pipeline.slots.take(request.user_id)
+    slot = await pipeline.slots.take(request.user_id)
     try:
-        answer, opened = await _route(pipeline, request, plan)
+        answer, opened = await _route(pipeline, request, plan, slot)
     except BaseException:
-        pipeline.slots.release(request.user_id)
+        await pipeline.slots.release(slot)
         raise
     stream_started()
     return answer, opened
 
 
 async def _route(
-    pipeline: Pipeline, request: AnswerRequest, plan: Plan
+    pipeline: Pipeline, request: AnswerRequest, plan: Plan, slot: Slot
 ) -> tuple[Answer, OpenedStream]:
     """Store the question (if asked) and open a deployment; a failure to open undoes the
     stored question, so that a retry starts clean."""
@@ -78,6 +78,7 @@ async def _route(
         mcp_tools=plan.mcp_tools,
         hands_back_tools=request.hands_back_tools,
         prompt_chars=sum(len(m.content) for m in generation.messages),
+        slot=slot,
     )
     return answer, opened
 
@@ -97,5 +98,5 @@ async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
             return False
         return await pipeline.store.answer(answer, usage)
     finally:
-        pipeline.slots.release(answer.user_id)
+        await pipeline.slots.release(answer.slot)
         stream_ended()
