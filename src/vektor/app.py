@@ -335,6 +335,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Backend for AI-assistant platforms",
         lifespan=_lifespan(settings, stats),
         responses=COMMON_RESPONSES,
+        docs_url=None,  # served with security headers by monitoring's router
+        redoc_url=None,
         telemetry=None
         if settings.otel_enabled
         else {"tracing": False, "metrics": False, "logs": False},

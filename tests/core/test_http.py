@@ -3,6 +3,7 @@
 import json
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from loguru import logger
 
@@ -143,3 +144,18 @@ async def test_log_lines_are_written_by_a_thread_in_order():
         logger.remove(sink_id)  # writes what is queued first
     assert written[-1] == "last\n"
     writer.stop()
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/redoc"])
+async def test_pages_carry_security_headers(client, path):
+    page = await client.get(path)
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    policy = dict(
+        part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert "'sha256-" in policy["script-src"] or path == "/redoc"  # ReDoc has no inline script

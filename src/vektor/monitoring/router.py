@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from vektor import __version__
@@ -19,20 +21,65 @@ from vektor.auth.dependencies import AdminUser
 from vektor.core.access import declared_access
 from vektor.core.errors import Unauthorized
 from vektor.core.metrics import STREAMS, TOKEN_TOTALS, exposition
+from vektor.core.pages import secure_page
 from vektor.llm.providers import provider_names
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 from vektor.state import app_state
 
 router = APIRouter(tags=["system"])
 DASHBOARD = Path(__file__).parent / "static" / "dashboard.html"
+TITLE = "Vektor"
+OPENAPI = "/openapi.json"
+# The API docs load Swagger UI and ReDoc from their CDN, and ReDoc styles itself inline.
+_CDN = "https://cdn.jsdelivr.net"
+_DOCS_SOURCES = {
+    "script-src": [_CDN],
+    "style-src": [_CDN, "https://fonts.googleapis.com", "'unsafe-inline'"],
+    "font-src": ["https://fonts.gstatic.com"],
+    "img-src": ["'self'", "data:", _CDN, "https://fastapi.tiangolo.com"],
+    "worker-src": ["blob:"],
+}
+PAGE_SOURCES: dict[str, dict[str, list[str]]] = {"docs": _DOCS_SOURCES, "redoc": _DOCS_SOURCES}
 DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "The database is unreachable"}}
 _process = psutil.Process(os.getpid())
 
 
+_pages: dict[str, str] = {}  # rendered once, on first use
+
+
+def _html(response: HTMLResponse) -> str:
+    return bytes(response.body).decode()
+
+
+async def _page(name: str, render: Callable[[], str]) -> HTMLResponse:
+    html = _pages.get(name)
+    if html is None:
+        html = _pages[name] = await asyncio.to_thread(render)
+    return secure_page(html, PAGE_SOURCES.get(name))
+
+
 @router.get("/", include_in_schema=False)
-async def dashboard() -> FileResponse:
+async def dashboard() -> HTMLResponse:
     """The live dashboard: a static page that signs in and polls /api/status."""
-    return FileResponse(DASHBOARD, media_type="text/html; charset=utf-8")
+    return await _page("dashboard", lambda: DASHBOARD.read_text(encoding="utf-8"))
+
+
+@router.get("/docs", include_in_schema=False)
+async def swagger_ui() -> HTMLResponse:
+    """Swagger UI for /openapi.json."""
+    return await _page(
+        "docs",
+        lambda: _html(get_swagger_ui_html(openapi_url=OPENAPI, title=f"{TITLE} — Swagger UI")),
+    )
+
+
+@router.get("/redoc", include_in_schema=False)
+async def redoc() -> HTMLResponse:
+    """ReDoc for /openapi.json."""
+    return await _page(
+        "redoc",
+        lambda: _html(get_redoc_html(openapi_url=OPENAPI, title=f"{TITLE} — ReDoc")),
+    )
 
 
 @router.get("/health", operation_id="health", responses=DOWN)
