@@ -15,6 +15,13 @@ from vektor.chat.repository import CONVERSATION, MESSAGE
 from vektor.sync.models import Backup
 from vektor.users.models import Preference
 
+# Ids bound per IN list: asyncpg takes at most 32,767 parameters in a statement, SQLite 32,766.
+IN_CHUNK = 5000
+
+
+def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
+    return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
 
 class DeviceSessionRepository:
     """A user's devices and active sessions."""
@@ -131,12 +138,13 @@ class SnapshotReader:
 
     async def messages(self, conversation_ids: list[uuid.UUID]) -> Sequence[Row[Any]]:
         """Messages of some conversations, in order."""
-        result = await self.connection.execute(
-            select(MESSAGE)
-            .where(MESSAGE.c.conversation_id.in_(conversation_ids))
-            .order_by(MESSAGE.c.seq)
-        )
-        return result.all()
+        rows: list[Row[Any]] = []
+        for chunk in _chunks(conversation_ids):
+            result = await self.connection.execute(
+                select(MESSAGE).where(MESSAGE.c.conversation_id.in_(chunk)).order_by(MESSAGE.c.seq)
+            )
+            rows.extend(result.all())
+        return rows
 
 
 class RestoreWriter:
@@ -147,23 +155,32 @@ class RestoreWriter:
 
     async def owners(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         """Conversation id → owner, for the ids that exist."""
-        result = await self.session.execute(
-            select(CONVERSATION.c.id, CONVERSATION.c.user_id).where(CONVERSATION.c.id.in_(ids))
-        )
-        return {row[0]: row[1] for row in result.all()}
+        found: dict[uuid.UUID, uuid.UUID] = {}
+        for chunk in _chunks(ids):
+            result = await self.session.execute(
+                select(CONVERSATION.c.id, CONVERSATION.c.user_id).where(
+                    CONVERSATION.c.id.in_(chunk)
+                )
+            )
+            found.update((row[0], row[1]) for row in result.all())
+        return found
 
     async def existing_messages(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Which message ids exist."""
-        result = await self.session.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(ids)))
-        return {row[0] for row in result.all()}
+        found: set[uuid.UUID] = set()
+        for chunk in _chunks(ids):
+            result = await self.session.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(chunk)))
+            found.update(row[0] for row in result.all())
+        return found
 
     async def delete_conversations(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
         """Delete some of the user's conversations."""
-        await self.session.execute(
-            delete(CONVERSATION).where(
-                CONVERSATION.c.user_id == user_id, CONVERSATION.c.id.in_(ids)
+        for chunk in _chunks(ids):
+            await self.session.execute(
+                delete(CONVERSATION).where(
+                    CONVERSATION.c.user_id == user_id, CONVERSATION.c.id.in_(chunk)
+                )
             )
-        )
 
     async def insert(
         self, conversations: list[dict[str, Any]], messages: list[dict[str, Any]]
