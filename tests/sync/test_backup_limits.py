@@ -1,12 +1,16 @@
 """Backups and restores at the sizes and rates that once broke them."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import insert
 
 from tests.conftest import scripted
-from tests.sync.test_backup import build_backup, upload
+from tests.sync.test_backup import backup, build_backup, upload
+from vektor.chat.models import Conversation, Message
+from vektor.sync.backups import backup_path
 
 
 @pytest.fixture
@@ -39,3 +43,88 @@ async def test_restore_of_a_batch_past_the_drivers_parameter_limit(chat):
     listing = (await chat.client.get("/chat/history", headers=chat.headers)).json()
     assert len(listing) == 2
     assert all(row["message_count"] == 17_000 for row in listing)
+
+
+async def seed(chat, conversations=5000):
+    """Enough conversations that a backup of them takes a while; returns the user id."""
+    user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "title": f"c{i}",
+            "model": "m",
+            "message_count": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(conversations)
+    ]
+    messages = [
+        {
+            "id": uuid.uuid4(),
+            "conversation_id": row["id"],
+            "role": "user",
+            "content": "x" * 200,
+            "created_at": now,
+        }
+        for row in rows
+    ]
+    async with chat.app.state.vektor.sessionmaker() as session:
+        await session.execute(insert(Conversation), rows)
+        await session.execute(insert(Message), messages)
+        await session.commit()
+    return user_id
+
+
+async def settle(chat, headers):
+    """Wait until none of the user's backups is in progress."""
+    for _ in range(1000):
+        listing = (await chat.client.get("/sync/backups", headers=headers)).json()
+        if all(b["status"] != "in_progress" for b in listing):
+            return listing
+        await asyncio.sleep(0.02)
+    raise AssertionError("a backup never ended")
+
+
+async def test_one_backup_or_restore_per_user_across_instances(chat_harness, upstream):
+    first = await chat_harness([scripted(upstream)])
+    second = await chat_harness([scripted(upstream)])  # another instance, same database
+    earlier = await backup(first)
+    await seed(first)
+    clients = [first.client, second.client] * 3
+    answers = await asyncio.gather(
+        *(client.post("/sync/backup", headers=first.headers) for client in clients)
+    )
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409, 409, 409]
+    running = next(a.json()["task_id"] for a in answers if a.status_code == 202)
+    restore = await second.client.post("/sync/restore", json={}, headers=first.headers)
+    upload_restore = await upload(second, build_backup([]), headers=first.headers)
+    status = (await first.client.get(f"/sync/backup/{running}", headers=first.headers)).json()
+    assert status["status"] == "in_progress"  # the refusals above came while it ran
+    assert restore.status_code == 409
+    assert upload_restore.status_code == 409
+    listing = await settle(first, first.headers)
+    assert [b["status"] for b in listing] == ["completed", "completed"]
+    assert listing[1]["task_id"] == earlier["task_id"]
+    # Another user is not held up, and the lock is free once the job has ended.
+    assert (await second.client.post("/sync/backup", headers=second.headers)).status_code == 202
+    assert (
+        await second.client.post("/sync/restore", json={}, headers=first.headers)
+    ).status_code == 200
+
+
+async def test_only_the_newest_backups_are_kept(chat_harness, upstream):
+    chat = await chat_harness([scripted(upstream)], max_backups_per_user=2)
+    user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
+    made = [(await backup(chat))["task_id"] for _ in range(3)]
+    listing = (await chat.client.get("/sync/backups", headers=chat.headers)).json()
+    assert [b["task_id"] for b in listing] == made[:0:-1]
+    backup_dir = chat.app.state.vektor.settings.backup_dir
+    assert not backup_path(backup_dir, user_id, uuid.UUID(made[0])).exists()
+    assert sorted(p.name for p in (backup_dir / str(user_id)).iterdir()) == sorted(
+        f"{task}.vkb" for task in made[1:]
+    )
+    old = await chat.client.get(f"/sync/backup/{made[0]}", headers=chat.headers)
+    assert old.status_code == 404

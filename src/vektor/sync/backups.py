@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vektor import __version__
 from vektor.core.database import create_engine, session_scope
 from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
+from vektor.sync.lock import release, take_lock, touch_lock
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
 
@@ -55,8 +56,10 @@ class BackupManager:
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         backup_dir: Path,
+        keep: int = 5,
     ) -> None:
         self.engine = engine
+        self.keep = keep
         self.sessionmaker = sessionmaker
         self.backup_dir = Path(backup_dir)
         # SQLite: a connection of its own, so a long snapshot never holds the app's one.
@@ -69,9 +72,11 @@ class BackupManager:
         self.owners: dict[uuid.UUID, uuid.UUID] = {}
 
     async def start(self, user_id: uuid.UUID) -> Backup:
-        """Record the job, then run it in the background."""
+        """Record the job under the user's lock (409 if one is held), then run it."""
+        backup = Backup(id=uuid.uuid4(), user_id=user_id)
         async for session in session_scope(self.sessionmaker):
-            backup = await BackupRepository(session).add(Backup(user_id=user_id))
+            await take_lock(session, user_id=user_id, kind="backup", job_id=backup.id)
+            await BackupRepository(session).add(backup)
         self.owners[backup.id] = user_id
         self.tasks[backup.id] = asyncio.create_task(self._run(backup.id, user_id))
         return backup
@@ -90,9 +95,22 @@ class BackupManager:
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
 
-    async def _update(self, backup_id: uuid.UUID, **values: Any) -> None:
+    async def _beat(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
         async for session in session_scope(self.sessionmaker):
-            await BackupRepository(session).update(backup_id, **values)
+            await BackupRepository(session).update(backup_id, heartbeat_at=datetime.now(UTC))
+            await touch_lock(session, user_id=user_id, job_id=backup_id)
+
+    async def _finish(self, backup_id: uuid.UUID, user_id: uuid.UUID, **values: Any) -> None:
+        """End the job and free the user's lock together; a completed one prunes old backups."""
+        pruned: list[uuid.UUID] = []
+        async for session in session_scope(self.sessionmaker):
+            repository = BackupRepository(session)
+            await repository.update(backup_id, **values)
+            await release(session, user_id=user_id, job_id=backup_id)
+            if values["status"] == "completed":
+                pruned = await repository.prune(user_id, self.keep)
+        for old in pruned:  # rows first: a file without its row is never listed
+            await asyncio.to_thread(backup_path(self.backup_dir, user_id, old).unlink, True)
 
     async def cancel_user(self, user_id: uuid.UUID) -> None:
         """Stop the user's running jobs (the account is going away)."""
@@ -108,8 +126,9 @@ class BackupManager:
             writer = await asyncio.to_thread(ArchiveWriter, path)
             await self._snapshot(backup_id, user_id, writer)
             size, digest = await asyncio.to_thread(writer.finish)
-            await self._update(
+            await self._finish(
                 backup_id,
+                user_id,
                 status="completed",
                 file_name=path.name,
                 size_bytes=size,
@@ -122,7 +141,9 @@ class BackupManager:
         except asyncio.CancelledError:
             if writer is not None:
                 await asyncio.to_thread(writer.abort)
-            await asyncio.shield(self._update(backup_id, status="failed", error="interrupted"))
+            await asyncio.shield(
+                self._finish(backup_id, user_id, status="failed", error="interrupted")
+            )
             raise
         except Exception as exc:  # any failure ends the job as failed, with its reason
             logger.exception("backup {} failed", backup_id)
@@ -130,7 +151,7 @@ class BackupManager:
                 if writer is not None:
                     await asyncio.to_thread(writer.abort)
             finally:
-                await self._update(backup_id, status="failed", error=type(exc).__name__)
+                await self._finish(backup_id, user_id, status="failed", error=type(exc).__name__)
         finally:
             self.tasks.pop(backup_id, None)
             self.owners.pop(backup_id, None)
@@ -171,7 +192,7 @@ class BackupManager:
                 while page := await reader.conversations(user_id, after, PAGE):
                     after = page[-1].seq
                     await asyncio.to_thread(writer.write, await self._records(reader, page))
-                    await self._update(backup_id, heartbeat_at=datetime.now(UTC))
+                    await self._beat(backup_id, user_id)
 
     @staticmethod
     async def _records(reader: SnapshotReader, page: Any) -> list[dict[str, Any]]:

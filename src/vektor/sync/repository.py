@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from vektor.auth.models import Device, User, UserSession
 from vektor.chat.repository import CONVERSATION, MESSAGE
-from vektor.sync.models import Backup
+from vektor.sync.models import Backup, SyncLock
 from vektor.users.models import Preference
 
 # Ids bound per IN list: asyncpg takes at most 32,767 parameters in a statement, SQLite 32,766.
@@ -94,12 +94,68 @@ class BackupRepository:
         """Change a job's fields."""
         await self.session.execute(update(Backup).where(Backup.id == backup_id).values(**values))
 
+    async def exists(self, backup_id: uuid.UUID) -> bool:
+        """Whether the job's row is still there (it goes with its account)."""
+        result = await self.session.execute(select(Backup.id).where(Backup.id == backup_id))
+        return result.first() is not None
+
+    async def prune(self, user_id: uuid.UUID, keep: int) -> list[uuid.UUID]:
+        """Delete all but the newest `keep` completed backups, and failed ones past them."""
+        result = await self.session.execute(
+            select(Backup.id, Backup.status)
+            .where(Backup.user_id == user_id, Backup.status != "in_progress")
+            .order_by(Backup.created_at.desc(), Backup.id)
+        )
+        rows = result.all()
+        completed = [row.id for row in rows if row.status == "completed"]
+        kept = set(completed[:keep]) | {row.id for row in rows[:keep]}
+        gone = [row.id for row in rows if row.id not in kept]
+        for chunk in _chunks(gone):
+            await self.session.execute(delete(Backup).where(Backup.id.in_(chunk)))
+        return gone
+
     async def fail_stale(self, before: datetime) -> None:
         """Jobs whose heartbeat stopped before `before` were interrupted."""
         await self.session.execute(
             update(Backup)
             .where(Backup.status == "in_progress", Backup.heartbeat_at < before)
             .values(status="failed", error="interrupted")
+        )
+
+
+class SyncLockRepository:
+    """The per-user lock that lets one backup or restore run at a time."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def take(
+        self, user_id: uuid.UUID, kind: str, job_id: uuid.UUID, stale_before: datetime
+    ) -> None:
+        """Clear a dead process's lock, then insert ours (IntegrityError if one is held)."""
+        await self.session.execute(
+            delete(SyncLock).where(
+                SyncLock.user_id == user_id, SyncLock.heartbeat_at < stale_before
+            )
+        )
+        await self.session.execute(
+            insert(SyncLock).values(
+                user_id=user_id, kind=kind, job_id=job_id, heartbeat_at=datetime.now(UTC)
+            )
+        )
+
+    async def touch(self, user_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Move the heartbeat of our lock."""
+        await self.session.execute(
+            update(SyncLock)
+            .where(SyncLock.user_id == user_id, SyncLock.job_id == job_id)
+            .values(heartbeat_at=datetime.now(UTC))
+        )
+
+    async def release(self, user_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Drop our lock (never another job's)."""
+        await self.session.execute(
+            delete(SyncLock).where(SyncLock.user_id == user_id, SyncLock.job_id == job_id)
         )
 
 

@@ -16,6 +16,7 @@ from vektor.core.errors import Invalid, NotFound
 from vektor.core.events import RESYNC, EventBus
 from vektor.sync.archive import BackupInvalid, verify
 from vektor.sync.backups import backup_path
+from vektor.sync.lock import user_job
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, DeviceSessionRepository
 from vektor.sync.restore import RestoreConflict, apply_backup
@@ -112,17 +113,33 @@ async def restore(
     if backup is None:
         raise NotFound("No completed backup to restore")
     path = completed_file(backup, backup_dir)
-    return await restore_file(
-        sessionmaker=sessionmaker,
-        events=events,
-        user_id=user_id,
-        path=path,
-        mode=mode,
-        expected_sha256=backup.sha256,
-    )
+    async with user_job(sessionmaker, user_id=user_id, kind="restore"):
+        return await _apply_file(
+            sessionmaker=sessionmaker,
+            events=events,
+            user_id=user_id,
+            path=path,
+            mode=mode,
+            expected_sha256=backup.sha256,
+        )
 
 
 async def restore_file(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    events: EventBus,
+    user_id: uuid.UUID,
+    path: Path,
+    mode: str,
+) -> int:
+    """Restore an uploaded file, unless a backup or restore of the user is running (409)."""
+    async with user_job(sessionmaker, user_id=user_id, kind="restore"):
+        return await _apply_file(
+            sessionmaker=sessionmaker, events=events, user_id=user_id, path=path, mode=mode
+        )
+
+
+async def _apply_file(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     events: EventBus,
