@@ -128,3 +128,24 @@ async def test_only_the_newest_backups_are_kept(chat_harness, upstream):
     )
     old = await chat.client.get(f"/sync/backup/{made[0]}", headers=chat.headers)
     assert old.status_code == 404
+
+
+async def test_account_deleted_on_another_instance_leaves_no_backup_behind(
+    chat_harness, upstream, tmp_path
+):
+    # The job runs on an instance with a disk of its own: only the job can clean up there.
+    here = await chat_harness([scripted(upstream)])
+    there = await chat_harness([scripted(upstream)], backup_dir=tmp_path / "other-disk")
+    user_id = await seed(here)
+    job = await there.client.post("/sync/backup", headers=here.headers)
+    assert job.status_code == 202
+    folder = there.app.state.vektor.settings.backup_dir / str(user_id)
+    for _ in range(500):  # the job has begun writing
+        if folder.exists():
+            break
+        await asyncio.sleep(0.01)
+    assert (await here.client.delete("/users/me", headers=here.headers)).status_code == 204
+    tasks = list(there.app.state.vektor.backups.tasks.values())
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert not folder.exists()
+    assert (await here.client.get("/sync/backups", headers=here.headers)).status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -103,12 +104,20 @@ class BackupManager:
     async def _finish(self, backup_id: uuid.UUID, user_id: uuid.UUID, **values: Any) -> None:
         """End the job and free the user's lock together; a completed one prunes old backups."""
         pruned: list[uuid.UUID] = []
+        alive = True
         async for session in session_scope(self.sessionmaker):
             repository = BackupRepository(session)
-            await repository.update(backup_id, **values)
+            alive = await repository.update(backup_id, **values)
             await release(session, user_id=user_id, job_id=backup_id)
             if values["status"] == "completed":
                 pruned = await repository.prune(user_id, self.keep)
+        if not alive:
+            # The account was deleted while the job ran, perhaps on another instance whose
+            # clean-up came before this file (or this folder) was written: remove them here.
+            folder = self.backup_dir / str(user_id)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            logger.info("backup {} dropped: its account was deleted", backup_id)
+            return
         for old in pruned:  # rows first: a file without its row is never listed
             await asyncio.to_thread(backup_path(self.backup_dir, user_id, old).unlink, True)
 

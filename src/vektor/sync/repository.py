@@ -90,14 +90,12 @@ class BackupRepository:
         )
         return result.scalar_one_or_none()
 
-    async def update(self, backup_id: uuid.UUID, **values: Any) -> None:
-        """Change a job's fields."""
-        await self.session.execute(update(Backup).where(Backup.id == backup_id).values(**values))
-
-    async def exists(self, backup_id: uuid.UUID) -> bool:
-        """Whether the job's row is still there (it goes with its account)."""
-        result = await self.session.execute(select(Backup.id).where(Backup.id == backup_id))
-        return result.first() is not None
+    async def update(self, backup_id: uuid.UUID, **values: Any) -> bool:
+        """Change a job's fields; False when its row is gone (with its account)."""
+        result = await self.session.execute(
+            update(Backup).where(Backup.id == backup_id).values(**values)
+        )
+        return getattr(result, "rowcount", 0) == 1
 
     async def prune(self, user_id: uuid.UUID, keep: int) -> list[uuid.UUID]:
         """Delete all but the newest `keep` completed backups, and failed ones past them."""
