@@ -157,7 +157,11 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         upstream_session=upstream,
         http_client=http,
         backups=BackupManager(
-            engine, sessionmaker, settings.backup_dir, keep=settings.max_backups_per_user
+            engine,
+            sessionmaker,
+            settings.backup_dir,
+            keep=settings.max_backups_per_user,
+            workers=settings.backup_workers,
         ),
         started_at=time.time(),
         **answering,

@@ -1,13 +1,14 @@
 """Backups and restores at the sizes and rates that once broke them."""
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert
 
-from tests.conftest import scripted
+from tests.conftest import bearer, login, register, scripted
 from tests.sync.test_backup import backup, build_backup, upload
 from vektor.chat.models import Conversation, Message
 from vektor.sync.backups import backup_path
@@ -45,9 +46,10 @@ async def test_restore_of_a_batch_past_the_drivers_parameter_limit(chat):
     assert all(row["message_count"] == 17_000 for row in listing)
 
 
-async def seed(chat, conversations=5000):
+async def seed(chat, conversations=5000, headers=None):
     """Enough conversations that a backup of them takes a while; returns the user id."""
-    user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
+    me = await chat.client.get("/users/me", headers=headers or chat.headers)
+    user_id = uuid.UUID(me.json()["id"])
     now = datetime.now(UTC)
     rows = [
         {
@@ -149,3 +151,32 @@ async def test_account_deleted_on_another_instance_leaves_no_backup_behind(
     await asyncio.gather(*tasks, return_exceptions=True)
     assert not folder.exists()
     assert (await here.client.get("/sync/backups", headers=here.headers)).status_code == 401
+
+
+async def test_backups_of_many_users_leave_requests_their_connections(chat_harness, upstream):
+    chat = await chat_harness(
+        [scripted(upstream)], db_pool_size=2, db_max_overflow=0, backup_workers=1
+    )
+    users = [chat.headers]
+    for name in ("bob", "carol", "dave"):
+        await register(chat.client, name)
+        users.append(bearer(await login(chat.client, name)))
+    for headers in users:
+        await seed(chat, 5000, headers)
+    started = await asyncio.gather(*(chat.client.post("/sync/backup", headers=h) for h in users))
+    assert [s.status_code for s in started] == [202] * 4
+    slowest, probes = 0.0, 0
+    last = f"/sync/backup/{started[-1].json()['task_id']}"
+    while True:  # while the jobs run, requests find a connection at once
+        began = time.monotonic()
+        me = await chat.client.get("/users/me", headers=chat.headers)
+        status = await chat.client.get(last, headers=users[-1])
+        slowest = max(slowest, time.monotonic() - began)
+        assert (me.status_code, status.status_code) == (200, 200)
+        if status.json()["status"] != "in_progress":
+            break
+        probes += 1
+    assert probes >= 3
+    assert slowest < 1.0
+    for headers in users:
+        assert [b["status"] for b in await settle(chat, headers)] == ["completed"]

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from vektor import __version__
 from vektor.core.database import create_engine, session_scope
 from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
-from vektor.sync.lock import release, take_lock, touch_lock
+from vektor.sync.lock import BEAT_EVERY_S, release, take_lock, touch_lock
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
 
@@ -58,17 +58,21 @@ class BackupManager:
         sessionmaker: async_sessionmaker[AsyncSession],
         backup_dir: Path,
         keep: int = 5,
+        workers: int = 2,
     ) -> None:
         self.engine = engine
         self.keep = keep
         self.sessionmaker = sessionmaker
         self.backup_dir = Path(backup_dir)
-        # SQLite: a connection of its own, so a long snapshot never holds the app's one.
-        self.read_engine = (
-            _snapshot_engine(engine.url.render_as_string(hide_password=False))
-            if engine.dialect.name == "sqlite"
-            else engine
-        )
+        # Snapshots read through an engine of their own, `workers` connections at most, so
+        # however many jobs wait their turn, requests keep the app's pool (and on SQLite,
+        # its one connection).
+        url = engine.url.render_as_string(hide_password=False)
+        if engine.dialect.name == "sqlite":
+            self.read_engine, workers = _snapshot_engine(url), 1
+        else:
+            self.read_engine = create_engine(url, pool_size=workers, max_overflow=0)
+        self.slots = asyncio.Semaphore(workers)
         self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.owners: dict[uuid.UUID, uuid.UUID] = {}
 
@@ -93,13 +97,22 @@ class BackupManager:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        await self.read_engine.dispose()
 
     async def _beat(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
         async for session in session_scope(self.sessionmaker):
             await BackupRepository(session).update(backup_id, heartbeat_at=datetime.now(UTC))
             await touch_lock(session, user_id=user_id, job_id=backup_id)
+
+    async def _wait_turn(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Wait for a free snapshot connection, showing meanwhile that the job is alive."""
+        while True:
+            try:
+                async with asyncio.timeout(BEAT_EVERY_S):
+                    await self.slots.acquire()
+                    return
+            except TimeoutError:
+                await self._beat(backup_id, user_id)
 
     async def _finish(self, backup_id: uuid.UUID, user_id: uuid.UUID, **values: Any) -> None:
         """End the job and free the user's lock together; a completed one prunes old backups."""
@@ -132,8 +145,12 @@ class BackupManager:
         path = backup_path(self.backup_dir, user_id, backup_id)
         writer: ArchiveWriter | None = None
         try:
-            writer = await asyncio.to_thread(ArchiveWriter, path)
-            await self._snapshot(backup_id, user_id, writer)
+            await self._wait_turn(backup_id, user_id)
+            try:
+                writer = await asyncio.to_thread(ArchiveWriter, path)
+                await self._snapshot(backup_id, user_id, writer)
+            finally:
+                self.slots.release()
             size, digest = await asyncio.to_thread(writer.finish)
             await self._finish(
                 backup_id,
