@@ -6,12 +6,12 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from tests.conftest import bearer, login, register, scripted
 from tests.sync.test_backup import backup, build_backup, upload
 from vektor.chat.models import Conversation, Message
-from vektor.sync.backups import backup_path
+from vektor.sync.backups import MESSAGES_PER_READ, backup_path
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def test_restore_of_a_batch_past_the_drivers_parameter_limit(chat):
     assert all(row["message_count"] == 17_000 for row in listing)
 
 
-async def seed(chat, conversations=5000, headers=None):
+async def seed(chat, conversations=5000, headers=None, messages=1):
     """Enough conversations that a backup of them takes a while; returns the user id."""
     me = await chat.client.get("/users/me", headers=headers or chat.headers)
     user_id = uuid.UUID(me.json()["id"])
@@ -57,7 +57,7 @@ async def seed(chat, conversations=5000, headers=None):
             "user_id": user_id,
             "title": f"c{i}",
             "model": "m",
-            "message_count": 1,
+            "message_count": messages,
             "created_at": now,
             "updated_at": now,
         }
@@ -72,6 +72,7 @@ async def seed(chat, conversations=5000, headers=None):
             "created_at": now,
         }
         for row in rows
+        for _ in range(messages)
     ]
     async with chat.app.state.vektor.sessionmaker() as session:
         await session.execute(insert(Conversation), rows)
@@ -180,3 +181,23 @@ async def test_backups_of_many_users_leave_requests_their_connections(chat_harne
     assert slowest < 1.0
     for headers in users:
         assert [b["status"] for b in await settle(chat, headers)] == ["completed"]
+
+
+async def test_a_backup_reads_messages_a_bounded_part_at_a_time(chat):
+    # 50 conversations of 400 messages: all on one page of conversations, 20,000 messages.
+    await seed(chat, 50, messages=400)
+    bound: list[int] = []
+
+    def count(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().startswith("SELECT") and "FROM message" in statement:
+            bound.append(len(parameters))
+
+    engine = chat.app.state.vektor.backups.read_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        status = await backup(chat)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert status["messages"] == 20_000
+    assert len(bound) >= 4
+    assert max(bound) * 400 <= MESSAGES_PER_READ  # conversations bound per read

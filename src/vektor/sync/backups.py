@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
 
 PAGE = 500
+# Messages read at once: a page's conversations are read in parts of about this many
+# messages (by their counters), so memory stays bounded whatever their length.
+MESSAGES_PER_READ = 5000
 STALE_AFTER = timedelta(seconds=60)
 
 
@@ -217,8 +221,9 @@ class BackupManager:
                 after = 0
                 while page := await reader.conversations(user_id, after, PAGE):
                     after = page[-1].seq
-                    await asyncio.to_thread(writer.write, await self._records(reader, page))
-                    await self._beat(backup_id, user_id)
+                    for part in _by_messages(page):
+                        await asyncio.to_thread(writer.write, await self._records(reader, part))
+                        await self._beat(backup_id, user_id)
 
     @staticmethod
     async def _records(reader: SnapshotReader, page: Any) -> list[dict[str, Any]]:
@@ -248,6 +253,20 @@ class BackupManager:
             }
             for c in page
         ]
+
+
+def _by_messages(page: Sequence[Any]) -> Iterator[list[Any]]:
+    """Split a page of conversations into parts of at most MESSAGES_PER_READ messages."""
+    part: list[Any] = []
+    count = 0
+    for conversation in page:
+        if part and count + conversation.message_count > MESSAGES_PER_READ:
+            yield part
+            part, count = [], 0
+        part.append(conversation)
+        count += conversation.message_count
+    if part:
+        yield part
 
 
 def _iso(value: datetime) -> str:
