@@ -3,7 +3,7 @@
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, insert
@@ -12,6 +12,7 @@ from tests.conftest import bearer, login, register, scripted
 from tests.sync.test_backup import backup, build_backup, upload
 from vektor.chat.models import Conversation, Message
 from vektor.sync.backups import MESSAGES_PER_READ, backup_path
+from vektor.sync.models import SyncLock
 
 
 @pytest.fixture
@@ -201,3 +202,23 @@ async def test_a_backup_reads_messages_a_bounded_part_at_a_time(chat):
     assert status["messages"] == 20_000
     assert len(bound) >= 4
     assert max(bound) * 400 <= MESSAGES_PER_READ  # conversations bound per read
+
+
+@pytest.mark.parametrize(("age", "expected"), [(timedelta(0), 409), (timedelta(minutes=5), 202)])
+async def test_a_lock_left_by_a_dead_process_expires(chat, age, expected):
+    # A lock row as another process leaves it: alive (fresh heartbeat) or dead (stale).
+    user_id = uuid.UUID((await chat.client.get("/users/me", headers=chat.headers)).json()["id"])
+    async with chat.app.state.vektor.sessionmaker() as session:
+        session.add(
+            SyncLock(
+                user_id=user_id,
+                kind="restore",
+                job_id=uuid.uuid4(),
+                heartbeat_at=datetime.now(UTC) - age,
+            )
+        )
+        await session.commit()
+    started = await chat.client.post("/sync/backup", headers=chat.headers)
+    assert started.status_code == expected
+    if expected == 409:
+        assert started.json()["detail"] == "A backup or restore of this account is already running"
