@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vektor import __version__
-from vektor.core.database import create_engine, session_scope
+from vektor.core.database import create_engine, create_sessionmaker, session_scope
 from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
 from vektor.sync.lock import BEAT_EVERY_S, release, take_lock, touch_lock
 from vektor.sync.models import Backup
@@ -48,6 +49,14 @@ def _snapshot_engine(url: str) -> AsyncEngine:
     return engine
 
 
+@dataclass(frozen=True)
+class JobBudget:
+    """Where restores write: sessions outside the app's pool, `slots` of them at a time."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    slots: asyncio.Semaphore
+
+
 def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
     """Where a backup's file lives: one folder per user."""
     return Path(backup_dir) / str(user_id) / f"{backup_id}.vkb"
@@ -73,9 +82,16 @@ class BackupManager:
         # its one connection).
         url = engine.url.render_as_string(hide_password=False)
         if engine.dialect.name == "sqlite":
-            self.read_engine, workers = _snapshot_engine(url), 1
+            # Restores write through the app's one connection: SQLite has one writer anyway.
+            self.read_engine = _snapshot_engine(url)
+            self.restores = JobBudget(sessionmaker, asyncio.Semaphore(workers))
+            workers = 1
         else:
-            self.read_engine = create_engine(url, pool_size=workers, max_overflow=0)
+            # Room for `workers` snapshots and `workers` restores at once, never more.
+            self.read_engine = create_engine(url, pool_size=2 * workers, max_overflow=0)
+            self.restores = JobBudget(
+                create_sessionmaker(self.read_engine), asyncio.Semaphore(workers)
+            )
         self.slots = asyncio.Semaphore(workers)
         self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.owners: dict[uuid.UUID, uuid.UUID] = {}

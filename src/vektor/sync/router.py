@@ -208,6 +208,7 @@ async def restore(
     """Restore a stored backup (JSON `{backup_id?, mode?}`) or an uploaded file (multipart)."""
     common: dict[str, Any] = {
         "sessionmaker": app_state(request).sessionmaker,
+        "budget": app_state(request).backups.restores,
         "events": events,
         "user_id": user.id,
     }
