@@ -156,7 +156,13 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         rate_limiter=RateLimiter(settings.redis_url, namespace=settings.redis_namespace),
         upstream_session=upstream,
         http_client=http,
-        backups=BackupManager(engine, sessionmaker, settings.backup_dir),
+        backups=BackupManager(
+            engine,
+            sessionmaker,
+            settings.backup_dir,
+            keep=settings.max_backups_per_user,
+            workers=settings.backup_workers,
+        ),
         started_at=time.time(),
         **answering,
     )

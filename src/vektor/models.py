@@ -4,7 +4,7 @@ from vektor.apikeys.models import ApiKey
 from vektor.auth.models import Device, RefreshToken, User, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
-from vektor.sync.models import Backup
+from vektor.sync.models import Backup, SyncLock
 from vektor.users.models import Preference
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "Message",
     "Preference",
     "RefreshToken",
+    "SyncLock",
     "User",
     "UserSession",
 ]

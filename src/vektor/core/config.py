@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     max_tool_rounds: int = Field(default=5, ge=0, le=50)
     tool_call_timeout_seconds: float = Field(default=60.0, gt=0)
     backup_dir: Path = Path("./backups")
+    # Completed backups kept per user; the oldest (file and row) goes when one more is made.
+    max_backups_per_user: int = Field(default=5, ge=1, le=1000)
+    # Backups that read, and restores that write, at once per process, each on a connection
+    # of their own outside DB_POOL_SIZE (PostgreSQL; SQLite reads one at a time); the rest
+    # wait their turn.
+    backup_workers: int = Field(default=2, ge=1, le=32)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     auto_migrate: bool = True

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,16 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vektor import __version__
-from vektor.core.database import create_engine, session_scope
+from vektor.core.database import create_engine, create_sessionmaker, session_scope
 from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
+from vektor.sync.lock import BEAT_EVERY_S, release, take_lock, touch_lock
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
 
 PAGE = 500
+# Messages read at once: a page's conversations are read in parts of about this many
+# messages (by their counters), so memory stays bounded whatever their length.
+MESSAGES_PER_READ = 5000
 STALE_AFTER = timedelta(seconds=60)
 
 
@@ -42,6 +49,14 @@ def _snapshot_engine(url: str) -> AsyncEngine:
     return engine
 
 
+@dataclass(frozen=True)
+class JobBudget:
+    """Where restores write: sessions outside the app's pool, `slots` of them at a time."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    slots: asyncio.Semaphore
+
+
 def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
     """Where a backup's file lives: one folder per user."""
     return Path(backup_dir) / str(user_id) / f"{backup_id}.vkb"
@@ -55,23 +70,38 @@ class BackupManager:
         engine: AsyncEngine,
         sessionmaker: async_sessionmaker[AsyncSession],
         backup_dir: Path,
+        keep: int = 5,
+        workers: int = 2,
     ) -> None:
         self.engine = engine
+        self.keep = keep
         self.sessionmaker = sessionmaker
         self.backup_dir = Path(backup_dir)
-        # SQLite: a connection of its own, so a long snapshot never holds the app's one.
-        self.read_engine = (
-            _snapshot_engine(engine.url.render_as_string(hide_password=False))
-            if engine.dialect.name == "sqlite"
-            else engine
-        )
+        # Snapshots read through an engine of their own, `workers` connections at most, so
+        # however many jobs wait their turn, requests keep the app's pool (and on SQLite,
+        # its one connection).
+        url = engine.url.render_as_string(hide_password=False)
+        if engine.dialect.name == "sqlite":
+            # Restores write through the app's one connection: SQLite has one writer anyway.
+            self.read_engine = _snapshot_engine(url)
+            self.restores = JobBudget(sessionmaker, asyncio.Semaphore(workers))
+            workers = 1
+        else:
+            # Room for `workers` snapshots and `workers` restores at once, never more.
+            self.read_engine = create_engine(url, pool_size=2 * workers, max_overflow=0)
+            self.restores = JobBudget(
+                create_sessionmaker(self.read_engine), asyncio.Semaphore(workers)
+            )
+        self.slots = asyncio.Semaphore(workers)
         self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.owners: dict[uuid.UUID, uuid.UUID] = {}
 
     async def start(self, user_id: uuid.UUID) -> Backup:
-        """Record the job, then run it in the background."""
+        """Record the job under the user's lock (409 if one is held), then run it."""
+        backup = Backup(id=uuid.uuid4(), user_id=user_id)
         async for session in session_scope(self.sessionmaker):
-            backup = await BackupRepository(session).add(Backup(user_id=user_id))
+            await take_lock(session, user_id=user_id, kind="backup", job_id=backup.id)
+            await BackupRepository(session).add(backup)
         self.owners[backup.id] = user_id
         self.tasks[backup.id] = asyncio.create_task(self._run(backup.id, user_id))
         return backup
@@ -87,12 +117,42 @@ class BackupManager:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        await self.read_engine.dispose()
 
-    async def _update(self, backup_id: uuid.UUID, **values: Any) -> None:
+    async def _beat(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
         async for session in session_scope(self.sessionmaker):
-            await BackupRepository(session).update(backup_id, **values)
+            await BackupRepository(session).update(backup_id, heartbeat_at=datetime.now(UTC))
+            await touch_lock(session, user_id=user_id, job_id=backup_id)
+
+    async def _wait_turn(self, backup_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Wait for a free snapshot connection, showing meanwhile that the job is alive."""
+        while True:
+            try:
+                async with asyncio.timeout(BEAT_EVERY_S):
+                    await self.slots.acquire()
+                    return
+            except TimeoutError:
+                await self._beat(backup_id, user_id)
+
+    async def _finish(self, backup_id: uuid.UUID, user_id: uuid.UUID, **values: Any) -> None:
+        """End the job and free the user's lock together; a completed one prunes old backups."""
+        pruned: list[uuid.UUID] = []
+        alive = True
+        async for session in session_scope(self.sessionmaker):
+            repository = BackupRepository(session)
+            alive = await repository.update(backup_id, **values)
+            await release(session, user_id=user_id, job_id=backup_id)
+            if values["status"] == "completed":
+                pruned = await repository.prune(user_id, self.keep)
+        if not alive:
+            # The account was deleted while the job ran, perhaps on another instance whose
+            # clean-up came before this file (or this folder) was written: remove them here.
+            folder = self.backup_dir / str(user_id)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            logger.info("backup {} dropped: its account was deleted", backup_id)
+            return
+        for old in pruned:  # rows first: a file without its row is never listed
+            await asyncio.to_thread(backup_path(self.backup_dir, user_id, old).unlink, True)
 
     async def cancel_user(self, user_id: uuid.UUID) -> None:
         """Stop the user's running jobs (the account is going away)."""
@@ -105,11 +165,16 @@ class BackupManager:
         path = backup_path(self.backup_dir, user_id, backup_id)
         writer: ArchiveWriter | None = None
         try:
-            writer = await asyncio.to_thread(ArchiveWriter, path)
-            await self._snapshot(backup_id, user_id, writer)
+            await self._wait_turn(backup_id, user_id)
+            try:
+                writer = await asyncio.to_thread(ArchiveWriter, path)
+                await self._snapshot(backup_id, user_id, writer)
+            finally:
+                self.slots.release()
             size, digest = await asyncio.to_thread(writer.finish)
-            await self._update(
+            await self._finish(
                 backup_id,
+                user_id,
                 status="completed",
                 file_name=path.name,
                 size_bytes=size,
@@ -122,7 +187,9 @@ class BackupManager:
         except asyncio.CancelledError:
             if writer is not None:
                 await asyncio.to_thread(writer.abort)
-            await asyncio.shield(self._update(backup_id, status="failed", error="interrupted"))
+            await asyncio.shield(
+                self._finish(backup_id, user_id, status="failed", error="interrupted")
+            )
             raise
         except Exception as exc:  # any failure ends the job as failed, with its reason
             logger.exception("backup {} failed", backup_id)
@@ -130,7 +197,7 @@ class BackupManager:
                 if writer is not None:
                     await asyncio.to_thread(writer.abort)
             finally:
-                await self._update(backup_id, status="failed", error=type(exc).__name__)
+                await self._finish(backup_id, user_id, status="failed", error=type(exc).__name__)
         finally:
             self.tasks.pop(backup_id, None)
             self.owners.pop(backup_id, None)
@@ -170,8 +237,9 @@ class BackupManager:
                 after = 0
                 while page := await reader.conversations(user_id, after, PAGE):
                     after = page[-1].seq
-                    await asyncio.to_thread(writer.write, await self._records(reader, page))
-                    await self._update(backup_id, heartbeat_at=datetime.now(UTC))
+                    for part in _by_messages(page):
+                        await asyncio.to_thread(writer.write, await self._records(reader, part))
+                        await self._beat(backup_id, user_id)
 
     @staticmethod
     async def _records(reader: SnapshotReader, page: Any) -> list[dict[str, Any]]:
@@ -201,6 +269,20 @@ class BackupManager:
             }
             for c in page
         ]
+
+
+def _by_messages(page: Sequence[Any]) -> Iterator[list[Any]]:
+    """Split a page of conversations into parts of at most MESSAGES_PER_READ messages."""
+    part: list[Any] = []
+    count = 0
+    for conversation in page:
+        if part and count + conversation.message_count > MESSAGES_PER_READ:
+            yield part
+            part, count = [], 0
+        part.append(conversation)
+        count += conversation.message_count
+    if part:
+        yield part
 
 
 def _iso(value: datetime) -> str:

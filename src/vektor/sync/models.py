@@ -31,3 +31,17 @@ class Backup(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Moved by the running job; a job whose heartbeat stops was interrupted.
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SyncLock(Base):
+    """The one backup or restore a user has running, seen by every instance."""
+
+    __tablename__ = "sync_lock"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # Moved while the job runs; a lock whose heartbeat stopped belongs to a dead process.
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, insert, select, update
@@ -12,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from vektor.auth.models import Device, User, UserSession
 from vektor.chat.repository import CONVERSATION, MESSAGE
-from vektor.sync.models import Backup
+from vektor.sync.models import Backup, SyncLock
 from vektor.users.models import Preference
+
+# Ids bound per IN list: asyncpg takes at most 32,767 parameters in a statement, SQLite 32,766.
+IN_CHUNK = 5000
+
+
+def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
+    return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
 
 
 class DeviceSessionRepository:
@@ -83,9 +90,27 @@ class BackupRepository:
         )
         return result.scalar_one_or_none()
 
-    async def update(self, backup_id: uuid.UUID, **values: Any) -> None:
-        """Change a job's fields."""
-        await self.session.execute(update(Backup).where(Backup.id == backup_id).values(**values))
+    async def update(self, backup_id: uuid.UUID, **values: Any) -> bool:
+        """Change a job's fields; False when its row is gone (with its account)."""
+        result = await self.session.execute(
+            update(Backup).where(Backup.id == backup_id).values(**values)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+    async def prune(self, user_id: uuid.UUID, keep: int) -> list[uuid.UUID]:
+        """Delete all but the newest `keep` completed backups, and failed ones past them."""
+        result = await self.session.execute(
+            select(Backup.id, Backup.status)
+            .where(Backup.user_id == user_id, Backup.status != "in_progress")
+            .order_by(Backup.created_at.desc(), Backup.id)
+        )
+        rows = result.all()
+        completed = [row.id for row in rows if row.status == "completed"]
+        kept = set(completed[:keep]) | {row.id for row in rows[:keep]}
+        gone = [row.id for row in rows if row.id not in kept]
+        for chunk in _chunks(gone):
+            await self.session.execute(delete(Backup).where(Backup.id.in_(chunk)))
+        return gone
 
     async def fail_stale(self, before: datetime) -> None:
         """Jobs whose heartbeat stopped before `before` were interrupted."""
@@ -93,6 +118,42 @@ class BackupRepository:
             update(Backup)
             .where(Backup.status == "in_progress", Backup.heartbeat_at < before)
             .values(status="failed", error="interrupted")
+        )
+
+
+class SyncLockRepository:
+    """The per-user lock that lets one backup or restore run at a time."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def take(
+        self, user_id: uuid.UUID, kind: str, job_id: uuid.UUID, stale_before: datetime
+    ) -> None:
+        """Clear a dead process's lock, then insert ours (IntegrityError if one is held)."""
+        await self.session.execute(
+            delete(SyncLock).where(
+                SyncLock.user_id == user_id, SyncLock.heartbeat_at < stale_before
+            )
+        )
+        await self.session.execute(
+            insert(SyncLock).values(
+                user_id=user_id, kind=kind, job_id=job_id, heartbeat_at=datetime.now(UTC)
+            )
+        )
+
+    async def touch(self, user_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Move the heartbeat of our lock."""
+        await self.session.execute(
+            update(SyncLock)
+            .where(SyncLock.user_id == user_id, SyncLock.job_id == job_id)
+            .values(heartbeat_at=datetime.now(UTC))
+        )
+
+    async def release(self, user_id: uuid.UUID, job_id: uuid.UUID) -> None:
+        """Drop our lock (never another job's)."""
+        await self.session.execute(
+            delete(SyncLock).where(SyncLock.user_id == user_id, SyncLock.job_id == job_id)
         )
 
 
@@ -131,12 +192,13 @@ class SnapshotReader:
 
     async def messages(self, conversation_ids: list[uuid.UUID]) -> Sequence[Row[Any]]:
         """Messages of some conversations, in order."""
-        result = await self.connection.execute(
-            select(MESSAGE)
-            .where(MESSAGE.c.conversation_id.in_(conversation_ids))
-            .order_by(MESSAGE.c.seq)
-        )
-        return result.all()
+        rows: list[Row[Any]] = []
+        for chunk in _chunks(conversation_ids):
+            result = await self.connection.execute(
+                select(MESSAGE).where(MESSAGE.c.conversation_id.in_(chunk)).order_by(MESSAGE.c.seq)
+            )
+            rows.extend(result.all())
+        return rows
 
 
 class RestoreWriter:
@@ -147,23 +209,32 @@ class RestoreWriter:
 
     async def owners(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
         """Conversation id → owner, for the ids that exist."""
-        result = await self.session.execute(
-            select(CONVERSATION.c.id, CONVERSATION.c.user_id).where(CONVERSATION.c.id.in_(ids))
-        )
-        return {row[0]: row[1] for row in result.all()}
+        found: dict[uuid.UUID, uuid.UUID] = {}
+        for chunk in _chunks(ids):
+            result = await self.session.execute(
+                select(CONVERSATION.c.id, CONVERSATION.c.user_id).where(
+                    CONVERSATION.c.id.in_(chunk)
+                )
+            )
+            found.update((row[0], row[1]) for row in result.all())
+        return found
 
     async def existing_messages(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Which message ids exist."""
-        result = await self.session.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(ids)))
-        return {row[0] for row in result.all()}
+        found: set[uuid.UUID] = set()
+        for chunk in _chunks(ids):
+            result = await self.session.execute(select(MESSAGE.c.id).where(MESSAGE.c.id.in_(chunk)))
+            found.update(row[0] for row in result.all())
+        return found
 
     async def delete_conversations(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
         """Delete some of the user's conversations."""
-        await self.session.execute(
-            delete(CONVERSATION).where(
-                CONVERSATION.c.user_id == user_id, CONVERSATION.c.id.in_(ids)
+        for chunk in _chunks(ids):
+            await self.session.execute(
+                delete(CONVERSATION).where(
+                    CONVERSATION.c.user_id == user_id, CONVERSATION.c.id.in_(chunk)
+                )
             )
-        )
 
     async def insert(
         self, conversations: list[dict[str, Any]], messages: list[dict[str, Any]]

@@ -37,6 +37,9 @@ from vektor.sync.schemas import (
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found"}}
+BUSY: dict[int | str, dict[str, Any]] = {
+    409: {"description": "A backup or restore of your account is already running"}
+}
 
 
 @router.get("/sessions", response_model=list[SessionRead], operation_id="sync_sessions")
@@ -127,6 +130,7 @@ async def changes(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BackupRead,
     operation_id="sync_backup",
+    responses=BUSY,
 )
 async def start_backup(request: Request, user: CurrentUser) -> BackupRead:
     """Start a backup of your profile, preferences and conversations."""
@@ -179,6 +183,7 @@ async def download(
     responses={
         404: {"description": "No such backup"},
         422: {"description": "The backup fails its checks"},
+        **BUSY,
     },
     openapi_extra={
         "requestBody": {
@@ -203,6 +208,7 @@ async def restore(
     """Restore a stored backup (JSON `{backup_id?, mode?}`) or an uploaded file (multipart)."""
     common: dict[str, Any] = {
         "sessionmaker": app_state(request).sessionmaker,
+        "budget": app_state(request).backups.restores,
         "events": events,
         "user_id": user.id,
     }

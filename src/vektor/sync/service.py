@@ -15,7 +15,8 @@ from vektor.core.database import session_scope
 from vektor.core.errors import Invalid, NotFound
 from vektor.core.events import RESYNC, EventBus
 from vektor.sync.archive import BackupInvalid, verify
-from vektor.sync.backups import backup_path
+from vektor.sync.backups import JobBudget, backup_path
+from vektor.sync.lock import user_job
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, DeviceSessionRepository
 from vektor.sync.restore import RestoreConflict, apply_backup
@@ -96,6 +97,7 @@ def completed_file(backup: Backup, backup_dir: Path) -> Path:
 async def restore(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
+    budget: JobBudget,
     events: EventBus,
     backup_dir: Path,
     user_id: uuid.UUID,
@@ -112,19 +114,36 @@ async def restore(
     if backup is None:
         raise NotFound("No completed backup to restore")
     path = completed_file(backup, backup_dir)
-    return await restore_file(
-        sessionmaker=sessionmaker,
-        events=events,
-        user_id=user_id,
-        path=path,
-        mode=mode,
-        expected_sha256=backup.sha256,
-    )
+    async with user_job(sessionmaker, user_id=user_id, kind="restore"):
+        return await _apply_file(
+            budget=budget,
+            events=events,
+            user_id=user_id,
+            path=path,
+            mode=mode,
+            expected_sha256=backup.sha256,
+        )
 
 
 async def restore_file(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
+    budget: JobBudget,
+    events: EventBus,
+    user_id: uuid.UUID,
+    path: Path,
+    mode: str,
+) -> int:
+    """Restore an uploaded file, unless a backup or restore of the user is running (409)."""
+    async with user_job(sessionmaker, user_id=user_id, kind="restore"):
+        return await _apply_file(
+            budget=budget, events=events, user_id=user_id, path=path, mode=mode
+        )
+
+
+async def _apply_file(
+    *,
+    budget: JobBudget,
     events: EventBus,
     user_id: uuid.UUID,
     path: Path,
@@ -137,8 +156,9 @@ async def restore_file(
     except BackupInvalid as exc:
         raise Invalid(f"Backup rejected: {exc}") from exc
     try:
-        async for session in session_scope(sessionmaker):
-            restored = await apply_backup(session, user_id=user_id, path=path, mode=mode)
+        async with budget.slots:
+            async for session in session_scope(budget.sessions):
+                restored = await apply_backup(session, user_id=user_id, path=path, mode=mode)
     except RestoreConflict as exc:
         raise Invalid(f"Backup rejected: {exc}") from exc
     except (IntegrityError, DataError, OverflowError) as exc:
