@@ -109,8 +109,17 @@ async def limit_auth_by_address(
     await limiter.hit(settings.rate_limit_auth, [("auth:ip", address)])
 
 
+async def limit_auth_by_account(
+    limiter: RateLimiterDep, settings: SettingsDep, principal: CurrentPrincipal
+) -> None:
+    """Count an attempt against the signed-in account, for routes that check its password or
+    tell whether an email or username is taken: a stolen token earns no unlimited guesses."""
+    await limiter.hit(settings.rate_limit_auth, [("auth:account", str(principal.user.id))])
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CallerId = Annotated[uuid.UUID, Depends(get_caller_id)]
 AdminUser = Annotated[User, Depends(get_admin_user)]
 AuthRateLimit = Depends(limit_auth_by_address)
+AccountRateLimit = Depends(limit_auth_by_account)
