@@ -1,5 +1,5 @@
 """Rate limits on login, register, refresh and the routes that check a password or tell
-whether an email is taken: per client address and per account."""
+whether an email is taken: per client address (an IPv6 client's /64) and per account."""
 
 import secrets
 import uuid
@@ -232,3 +232,45 @@ async def test_profile_email_probe_is_limited(limited):
         assert "retry-after" in probe.headers
     async with limited("10.6.0.4", headers) as client:  # another address, same account
         assert (await client.put("/users/me", json={"username": "grace"})).status_code == 429
+
+
+async def _login_from(limited, address, username, headers=None):
+    async with limited(address, headers) as client:
+        return (await _login(client, username)).status_code
+
+
+async def test_ipv6_clients_share_their_64(limited):
+    """One subscriber holds a whole /64: rotating inside it earns no new budget."""
+    inside = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:abcd::7", "2001:db8:1:2:ffff::9"]
+    codes = [await _login_from(limited, address, f"v6n{i}") for i, address in enumerate(inside)]
+    assert codes == [401, 401, 401, 429]
+    assert await _login_from(limited, "2001:db8:1:3::1", "v6other") == 401  # the next /64
+
+
+async def test_ipv4_mapped_ipv6_counts_by_full_address(limited):
+    codes = [await _login_from(limited, "::ffff:10.8.0.1", f"m{i}") for i in range(3)]
+    assert codes == [401, 401, 401]
+    assert await _login_from(limited, "10.8.0.1", "m3") == 429  # the same IPv4 client
+    assert await _login_from(limited, "::ffff:10.8.0.2", "m4") == 401  # not grouped by /64
+
+
+async def test_forwarded_ipv6_clients_share_their_64(database_url, tmp_path):
+    settings = make_settings(
+        database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("10.9.0.5", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            codes = [
+                (
+                    await client.post(
+                        "/auth/login",
+                        data={"username": f"x{i}", "password": "x"},
+                        headers={"X-Forwarded-For": f"2001:db8:7:7::{i + 1}"},
+                    )
+                ).status_code
+                for i in range(3)
+            ]
+        await empty_tables(app)
+    assert codes == [401, 401, 429]

@@ -16,6 +16,7 @@ from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
 from vektor.core.errors import Forbidden, Unauthorized
 from vektor.core.middleware import request_context
+from vektor.core.net import limit_key
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
 from vektor.state import app_state
 
@@ -105,8 +106,8 @@ async def get_admin_user(user: CurrentUser) -> User:
 async def limit_auth_by_address(
     limiter: RateLimiterDep, settings: SettingsDep, address: ClientAddress
 ) -> None:
-    """Count an auth attempt against the caller's address."""
-    await limiter.hit(settings.rate_limit_auth, [("auth:ip", address)])
+    """Count an auth attempt against the caller's address (an IPv6 caller's /64)."""
+    await limiter.hit(settings.rate_limit_auth, [("auth:ip", limit_key(address))])
 
 
 async def limit_auth_by_account(
