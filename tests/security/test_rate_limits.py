@@ -1,4 +1,5 @@
-"""Rate limits on login, register and refresh: per client address and per account."""
+"""Rate limits on login, register, refresh and the routes that check a password or tell
+whether an email is taken: per client address (an IPv6 client's /64) and per account."""
 
 import secrets
 import uuid
@@ -7,7 +8,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from tests.conftest import PASSWORD, empty_tables, make_settings
+from tests.conftest import PASSWORD, bearer, empty_tables, login, make_settings, register
 from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 from vektor.app import create_app
@@ -180,3 +181,96 @@ def test_served_app_ignores_forwarded_for_from_loopback(tmp_path, extra):
         stop(process)
     assert codes[:2] == [401, 401]
     assert codes[2] == 429
+
+
+async def _signed_in(limited, name, address):
+    """A new account's auth header; registering and logging in cost `address` two hits."""
+    async with limited(address) as client:
+        await register(client, name)
+        return bearer(await login(client, name))
+
+
+async def _change_password(limited, address, headers):
+    async with limited(address, headers) as client:
+        body = {"current_password": "wrong-pass-1", "new_password": "another-pass-1"}
+        return await client.post("/users/change-password", json=body)
+
+
+async def test_change_password_limited_per_account(limited):
+    """A stolen token earns no unlimited password guesses (nor bcrypt rounds), whatever the
+    address it is used from."""
+    headers = await _signed_in(limited, "carol", "10.4.0.1")
+    codes = [
+        (await _change_password(limited, f"10.4.1.{i}", headers)).status_code for i in range(4)
+    ]
+    assert codes == [400, 400, 400, 429]
+    blocked = await _change_password(limited, "10.4.1.99", headers)
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_change_password_limited_per_address(limited):
+    first = await _signed_in(limited, "dave", "10.5.0.1")
+    second = await _signed_in(limited, "erin", "10.5.0.2")
+    for headers in (first, first, second):
+        assert (await _change_password(limited, "10.5.0.9", headers)).status_code == 400
+    assert (await _change_password(limited, "10.5.0.9", second)).status_code == 429
+
+
+async def test_profile_email_probe_is_limited(limited):
+    """PUT /users/me's 409 tells which emails exist: probing is counted like registering."""
+    headers = await _signed_in(limited, "frank", "10.6.0.1")
+    await _signed_in(limited, "grace", "10.6.0.2")
+    async with limited("10.6.0.3", headers) as client:
+        codes = [
+            (await client.put("/users/me", json={"email": email})).status_code
+            for email in ("grace@example.com", "nobody@example.com", "grace@example.com")
+        ]
+        assert codes == [409, 200, 409]
+        probe = await client.put("/users/me", json={"email": "grace@example.com"})
+        assert probe.status_code == 429
+        assert "retry-after" in probe.headers
+    async with limited("10.6.0.4", headers) as client:  # another address, same account
+        assert (await client.put("/users/me", json={"username": "grace"})).status_code == 429
+
+
+async def _login_from(limited, address, username, headers=None):
+    async with limited(address, headers) as client:
+        return (await _login(client, username)).status_code
+
+
+async def test_ipv6_clients_share_their_64(limited):
+    """One subscriber holds a whole /64: rotating inside it earns no new budget."""
+    inside = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:abcd::7", "2001:db8:1:2:ffff::9"]
+    codes = [await _login_from(limited, address, f"v6n{i}") for i, address in enumerate(inside)]
+    assert codes == [401, 401, 401, 429]
+    assert await _login_from(limited, "2001:db8:1:3::1", "v6other") == 401  # the next /64
+
+
+async def test_ipv4_mapped_ipv6_counts_by_full_address(limited):
+    codes = [await _login_from(limited, "::ffff:10.8.0.1", f"m{i}") for i in range(3)]
+    assert codes == [401, 401, 401]
+    assert await _login_from(limited, "10.8.0.1", "m3") == 429  # the same IPv4 client
+    assert await _login_from(limited, "::ffff:10.8.0.2", "m4") == 401  # not grouped by /64
+
+
+async def test_forwarded_ipv6_clients_share_their_64(database_url, tmp_path):
+    settings = make_settings(
+        database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
+    )
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("10.9.0.5", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            codes = [
+                (
+                    await client.post(
+                        "/auth/login",
+                        data={"username": f"x{i}", "password": "x"},
+                        headers={"X-Forwarded-For": f"2001:db8:7:7::{i + 1}"},
+                    )
+                ).status_code
+                for i in range(3)
+            ]
+        await empty_tables(app)
+    assert codes == [401, 401, 429]

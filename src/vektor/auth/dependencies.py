@@ -16,6 +16,7 @@ from vektor.core.config import Settings
 from vektor.core.dependencies import ClientAddress, RateLimiterDep, SessionDep, SettingsDep
 from vektor.core.errors import Forbidden, Unauthorized
 from vektor.core.middleware import request_context
+from vektor.core.net import limit_key
 from vektor.core.security import AccessClaims, TokenError, decode_access_token
 from vektor.state import app_state
 
@@ -105,8 +106,16 @@ async def get_admin_user(user: CurrentUser) -> User:
 async def limit_auth_by_address(
     limiter: RateLimiterDep, settings: SettingsDep, address: ClientAddress
 ) -> None:
-    """Count an auth attempt against the caller's address."""
-    await limiter.hit(settings.rate_limit_auth, [("auth:ip", address)])
+    """Count an auth attempt against the caller's address (an IPv6 caller's /64)."""
+    await limiter.hit(settings.rate_limit_auth, [("auth:ip", limit_key(address))])
+
+
+async def limit_auth_by_account(
+    limiter: RateLimiterDep, settings: SettingsDep, principal: CurrentPrincipal
+) -> None:
+    """Count an attempt against the signed-in account, for routes that check its password or
+    tell whether an email or username is taken: a stolen token earns no unlimited guesses."""
+    await limiter.hit(settings.rate_limit_auth, [("auth:account", str(principal.user.id))])
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -114,3 +123,4 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 CallerId = Annotated[uuid.UUID, Depends(get_caller_id)]
 AdminUser = Annotated[User, Depends(get_admin_user)]
 AuthRateLimit = Depends(limit_auth_by_address)
+AccountRateLimit = Depends(limit_auth_by_account)

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vektor.core.errors import Invalid, PayloadTooLarge
+from loguru import logger
+
+from vektor.core.errors import Invalid, PayloadTooLarge, Unavailable
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 MAX_SETTINGS_BYTES = 64 * 1024
@@ -128,7 +130,18 @@ def validate(name: str, settings: dict[str, Any], allow: list[str]) -> bytes:
 
 
 def write_atomically(config_dir: Path, name: str, data: bytes) -> Path:
-    """`adapters/<name>.json`: a temporary file, fsync, rename, fsync of the folder."""
+    """`adapters/<name>.json`, atomically; Unavailable (503) if the folder cannot be written."""
+    try:
+        return _write(config_dir, name, data)
+    except OSError as exc:
+        # A read-only mount (docker-compose mounts config `:ro`), a full disk or a path in
+        # the way: the server's storage, not the request, is at fault, and the old file stays.
+        logger.warning("adapter {} not saved: {}", name, type(exc).__name__)
+        raise Unavailable("The adapters folder cannot be written; nothing was changed") from exc
+
+
+def _write(config_dir: Path, name: str, data: bytes) -> Path:
+    """A temporary file, fsync, rename, fsync of the folder."""
     folder = (Path(config_dir) / ADAPTERS).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{check_name(name)}.json"

@@ -61,6 +61,7 @@ async def list_adapters(request: Request, user: CurrentUser) -> list[dict[str, A
         403: {"description": "Not an admin"},
         413: {"description": "Settings larger than 64 KiB"},
         422: {"description": "Bad name, too deep, or a URL pointing at an internal address"},
+        503: {"description": "The adapters folder cannot be written (read-only); unchanged"},
     },
 )
 async def write_adapter(request: Request, body: AdapterWrite, admin: AdminUser) -> Detail:

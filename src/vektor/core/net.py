@@ -39,3 +39,18 @@ def client_address(
             return hop[:64]
         address = hop
     return address
+
+
+def limit_key(address: str) -> str:
+    """The key a per-address limit counts against: an IPv6 client by its /64, the block a
+    single subscriber is usually handed, so that rotating inside it earns no new budget;
+    IPv4 (also IPv4-mapped IPv6) by the full address."""
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

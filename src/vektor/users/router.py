@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
+from vektor.auth.dependencies import (
+    AccountRateLimit,
+    AuthRateLimit,
+    CurrentPrincipal,
+    CurrentUser,
+)
 from vektor.auth.schemas import UserRead
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.schemas import Detail
@@ -21,7 +26,17 @@ async def read_me(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.put("/me", response_model=Detail, operation_id="update_users_me")
+# A 409 tells whether an email or username is taken, and a password check costs a bcrypt
+# round: both are limited like login, per address and per account (RATE_LIMIT_AUTH).
+AUTH_LIMITED = [AuthRateLimit, AccountRateLimit]
+
+
+@router.put(
+    "/me",
+    response_model=Detail,
+    operation_id="update_users_me",
+    dependencies=AUTH_LIMITED,
+)
 async def update_me(
     body: UserUpdate, user: CurrentUser, session: SessionDep, events: EventsDep
 ) -> Detail:
@@ -40,7 +55,12 @@ async def delete_me(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/change-password", response_model=Detail, operation_id="post_users_change_password")
+@router.post(
+    "/change-password",
+    response_model=Detail,
+    operation_id="post_users_change_password",
+    dependencies=AUTH_LIMITED,
+)
 async def change_password(
     body: PasswordChange, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
 ) -> Detail:
