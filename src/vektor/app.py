@@ -188,6 +188,7 @@ async def _close_state(state: AppState) -> None:
 # Young objects between collections: a streamed answer makes thousands of short-lived
 # objects; the default (700) collects many times per answer.
 GC_THRESHOLD = (50_000, 50, 100)
+REDIS_COMMAND_TIMEOUT_S = 5.0  # redis-py's default: a command to a Redis gone silent fails
 
 
 def _settle_collector() -> None:
@@ -268,13 +269,21 @@ def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
     from vektor.answers.redis_event_log import RedisEventLog
     from vektor.core.redis_events import RedisEventBus
 
-    def client() -> Redis:
+    def client(timeout_s: float) -> Redis:
         assert settings.redis_url is not None
-        return Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        return Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=timeout_s
+        )
 
-    namespace = settings.redis_namespace
-    log = RedisEventLog(client(), namespace, settings.stream_retention_seconds)
-    return log, RedisEventBus(client(), namespace), RedisStreamSlots(client(), namespace, limit)
+    # Commands fail fast when Redis is gone; XREAD blocks for the SSE ping, so its own
+    # clients wait that long and a little more before calling Redis unreachable.
+    read_s = settings.sse_ping_seconds + REDIS_COMMAND_TIMEOUT_S
+    ns = settings.redis_namespace
+    log = RedisEventLog(
+        client(REDIS_COMMAND_TIMEOUT_S), ns, settings.stream_retention_seconds, client(read_s)
+    )
+    bus = RedisEventBus(client(REDIS_COMMAND_TIMEOUT_S), ns, client(read_s))
+    return log, bus, RedisStreamSlots(client(REDIS_COMMAND_TIMEOUT_S), ns, limit)
 
 
 def _drain_on_sigterm(state: AppState) -> Callable[[], None]:

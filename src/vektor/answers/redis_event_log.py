@@ -30,8 +30,12 @@ SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes
 class RedisEventLog:
     """MemoryEventLog for local generations, mirrored to Redis for the others."""
 
-    def __init__(self, redis: Redis, namespace: str, retention_s: float = 600.0) -> None:
+    def __init__(
+        self, redis: Redis, namespace: str, retention_s: float = 600.0, reader: Redis | None = None
+    ) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
+        # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
+        self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
         self.retention_s = retention_s
         self.local = MemoryEventLog(retention_s)
@@ -160,7 +164,7 @@ class RedisEventLog:
         block_ms = max(1, int(ping_s * 1000))
         while True:
             try:
-                found = await self.redis.xread({key: position}, block=block_ms, count=500)
+                found = await self.reader.xread({key: position}, block=block_ms, count=500)
             except (RedisError, OSError) as exc:
                 logger.warning("chat streams: Redis unreachable: {}", type(exc).__name__)
                 return
@@ -181,7 +185,7 @@ class RedisEventLog:
                 yield batch
 
     async def aclose(self) -> None:
-        """Write what is queued, stop the tasks, close the pool."""
+        """Write what is queued, stop the tasks, close the pools."""
         if self._writer is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
@@ -191,3 +195,5 @@ class RedisEventLog:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.redis.aclose()
+        if self.reader is not self.redis:
+            await self.reader.aclose()

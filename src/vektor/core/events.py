@@ -1,8 +1,9 @@
 """The per-user change feed: what changed in a user's data, for their other devices.
 
 `EventBus` is the interface; `MemoryEventBus` keeps a bounded history per user in this
-process. Cursors are `<epoch>-<seq>`: the epoch changes when the process restarts, so a
-cursor from before a restart (or older than the history) asks the client to resync.
+process, for a bounded number of users. Cursors are `<epoch>-<seq>`: the epoch changes when
+the process restarts, so a cursor from before a restart (or older than the history, or of
+an evicted feed) asks the client to resync.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 
 RESYNC = "resync"
 HISTORY_PER_USER = 1000
+MAX_FEEDS = 10_000  # users whose feeds one process holds (about 1 KiB each when empty)
+MAX_HELD_EVENTS = 100_000  # change events one process holds, all feeds together (~40 MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,23 +65,58 @@ class EventBus(Protocol):
 
 @dataclass
 class _Feed:
-    events: deque[ChangeEvent] = field(default_factory=lambda: deque(maxlen=HISTORY_PER_USER))
-    seq: int = 0
+    floor: int  # the newest sequence number this feed no longer holds (or never held)
+    seq: int  # the newest sequence number of this feed
+    events: deque[tuple[int, ChangeEvent]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_PER_USER)
+    )
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    followers: int = 0
+
+    def after(self, seq: int) -> list[ChangeEvent]:
+        """The events held with a sequence number above `seq`."""
+        return [event for number, event in self.events if number > seq]
 
 
 class MemoryEventBus:
-    """Change feeds held in this process."""
+    """Change feeds held in this process, at most `max_feeds` of them and `max_events`
+    events in all: the least recently used feed nobody follows goes first."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_feeds: int = MAX_FEEDS, max_events: int = MAX_HELD_EVENTS) -> None:
         self.epoch = secrets.token_hex(4)
-        self._feeds: dict[uuid.UUID, _Feed] = {}
+        self.max_feeds, self.max_events = max_feeds, max_events
+        # One sequence for every feed, so a cursor from an evicted feed is older than its
+        # successor's floor and asks for a resync instead of skipping events.
+        self._seq = 0
+        self._held = 0
+        self._feeds: OrderedDict[uuid.UUID, _Feed] = OrderedDict()
+
+    def held(self) -> tuple[int, int]:
+        """How many feeds and events are held."""
+        return len(self._feeds), self._held
 
     def _feed(self, user_id: uuid.UUID) -> _Feed:
         feed = self._feeds.get(user_id)
         if feed is None:
-            feed = self._feeds[user_id] = _Feed()
+            feed = self._feeds[user_id] = _Feed(floor=self._seq, seq=self._seq)
+            self._evict()
+        else:
+            self._feeds.move_to_end(user_id)
         return feed
+
+    def _evict(self) -> None:
+        """Drop least recently used feeds without followers until within the bounds."""
+        feeds, held = len(self._feeds), self._held
+        newest = next(reversed(self._feeds), None)
+        victims = []
+        for user_id, feed in self._feeds.items():
+            if feeds <= self.max_feeds and held <= self.max_events:
+                break
+            if feed.followers == 0 and user_id != newest:
+                victims.append(user_id)
+                feeds, held = feeds - 1, held - len(feed.events)
+        for user_id in victims:
+            self._held -= len(self._feeds.pop(user_id).events)
 
     async def publish(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
         """Record and wake the user's followers."""
@@ -87,17 +125,23 @@ class MemoryEventBus:
     def publish_now(self, user_id: uuid.UUID, kind: str, object_id: object = None) -> None:
         """Record and wake the user's followers (no await: usable from sync code)."""
         feed = self._feed(user_id)
-        feed.seq += 1
-        feed.events.append(
-            ChangeEvent(
-                cursor=f"{self.epoch}-{feed.seq}",
-                type=kind,
-                id=None if object_id is None else str(object_id),
-                at=datetime.now(UTC).isoformat(),
-            )
+        self._seq += 1
+        feed.seq = self._seq
+        event = ChangeEvent(
+            cursor=f"{self.epoch}-{feed.seq}",
+            type=kind,
+            id=None if object_id is None else str(object_id),
+            at=datetime.now(UTC).isoformat(),
         )
+        if len(feed.events) == feed.events.maxlen:
+            feed.floor = feed.events[0][0]  # about to be dropped
+        else:
+            self._held += 1
+        feed.events.append((feed.seq, event))
         changed, feed.changed = feed.changed, asyncio.Event()
         changed.set()
+        if self._held > self.max_events:
+            self._evict()
 
     async def current(self, user_id: uuid.UUID) -> str:
         """The cursor of the newest event."""
@@ -122,12 +166,9 @@ class MemoryEventBus:
         """Events after the cursor; resync if it is unknown or older than the history."""
         feed = self._feed(user_id)
         seq = self._parse(cursor)
-        if seq is None or seq > feed.seq:
+        if seq is None or seq > feed.seq or seq < feed.floor:
             return [], True
-        oldest = feed.seq - len(feed.events)  # the last sequence number no longer held
-        if seq < oldest:
-            return [], True
-        return list(feed.events)[len(feed.events) - (feed.seq - seq) :], False
+        return feed.after(seq), False
 
     def _resync(self, user_id: uuid.UUID) -> ChangeEvent:
         return ChangeEvent(
@@ -142,15 +183,25 @@ class MemoryEventBus:
         seq = feed.seq if cursor is None else self._parse(cursor)
         if seq is None or seq > feed.seq:
             seq = -1  # unknown cursor: resync below
+        feed.followers += 1  # a followed feed is never evicted from under its followers
+        try:
+            async for event in self._follow(user_id, feed, seq, ping_s):
+                yield event
+        finally:
+            feed.followers -= 1
+
+    async def _follow(
+        self, user_id: uuid.UUID, feed: _Feed, seq: int, ping_s: float
+    ) -> AsyncIterator[ChangeEvent | None]:
         while True:
             changed = feed.changed
-            if seq < feed.seq - len(feed.events):
+            if seq < feed.floor:
                 # Too far behind the history (or a cursor of another run): start over.
                 seq = feed.seq
                 yield self._resync(user_id)
                 continue
             if feed.seq > seq:
-                new = list(feed.events)[len(feed.events) - (feed.seq - seq) :]
+                new = feed.after(seq)
                 seq = feed.seq
                 for event in new:
                     yield event

@@ -36,8 +36,10 @@ def _newer(a: str, b: str) -> bool:
 class RedisEventBus:
     """Change feeds in Redis Streams (XADD with a bounded length, XREAD to follow)."""
 
-    def __init__(self, redis: Redis, namespace: str) -> None:
+    def __init__(self, redis: Redis, namespace: str, reader: Redis | None = None) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
+        # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
+        self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
 
     def _key(self, user_id: uuid.UUID) -> str:
@@ -113,7 +115,7 @@ class RedisEventBus:
         block_ms = max(1, int(ping_s * 1000))
         while True:
             try:
-                found = await self.redis.xread({key: position}, block=block_ms, count=100)
+                found = await self.reader.xread({key: position}, block=block_ms, count=100)
             except (RedisError, OSError) as exc:
                 logger.warning("change feed: Redis unreachable: {}", type(exc).__name__)
                 await asyncio.sleep(RETRY_S)
@@ -134,5 +136,7 @@ class RedisEventBus:
             return True
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self.redis.aclose()
+        if self.reader is not self.redis:
+            await self.reader.aclose()
