@@ -1,10 +1,12 @@
 """The secret mask: URLs, command lines, free text and database errors."""
 
 import pytest
+from loguru import logger
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from vektor.core.database import create_engine
+from vektor.core.logging import flush_logs
 from vektor.core.secrets import mask_command, mask_text, mask_url
 
 
@@ -50,3 +52,14 @@ async def test_database_errors_do_not_quote_bound_values(database_url):
     finally:
         await engine.dispose()
     assert "bound-secret" not in str(failure.value)
+
+
+async def test_logged_tracebacks_mask_urls(app, settings):
+    try:
+        raise RuntimeError("failed for https://h.example/x?token=trace-secret")
+    except RuntimeError:
+        logger.exception("delivery failed")
+    await flush_logs()
+    errors = (settings.log_dir / "error.log").read_text()
+    assert "https://h.example/x?token=***" in errors
+    assert "trace-secret" not in errors

@@ -50,7 +50,8 @@ def _json_line(record: Record) -> str:
     entry.update(extra)
     exc = record["exception"]
     if exc is not None and exc.type is not None:
-        entry["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        lines = traceback.format_exception(exc.type, exc.value, exc.traceback)
+        entry["exception"] = mask_text("".join(lines))  # errors quote the URLs they failed on
     record["extra"]["_json"] = json.dumps(entry, default=str, ensure_ascii=False)
     return "{extra[_json]}\n"
 
