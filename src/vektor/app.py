@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from httpx_aiohttp import HttpxAiohttpClient
 from loguru import logger
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +37,7 @@ from vektor.auth.router import router as auth_router
 from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
 from vektor.compat.router import router as compat_router
+from vektor.configuration.egress import public_http_client
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
@@ -140,10 +140,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     # Model providers speak aiohttp directly (vektor.llm.http); other outgoing requests
     # (adapter notifications) use httpx's API on aiohttp's connection handling.
     upstream = new_session()
-    http = HttpxAiohttpClient(
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        follow_redirects=False,
-    )
+    http = public_http_client(settings.adapter_url_allowlist)
     answering = await _answering(settings, sessionmaker, direct, http, upstream)
     return AppState(
         settings=settings,

@@ -23,7 +23,7 @@ async def test_failover_past_a_dead_deployment(chat_harness, upstream):
         assert events[-1]["finish_reason"] == "stop"
     assert len(upstream.requests) == 5
     status = chat.app.state.vektor.balancer.status()["scripted"]
-    dead = next(d for d in status if "127.0.0.1:9/" in d["deployment"])
+    dead = next(d for d in status if "127.0.0.1:9/" in (d["base_url"] or ""))
     assert dead["failures"] == 1  # then it cooled down and was not tried again
     assert dead["state"] == "cooldown"
     assert "unreachable" in dead["last_error"]

@@ -6,6 +6,7 @@ import json
 
 from tests.conftest import scripted
 from tests.monitoring.test_system import make_admin
+from vektor.core.logging import flush_logs
 
 HOOK = {"kind": "webhook", "url": "http://93.184.216.34/hook"}
 
@@ -111,3 +112,30 @@ async def test_reload_without_restart(chat_harness, upstream, tmp_path):
     assert broken.status_code == 422
     names = [m["name"] for m in (await chat.client.get("/chat/models", headers=admin)).json()]
     assert names == ["first", "second"]  # an invalid file changes nothing
+
+
+async def test_delivery_connects_only_to_public_addresses(chat_harness, upstream, tmp_path):
+    """A webhook whose host now resolves to an internal address (as after a DNS rebinding:
+    the file on disk was checked when it was saved) is refused on the connection itself,
+    and neither the log nor the counters quote its URL."""
+    async with Receiver([]) as receiver:
+        chat = await chat_harness([scripted(upstream, "chunks=2")])
+        state = chat.app.state.vektor
+        folder = state.settings.vektor_config_dir / "adapters"
+        folder.mkdir()
+        for name, host in (("literal", "127.0.0.1"), ("named", "localhost")):
+            url = f"http://{host}:{receiver.port}/hook?token=webhook-secret"
+            (folder / f"{name}.json").write_text(json.dumps({"kind": "webhook", "url": url}))
+        await state.adapters.reload()
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "hola"}]}
+        assert (await chat.stream(body))[0] == 200
+        for _ in range(200):
+            if state.adapters.failed >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert state.adapters.failed == 2
+        assert receiver.bodies == []
+    await flush_logs()
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").iterdir() if p.is_file())
+    assert "adapter literal did not take" in logs
+    assert "webhook-secret" not in logs

@@ -44,6 +44,10 @@ async def test_size_and_depth_caps(app, client):
         "http://2130706433/x",
         "http://localhost:8000/x",
         "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/x",  # shared address space: neither private nor global
+        "http://100.100.100.200/latest/meta-data",  # a cloud metadata address within it
+        "http://[fd00::1]/x",
+        "http://198.18.0.1/x",
         "http://10.0.0.1/x",
         "http://192.168.1.1/x",
         "http://[::1]/x",
@@ -81,3 +85,24 @@ async def test_avatar_url_is_http_only(client, alice, url):
     assert response.status_code == 422, url
     profile = (await client.get("/users/me", headers=alice["headers"])).json()
     assert profile["avatar_url"] is None
+
+
+async def test_a_name_that_does_not_resolve_now_is_accepted(app, client):
+    """DNS may be down while saving: the address is checked at each delivery instead."""
+    admin = await make_admin(app, client)
+    hook = {"kind": "webhook", "url": "http://hooks.vektor-test.invalid/x?token=hidden"}
+    saved = await client.post(
+        "/config/adapters", json={"name": "later", "settings": hook}, headers=admin
+    )
+    assert saved.status_code == 201
+
+
+async def test_refusals_do_not_quote_the_url(app, client):
+    admin = await make_admin(app, client)
+    for url in ("http://127.0.0.1/x?token=hidden-1", "ftp://h/x?token=hidden-1"):
+        hook = {"kind": "webhook", "url": url}
+        refused = await client.post(
+            "/config/adapters", json={"name": "quiet", "settings": hook}, headers=admin
+        )
+        assert refused.status_code == 422
+        assert "hidden-1" not in refused.text

@@ -4,7 +4,6 @@ written, and the file is written atomically."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
+from vektor.configuration.egress import may_connect
 from vektor.core.errors import Invalid, PayloadTooLarge, Unavailable
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
@@ -66,54 +66,38 @@ def urls_in(value: Any) -> Iterable[str]:
         yield value  # any scheme: check_url refuses all but http(s) and ws(s)
 
 
-def _allowed(
-    host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, allow: list[str]
-) -> bool:
-    for entry in allow:
-        if entry.lower() == host.lower():
-            return True
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+def check_form(url: str) -> str:
+    """The URL's host, if it is an http(s) or ws(s) URL without credentials. Errors never
+    quote the URL: a webhook URL is itself a secret (Slack's are)."""
+    parts = urlsplit(url.strip())
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if parts.scheme.lower() not in URL_SCHEMES or not host:
+        raise Invalid("Adapter URLs must be http(s) or ws(s) URLs with a host")
+    if parts.username or parts.password:
+        raise Invalid("Credentials inside adapter URLs are not allowed")
+    return host
 
 
 def check_url(url: str, allow: list[str]) -> None:
-    """Refuse a URL whose host resolves to a private, loopback, link-local or otherwise
-    internal address (forms like `127.1` or `0x7f000001` resolve like the OS would), unless
-    the allow-list names the host or a network holding the address. Blocking (DNS)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in URL_SCHEMES or not parts.hostname:
-        raise Invalid(f"Not an http(s) or ws(s) URL with a host: {url!r}")
-    if parts.username or parts.password:
-        raise Invalid("Credentials inside adapter URLs are not allowed")
-    host = parts.hostname
+    """Refuse a URL whose host is, or resolves to, a non-public address (forms like `127.1`
+    or `0x7f000001` resolve like the OS would), unless the allow-list names the host or a
+    network holding the address. A name that does not resolve now is accepted (DNS may be
+    down): every delivery checks the address it connects to. Blocking (DNS)."""
+    host = check_form(url)
     try:
-        port = parts.port or 443
+        port = urlsplit(url.strip()).port or 443
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, ValueError) as exc:
-        raise Invalid(f"The host of {url!r} does not resolve") from exc
+    except (socket.gaierror, UnicodeError, ValueError):
+        return
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not _public(address) and not _allowed(host, address, allow):
+        address = str(info[4][0])
+        if not may_connect(host, address, allow):
             raise Invalid(
-                f"{url!r} points at an internal address ({address}); an administrator can "
-                "allow it with ADAPTER_URL_ALLOWLIST"
+                f"An adapter URL points at a non-public address ({address}); an "
+                "administrator can allow it with ADAPTER_URL_ALLOWLIST"
             )
 
 

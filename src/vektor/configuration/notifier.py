@@ -17,8 +17,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from vektor.configuration.adapters import check_url, load_adapters
+from vektor.configuration.adapters import check_form, load_adapters
 from vektor.core.errors import AppError
+from vektor.core.secrets import mask_text
 
 DEFAULT_EVENTS = ("conversation.finished",)
 DELIVERY_KINDS = ("webhook", "slack")
@@ -69,8 +70,9 @@ class AdapterNotifier:
             body = {"event": event, "at": at, **data}
         timeout = float(settings.get("timeout_s", 5))
         try:
-            # Checked again at delivery: a name may resolve elsewhere than when it was saved.
-            await asyncio.to_thread(check_url, url, self.allow)
+            # The address is checked by the client's connector on the connection it makes
+            # (egress.PublicOnlyConnector): a name may resolve elsewhere than when saved.
+            check_form(url)
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.attempts),
                 wait=wait_exponential(multiplier=0.2, max=2),
@@ -81,7 +83,9 @@ class AdapterNotifier:
                     await self._post(url, body, timeout, settings.get("headers") or {})
         except (RetryableDelivery, AppError, httpx.HTTPError) as exc:
             self.failed += 1
-            logger.warning("adapter {} did not take {}: {}", name, event, exc)
+            # Named by the adapter, never by its URL (a webhook URL is a secret).
+            reason = mask_text(str(exc)) or type(exc).__name__
+            logger.warning("adapter {} did not take {}: {}", name, event, reason)
             return
         self.delivered += 1
 

@@ -97,6 +97,7 @@ def create_engine(
         engine = create_async_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # statement errors would otherwise quote the values bound
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
             pool_size=1,
             max_overflow=0,
@@ -107,6 +108,7 @@ def create_engine(
     engine = create_async_engine(
         url,
         echo=echo,
+        hide_parameters=True,
         # Connections beyond pool_size are opened and closed per checkout (a TCP and TLS
         # handshake each): size the pool for the concurrency one process sees.
         pool_size=pool_size,

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from vektor.core.secrets import mask_text
+
 if TYPE_CHECKING:
     from loguru import Record
 
@@ -48,7 +50,8 @@ def _json_line(record: Record) -> str:
     entry.update(extra)
     exc = record["exception"]
     if exc is not None and exc.type is not None:
-        entry["exception"] = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        lines = traceback.format_exception(exc.type, exc.value, exc.traceback)
+        entry["exception"] = mask_text("".join(lines))  # errors quote the URLs they failed on
     record["extra"]["_json"] = json.dumps(entry, default=str, ensure_ascii=False)
     return "{extra[_json]}\n"
 
@@ -80,7 +83,10 @@ class InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+        # Libraries quote URLs (an HTTP client's request lines, a driver's errors), and a
+        # URL may carry a key in its query or user-info.
+        message = mask_text(record.getMessage())
+        logger.opt(depth=6, exception=record.exc_info).log(level, message)
 
 
 _Item = tuple[Callable[[str], object], str] | threading.Event | None
@@ -239,7 +245,7 @@ def configure_logging(settings: Settings) -> None:
         std.handlers = [InterceptHandler()]
         std.propagate = False
     # Upstream requests are logged by the generation that makes them, not once more by httpx.
-    for name in ("httpx", "httpcore"):
+    for name in ("httpx", "httpcore", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # Requests are logged once, by the access middleware, without query strings.
     logging.getLogger("uvicorn.access").handlers = []

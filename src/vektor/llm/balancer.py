@@ -16,6 +16,7 @@ from vektor.core.balancing import weighted_order
 from vektor.core.breaker import CircuitBreaker
 from vektor.core.errors import NotFound, Unavailable, UpstreamError
 from vektor.core.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
+from vektor.core.secrets import mask_text, mask_url
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
 from vektor.llm.providers import ProviderContext, provider_class
@@ -54,7 +55,7 @@ class Deployment:
         """Open the breaker for a growing cooldown."""
         LLM_REQUESTS.labels(self.config.name, self.key, "failure").inc()
         self.failures += 1
-        self.last_error = error
+        self.last_error = mask_text(error)
         self.breaker.record_failure(now)
 
     def status(self, now: float) -> dict[str, Any]:
@@ -63,6 +64,7 @@ class Deployment:
         return {
             "deployment": self.key,
             "provider": self.config.provider,
+            "base_url": mask_url(self.config.base_url) if self.config.base_url else None,
             "weight": self.config.weight,
             "state": "healthy" if self.available(now) else "cooldown",
             "requests": self.requests,
@@ -165,8 +167,10 @@ class ModelBalancer:
         """Replace the deployments; counters of unchanged deployments are kept."""
         previous = {d.key: d for group in self.deployments.values() for d in group}
         grouped: dict[str, list[Deployment]] = {}
-        for index, config in enumerate(configs):
-            key = f"{config.name}#{index}:{config.provider}:{config.base_url or config.model}"
+        for config in configs:
+            # `<name>#<index>`: the base URL may carry a key, and the key names the
+            # deployment in metrics, logs and /api/status.
+            key = f"{config.name}#{len(grouped.get(config.name, []))}"
             kept = previous.get(key)
             if kept is not None and kept.config == config:
                 grouped.setdefault(config.name, []).append(kept)
@@ -257,7 +261,7 @@ class ModelBalancer:
             first = None
         except (ProviderError, TimeoutError) as exc:
             await _close(iterator)
-            message = str(exc) or type(exc).__name__
+            message = mask_text(str(exc) or type(exc).__name__)
             retryable = isinstance(exc, TimeoutError) or exc.retryable
             if not retryable:
                 raise UpstreamError(f"Upstream refused the request: {message}") from exc

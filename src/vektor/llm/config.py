@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vektor.core.secrets import SECRET_MASK
+from vektor.core.secrets import SECRET_MASK, mask_url
 
 
 class DeploymentConfig(BaseModel):
@@ -38,8 +38,10 @@ class DeploymentConfig(BaseModel):
         return None
 
     def public(self) -> dict[str, object]:
-        """The entry as an API may show it: secrets masked."""
+        """The entry as an API may show it: secrets masked, in the key and in the URL."""
         data = self.model_dump(exclude_none=True)
         if data.get("api_key"):
             data["api_key"] = SECRET_MASK
+        if self.base_url:
+            data["base_url"] = mask_url(self.base_url)
         return data

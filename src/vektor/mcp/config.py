@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from vektor.core.secrets import SECRET_MASK
+from vektor.core.secrets import SECRET_MASK, mask_command, mask_url
 
 DEFAULT_POOL = "default"
 
@@ -36,14 +36,14 @@ class McpServerConfig(BaseModel):
             raise ValueError("an HTTP server needs `url`")
         return self
 
-    @property
-    def label(self) -> str:
-        """How the replica is named in logs and status."""
-        return self.url or " ".join(self.command or [])
-
     def public(self) -> dict[str, object]:
-        """The entry as an API may show it: header and env values masked."""
+        """The entry as an API may show it: header and env values, the URL's secrets and
+        the command's secret arguments masked."""
         data = self.model_dump(exclude_none=True)
+        if self.url:
+            data["url"] = mask_url(self.url)
+        if self.command:
+            data["command"] = mask_command(self.command)
         data["headers"] = dict.fromkeys(self.headers, SECRET_MASK)
         data["env"] = dict.fromkeys(self.env, SECRET_MASK)
         return data

@@ -25,6 +25,7 @@ from loguru import logger
 from vektor.core.balancing import weighted_order
 from vektor.core.breaker import CircuitBreaker
 from vektor.core.metrics import MCP_CALLS, MCP_LATENCY
+from vektor.core.secrets import mask_text
 from vektor.mcp.config import McpServerConfig
 
 # The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
@@ -79,6 +80,7 @@ class Replica:
     """One MCP endpoint and its health."""
 
     config: McpServerConfig
+    label: str = ""  # `<pool>#<index>`: its URL or command may carry a secret
     calls: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -118,13 +120,14 @@ class Replica:
     def record_failure(self, error: str) -> None:
         """Open the breaker for a growing cooldown."""
         self.failures += 1
-        self.last_error = error
+        self.last_error = mask_text(error)  # the HTTP client's errors quote the URL
         self.breaker.record_failure(time.monotonic())
 
     def status(self) -> dict[str, Any]:
         """Health for the configuration and monitoring endpoints."""
         return {
             **self.config.public(),
+            "replica": self.label,
             "healthy": self.excluded is None and self.available(time.monotonic()),
             "last_error": self.excluded or self.last_error,
             "calls": self.calls,
@@ -223,6 +226,8 @@ class McpPool:
     def __init__(self, name: str, replicas: list[Replica]) -> None:
         self.name = name
         self.replicas = replicas
+        for index, replica in enumerate(replicas):
+            replica.label = f"{name}#{index}"
         self.tools: dict[str, Tool] = {}
 
     async def refresh(self) -> None:
@@ -237,7 +242,7 @@ class McpPool:
                 reference = tools
             if set(tools) != set(reference):
                 replica.excluded = "tool catalog differs from the pool's"
-                logger.warning("MCP replica {} excluded: catalog differs", replica.config.label)
+                logger.warning("MCP replica {} excluded: catalog differs", replica.label)
                 continue
             replica.excluded = None
             replica.tools = tools
@@ -318,7 +323,7 @@ class McpPool:
                 result = await self._attempt(replica, tool, arguments, remaining, on_progress)
         except Unreached as exc:
             replica.record_failure(str(exc))
-            MCP_CALLS.labels(self.name, replica.config.label, "unreached").inc()
+            MCP_CALLS.labels(self.name, replica.label, "unreached").inc()
             return None
         except asyncio.CancelledError:
             if probe:
@@ -326,21 +331,19 @@ class McpPool:
             raise
         except Broken as exc:
             replica.record_failure(str(exc))
-            MCP_CALLS.labels(self.name, replica.config.label, "broken").inc()
+            MCP_CALLS.labels(self.name, replica.label, "broken").inc()
             if retry_safe:
                 return None
             return ToolResult(
                 "The tool call was interrupted; whether it ran is unknown.",
                 is_error=True,
-                replica=replica.config.label,
+                replica=replica.label,
             )
         elapsed = time.monotonic() - started
         replica.record_success(elapsed)
-        MCP_CALLS.labels(self.name, replica.config.label, "success").inc()
-        MCP_LATENCY.labels(self.name, replica.config.label).observe(elapsed)
-        return ToolResult(
-            _text(result), is_error=bool(result.is_error), replica=replica.config.label
-        )
+        MCP_CALLS.labels(self.name, replica.label, "success").inc()
+        MCP_LATENCY.labels(self.name, replica.label).observe(elapsed)
+        return ToolResult(_text(result), is_error=bool(result.is_error), replica=replica.label)
 
     async def _attempt(
         self,
