@@ -100,3 +100,17 @@ async def test_cooldown_and_recovery(chat_harness, upstreams):
     assert state["state"] == "healthy"
     assert state["requests"] == 2
     assert state["failures"] == 1
+
+
+async def test_credentials_in_the_url_and_a_key_is_an_answer_not_a_500(chat_harness, upstream):
+    """A base_url with user-info and an api_key: the key is sent, the URL's credentials are
+    dropped (aiohttp refuses both at once)."""
+    with_user = upstream.base_url.replace("://", "://user:url-secret@")
+    chat = await chat_harness([scripted(upstream, "chunks=2", base_url=with_user)])
+    status, events, _ = await chat.stream(
+        {"model": "scripted", "messages": [{"role": "user", "content": "hola"}]}
+    )
+    assert status == 200
+    assert events[-1]["finish_reason"] == "stop"
+    sent = {k.lower(): v for k, v in upstream.headers[-1].items()}
+    assert sent["authorization"] == "Bearer sk-test-secret"

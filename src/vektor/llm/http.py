@@ -66,6 +66,9 @@ async def post_json(
     """POST a JSON body; an error status, a failure to connect and a timeout or a broken
     connection while reading are ProviderErrors (the last two retryable)."""
     target = URL(url)
+    if target.user is not None and "Authorization" in headers:
+        # The deployment's key wins over credentials in its URL: aiohttp refuses both.
+        target = target.with_user(None)
     try:
         async with session.post(
             target,
