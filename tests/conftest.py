@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from tests.support.databases import backends, temporary_database
+from tests.support.redis_keys import drop_namespace
 from tests.support.upstream import ScriptedUpstream, free_port
 from vektor.app import create_app
 from vektor.core.config import Settings, get_settings
@@ -269,3 +271,14 @@ def scripted(
         "timeout_s": 5,
         **extra,
     }
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the machine's Redis
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    """A Redis key namespace of the test's own on the machine's Redis, deleted afterwards."""
+    name = f"vektor-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    await drop_namespace(REDIS_URL, name)

@@ -7,24 +7,15 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.redis_keys import drop_namespace
+from tests.conftest import REDIS_URL
 from tests.support.upstream import free_port
 from vektor.answers.admission import StreamSlots
 from vektor.answers.redis_admission import RedisStreamSlots
 from vektor.core.errors import RateLimited
 
-URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def namespace():
-    name = f"vektor-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    await drop_namespace(URL, name)
-
 
 def process(namespace, limit=2, **options):
-    return RedisStreamSlots(Redis.from_url(URL), namespace, limit, **options)
+    return RedisStreamSlots(Redis.from_url(REDIS_URL), namespace, limit, **options)
 
 
 async def test_one_budget_across_processes(namespace):

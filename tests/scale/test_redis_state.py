@@ -4,26 +4,16 @@ their own, deleted afterwards)."""
 import asyncio
 import uuid
 
-import pytest
 from redis.asyncio import Redis
 
-from tests.support.redis_keys import drop_namespace
+from tests.conftest import REDIS_URL
 from vektor.answers.redis_event_log import RedisEventLog
 from vektor.core.events import RESYNC
 from vektor.core.redis_events import RedisEventBus
 
-URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def namespace():
-    name = f"vektor-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    await drop_namespace(URL, name)
-
 
 async def test_change_feed_since_follow_and_resync(namespace):
-    bus = RedisEventBus(Redis.from_url(URL), namespace)
+    bus = RedisEventBus(Redis.from_url(REDIS_URL), namespace)
     user = uuid.uuid4()
     try:
         start = await bus.current(user)
@@ -55,8 +45,8 @@ async def test_change_feed_since_follow_and_resync(namespace):
 
 
 async def test_streams_mirror_to_another_store(namespace):
-    writer = RedisEventLog(Redis.from_url(URL), namespace, retention_s=60)
-    reader = RedisEventLog(Redis.from_url(URL), namespace, retention_s=60)
+    writer = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
+    reader = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
     cancelled = []
     writer.start(on_cancel=cancelled.append)
     reader.start(on_cancel=lambda _: None)

@@ -84,7 +84,9 @@ async def test_forwarded_for_ignored_without_trusted_proxy(limited):
         assert response.status_code == 429
 
 
-async def test_forwarded_for_believed_from_trusted_proxy(database_url, tmp_path):
+@pytest.fixture
+async def behind_proxy(database_url, tmp_path):
+    """A client calling through a trusted proxy (10.9.0.5), with an auth budget of 2."""
     settings = make_settings(
         database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
     )
@@ -92,13 +94,18 @@ async def test_forwarded_for_believed_from_trusted_proxy(database_url, tmp_path)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("10.9.0.5", 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            for i in range(4):
-                response = await client.post(
-                    "/auth/login",
-                    data={"username": f"n{i}", "password": "x"},
-                    headers={"X-Forwarded-For": f"198.51.100.{i}"},
-                )
-                assert response.status_code == 401  # a different client each time
+            yield client
+        await empty_tables(app)
+
+
+async def test_forwarded_for_believed_from_trusted_proxy(behind_proxy):
+    for i in range(4):
+        response = await behind_proxy.post(
+            "/auth/login",
+            data={"username": f"n{i}", "password": "x"},
+            headers={"X-Forwarded-For": f"198.51.100.{i}"},
+        )
+        assert response.status_code == 401  # a different client each time
 
 
 async def test_redis_storage_shares_one_budget_between_instances():
@@ -254,23 +261,15 @@ async def test_ipv4_mapped_ipv6_counts_by_full_address(limited):
     assert await _login_from(limited, "::ffff:10.8.0.2", "m4") == 401  # not grouped by /64
 
 
-async def test_forwarded_ipv6_clients_share_their_64(database_url, tmp_path):
-    settings = make_settings(
-        database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
-    )
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app, client=("10.9.0.5", 1))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            codes = [
-                (
-                    await client.post(
-                        "/auth/login",
-                        data={"username": f"x{i}", "password": "x"},
-                        headers={"X-Forwarded-For": f"2001:db8:7:7::{i + 1}"},
-                    )
-                ).status_code
-                for i in range(3)
-            ]
-        await empty_tables(app)
+async def test_forwarded_ipv6_clients_share_their_64(behind_proxy):
+    codes = [
+        (
+            await behind_proxy.post(
+                "/auth/login",
+                data={"username": f"x{i}", "password": "x"},
+                headers={"X-Forwarded-For": f"2001:db8:7:7::{i + 1}"},
+            )
+        ).status_code
+        for i in range(3)
+    ]
     assert codes == [401, 401, 429]
