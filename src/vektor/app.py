@@ -159,6 +159,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
             settings.backup_dir,
             keep=settings.max_backups_per_user,
             workers=settings.backup_workers,
+            storage_limit=settings.max_user_storage_bytes,
         ),
         started_at=time.time(),
         **answering,

@@ -386,12 +386,12 @@ async def test_unsafe_avatar_in_a_backup_is_422(chat):
 
 
 async def test_crafted_id_collision_is_422_not_500(chat):
-    from vektor.sync.restore import _mapped
+    from vektor.sync.index import MoveIds
 
     await converse(chat, "mine")
     me = (await chat.client.get("/users/me", headers=chat.headers)).json()
     mine = (await export(chat))["conversations"][0]["messages"][0]["id"]
-    collide = str(_mapped(uuid.UUID(me["id"]), uuid.UUID(mine)))
+    collide = str(MoveIds(uuid.UUID(me["id"]))(uuid.UUID(mine)))
     before = await export(chat)
     record = conversation_record(message_ids=[mine, collide])
     response = await upload(chat, build_backup([record]))

@@ -228,8 +228,6 @@ async def test_restores_of_many_users_leave_requests_their_connections(chat_harn
     chat = await chat_harness(
         [scripted(upstream)], db_pool_size=2, db_max_overflow=0, backup_workers=1
     )
-    if chat.app.state.vektor.engine.dialect.name == "sqlite":
-        pytest.skip("SQLite has one writer: a restore writes through the app's one connection")
     users = []
     for name in ("bob", "carol", "dave"):
         await register(chat.client, name)

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # wait their turn.
     backup_workers: int = Field(default=2, ge=1, le=32)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # What one user's conversations and messages may take once a restore is applied (UTF-8
+    # bytes of titles and contents, plus 200 per row); a restore past it is refused (422).
+    max_user_storage_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     auto_migrate: bool = True
     jwt_issuer: str = "vektor"

@@ -164,6 +164,7 @@ async def info(request: Request) -> dict[str, Any]:
             "rate_limit_chat": settings.rate_limit_chat,
             "max_body_bytes": settings.max_body_bytes,
             "max_upload_bytes": settings.max_upload_bytes,
+            "max_user_storage_bytes": settings.max_user_storage_bytes,
             "max_messages_per_request": settings.max_messages_per_request,
             "max_message_chars": settings.max_message_chars,
             "max_answer_tokens": settings.max_answer_tokens,

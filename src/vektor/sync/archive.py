@@ -6,6 +6,10 @@
     {"kind": "manifest", "counts": {...}, "sha256": "<of every line above>"}
 
 Writing and reading are blocking (files, gzip): callers run them in a worker thread.
+
+Storage is measured as the quota counts it (`MAX_USER_STORAGE_BYTES`): the UTF-8 bytes of
+every title and message, plus ROW_BYTES for each conversation and message, so that
+millions of tiny messages count for what their rows take.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from typing import Annotated, Any, BinaryIO, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vektor.auth.schemas import AvatarUrl
+from vektor.sync.index import BackupIndex, DuplicateId, MoveIds
 from vektor.users.schemas import PreferencesRead
 
 FORMAT = "vektor-backup"
 FORMAT_VERSION = 1
 MAX_LINE_BYTES = 16 * 1024 * 1024
-MAX_TOTAL_BYTES = 2 * 1024 * 1024 * 1024  # decompressed: a small file may not expand forever
+ROW_BYTES = 200
 MAX_CONTENT_CHARS = 1_000_000
 MAX_INT = 2**31 - 1
 
@@ -47,6 +52,10 @@ Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
 class BackupInvalid(ValueError):
     """The file is not an intact backup this version can restore."""
+
+
+class OverQuota(BackupInvalid):
+    """The file's content would take the user past their storage quota."""
 
 
 class _Record(BaseModel):
@@ -157,7 +166,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _lines(path: Path) -> Iterator[bytes]:
+def _lines(path: Path, max_total: int | None = None) -> Iterator[bytes]:
     total = 0
     try:
         with gzip.open(path, "rb") as handle:
@@ -168,8 +177,8 @@ def _lines(path: Path) -> Iterator[bytes]:
                 if len(line) > MAX_LINE_BYTES or not line.endswith(b"\n"):
                     raise BackupInvalid("a record is truncated or too large")
                 total += len(line)
-                if total > MAX_TOTAL_BYTES:
-                    raise BackupInvalid("the backup expands beyond the size a restore accepts")
+                if max_total is not None and total > max_total:
+                    raise OverQuota("the backup expands beyond what your storage quota holds")
                 yield line
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise BackupInvalid(f"not a readable backup: {type(exc).__name__}") from exc
@@ -184,19 +193,42 @@ def _parse(line: bytes) -> Any:
         ) from exc
 
 
-def verify(path: Path, expected_sha256: str | None = None) -> Manifest:
-    """Check the whole file without keeping it: checksums, version, every record, counts."""
+def storage_bytes(record: ConversationRecord) -> int:
+    """What a conversation takes of the storage quota."""
+    content = sum(len(m.content.encode()) for m in record.messages)
+    return ROW_BYTES * (1 + len(record.messages)) + len(record.title.encode()) + content
+
+
+def verify(
+    path: Path, *, index: BackupIndex, moved: MoveIds, limit: int, expected_sha256: str | None
+) -> int:
+    """Check the whole file without keeping it: checksums, version, every record, counts,
+    ids (into `index`); returns its storage bytes, refusing past `limit` as soon as it
+    passes it. JSON escapes may make a line up to six times its content: reading stops
+    at twice the limit plus a margin, whatever the compression ratio."""
     if expected_sha256 is not None and file_sha256(path) != expected_sha256:
         raise BackupInvalid("checksum mismatch: the file changed since it was written")
-    content = hashlib.sha256()
-    counts = {"conversations": 0, "messages": 0}
-    seen: set[uuid.UUID] = set()
-    manifest: Manifest | None = None
-    for index, line in enumerate(_lines(path)):
-        if manifest is not None:
+    check = _Check(index, moved, limit)
+    for index_, line in enumerate(_lines(path, 2 * limit + MAX_LINE_BYTES)):
+        check.line(index_, line)
+    return check.finish()
+
+
+class _Check:
+    """The running state of one verification."""
+
+    def __init__(self, index: BackupIndex, moved: MoveIds, limit: int) -> None:
+        self.index, self.moved, self.limit = index, moved, limit
+        self.content = hashlib.sha256()
+        self.counts = {"conversations": 0, "messages": 0}
+        self.storage = 0
+        self.manifest: Manifest | None = None
+
+    def line(self, number: int, line: bytes) -> None:
+        if self.manifest is not None:
             raise BackupInvalid("records after the manifest")
         record = _parse(line)
-        if index == 0:
+        if number == 0:
             if not isinstance(record, Header):
                 raise BackupInvalid("no header")
             if record.version != FORMAT_VERSION:
@@ -204,23 +236,33 @@ def verify(path: Path, expected_sha256: str | None = None) -> Manifest:
         elif isinstance(record, Header):
             raise BackupInvalid("a second header")
         if isinstance(record, Manifest):
-            manifest = record
-            continue
-        content.update(line)
+            self.manifest = record
+            return
+        self.content.update(line)
         if isinstance(record, ConversationRecord):
-            counts["conversations"] += 1
-            counts["messages"] += len(record.messages)
-            ids = [record.id, *(m.id for m in record.messages)]
-            if seen.intersection(ids) or len(set(ids)) != len(ids):
-                raise BackupInvalid("an id appears twice")
-            seen.update(ids)
-    if manifest is None:
-        raise BackupInvalid("no manifest: the file is truncated")
-    if manifest.sha256 != content.hexdigest():
-        raise BackupInvalid("content checksum mismatch")
-    if manifest.counts != counts:
-        raise BackupInvalid("counts do not match the manifest")
-    return manifest
+            self.conversation(record)
+
+    def conversation(self, record: ConversationRecord) -> None:
+        self.counts["conversations"] += 1
+        self.counts["messages"] += len(record.messages)
+        self.storage += storage_bytes(record)
+        if self.storage > self.limit:
+            raise OverQuota("the backup holds more than your storage quota")
+        try:
+            self.index.add(record.id, [m.id for m in record.messages], self.moved)
+        except DuplicateId as exc:
+            raise BackupInvalid("an id appears twice") from exc
+
+    def finish(self) -> int:
+        if self.manifest is None:
+            raise BackupInvalid("no manifest: the file is truncated")
+        if self.manifest.sha256 != self.content.hexdigest():
+            raise BackupInvalid("content checksum mismatch")
+        if self.manifest.counts != self.counts:
+            raise BackupInvalid("counts do not match the manifest")
+        if self.index.has_collision():
+            raise BackupInvalid("ids collide with the ids they would be moved to")
+        return self.storage
 
 
 def records(path: Path) -> Iterator[tuple[Profile | Preferences | ConversationRecord, int]]:

@@ -51,10 +51,14 @@ def _snapshot_engine(url: str) -> AsyncEngine:
 
 @dataclass(frozen=True)
 class JobBudget:
-    """Where restores write: sessions outside the app's pool, `slots` of them at a time."""
+    """Where restores write: sessions outside the app's pool, `slots` of them at a time;
+    on SQLite through the app's connection a batch at a time (`per_batch`). Each user's
+    restored account may take `storage_limit` bytes."""
 
     sessions: async_sessionmaker[AsyncSession]
     slots: asyncio.Semaphore
+    per_batch: bool
+    storage_limit: int
 
 
 def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
@@ -72,6 +76,7 @@ class BackupManager:
         backup_dir: Path,
         keep: int = 5,
         workers: int = 2,
+        storage_limit: int = 1 << 30,
     ) -> None:
         self.engine = engine
         self.keep = keep
@@ -82,15 +87,19 @@ class BackupManager:
         # its one connection).
         url = engine.url.render_as_string(hide_password=False)
         if engine.dialect.name == "sqlite":
-            # Restores write through the app's one connection: SQLite has one writer anyway.
+            # Restores write through the app's one connection, a short transaction per
+            # batch: SQLite has one writer, and other users' answers take turns with them.
             self.read_engine = _snapshot_engine(url)
-            self.restores = JobBudget(sessionmaker, asyncio.Semaphore(workers))
+            self.restores = JobBudget(sessionmaker, asyncio.Semaphore(workers), True, storage_limit)
             workers = 1
         else:
             # Room for `workers` snapshots and `workers` restores at once, never more.
             self.read_engine = create_engine(url, pool_size=2 * workers, max_overflow=0)
             self.restores = JobBudget(
-                create_sessionmaker(self.read_engine), asyncio.Semaphore(workers)
+                create_sessionmaker(self.read_engine),
+                asyncio.Semaphore(workers),
+                per_batch=False,
+                storage_limit=storage_limit,
             )
         self.slots = asyncio.Semaphore(workers)
         self.tasks: dict[uuid.UUID, asyncio.Task[None]] = {}

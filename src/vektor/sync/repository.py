@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import ColumnElement, LargeBinary, Row, cast, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from vektor.auth.models import Device, User, UserSession
 from vektor.chat.repository import CONVERSATION, MESSAGE
+from vektor.sync.archive import ROW_BYTES
 from vektor.sync.models import Backup, SyncLock
 from vektor.users.models import Preference
 
@@ -21,6 +22,13 @@ IN_CHUNK = 5000
 
 def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
+def _octets(dialect: str) -> Callable[[ColumnElement[str]], ColumnElement[int]]:
+    """UTF-8 length in bytes: PostgreSQL's octet_length; SQLite counts a BLOB's bytes."""
+    if dialect == "postgresql":
+        return lambda column: func.octet_length(column)
+    return lambda column: func.length(cast(column, LargeBinary))
 
 
 class DeviceSessionRepository:
@@ -245,12 +253,42 @@ class RestoreWriter:
         if messages:
             await self.session.execute(insert(MESSAGE), messages)
 
-    async def conversation_ids(self, user_id: uuid.UUID) -> set[uuid.UUID]:
-        """Every conversation id of the user."""
-        result = await self.session.execute(
-            select(CONVERSATION.c.id).where(CONVERSATION.c.user_id == user_id)
+    async def conversation_ids_page(
+        self, user_id: uuid.UUID, after: uuid.UUID | None, limit: int
+    ) -> list[uuid.UUID]:
+        """The user's conversation ids in id order, after `after`."""
+        query = select(CONVERSATION.c.id).where(CONVERSATION.c.user_id == user_id)
+        if after is not None:
+            query = query.where(CONVERSATION.c.id > after)
+        result = await self.session.execute(query.order_by(CONVERSATION.c.id).limit(limit))
+        return [row[0] for row in result.all()]
+
+    async def storage_bytes(
+        self, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None = None
+    ) -> int:
+        """What the user's conversations (all, or those among `ids`) take of the quota,
+        measured as `archive.storage_bytes` measures a backup's."""
+        total = 0
+        for chunk in [None] if ids is None else _chunks(ids):
+            total += await self._storage(user_id, chunk)
+        return total
+
+    async def _storage(self, user_id: uuid.UUID, ids: Sequence[uuid.UUID] | None) -> int:
+        octets = _octets(self.session.get_bind().dialect.name)
+        mine = CONVERSATION.c.user_id == user_id
+        if ids is not None:
+            mine = mine & CONVERSATION.c.id.in_(ids)
+        rows = select(
+            func.count() * ROW_BYTES + func.coalesce(func.sum(octets(CONVERSATION.c.title)), 0)
+        ).where(mine)
+        messages = (
+            select(func.count() * ROW_BYTES + func.coalesce(func.sum(octets(MESSAGE.c.content)), 0))
+            .select_from(MESSAGE.join(CONVERSATION, MESSAGE.c.conversation_id == CONVERSATION.c.id))
+            .where(mine)
         )
-        return {row[0] for row in result.all()}
+        titles = (await self.session.execute(rows)).scalar_one()
+        contents = (await self.session.execute(messages)).scalar_one()
+        return int(titles) + int(contents)
 
     async def set_avatar(self, user_id: uuid.UUID, avatar_url: str | None) -> None:
         """Restore the avatar."""

@@ -16,10 +16,11 @@ from vektor.core.errors import Invalid, NotFound
 from vektor.core.events import RESYNC, EventBus
 from vektor.sync.archive import BackupInvalid, verify
 from vektor.sync.backups import JobBudget, backup_path
+from vektor.sync.index import BackupIndex, MoveIds
 from vektor.sync.lock import user_job
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, DeviceSessionRepository
-from vektor.sync.restore import RestoreConflict, apply_backup
+from vektor.sync.restore import RestoreConflict, RestoreTarget, apply_backup, check_quota
 from vektor.sync.schemas import BackupRead, DeviceRead, SessionRead
 
 
@@ -150,22 +151,44 @@ async def _apply_file(
     mode: str,
     expected_sha256: str | None = None,
 ) -> int:
-    """Verify everything, then apply in one transaction; nothing changes if a check fails."""
-    try:
-        await asyncio.to_thread(verify, path, expected_sha256)
-    except BackupInvalid as exc:
-        raise Invalid(f"Backup rejected: {exc}") from exc
+    """Check the file and the quota, then apply; nothing changes if a check fails."""
+    index = await asyncio.to_thread(BackupIndex)
     try:
         async with budget.slots:
-            async for session in session_scope(budget.sessions):
-                restored = await apply_backup(session, user_id=user_id, path=path, mode=mode)
-    except RestoreConflict as exc:
+            restored = await _checked_restore(budget, index, user_id, path, mode, expected_sha256)
+    except (BackupInvalid, RestoreConflict) as exc:
         raise Invalid(f"Backup rejected: {exc}") from exc
     except (IntegrityError, DataError, OverflowError) as exc:
         # The transaction was rolled back: nothing changed.
         raise Invalid("Backup rejected: its data does not fit this account") from exc
+    finally:
+        await asyncio.to_thread(index.close)
     await events.publish(user_id, RESYNC)
     return restored
+
+
+async def _checked_restore(
+    budget: JobBudget,
+    index: BackupIndex,
+    user_id: uuid.UUID,
+    path: Path,
+    mode: str,
+    expected_sha256: str | None,
+) -> int:
+    limit = budget.storage_limit
+    incoming = await asyncio.to_thread(
+        verify,
+        path,
+        index=index,
+        moved=MoveIds(user_id),
+        limit=limit,
+        expected_sha256=expected_sha256,
+    )
+    target = RestoreTarget(budget.sessions, per_batch=budget.per_batch)
+    async with target.restore():
+        if mode == "merge":
+            await check_quota(target, user_id=user_id, index=index, incoming=incoming, limit=limit)
+        return await apply_backup(target, user_id=user_id, path=path, mode=mode, index=index)
 
 
 async def delete_backup_files(backup_dir: Path, user_id: uuid.UUID) -> None:
