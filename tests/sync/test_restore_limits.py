@@ -88,3 +88,12 @@ async def test_other_users_answers_are_stored_while_a_restore_runs(chat_harness,
     assert answered >= 5
     assert slowest < 2.0  # one transaction: the whole write phase, about 5 s here
     assert len((await chat.client.get("/chat/history?limit=100", headers=bob)).json()) == 100
+
+
+async def test_an_upload_leaves_nothing_in_the_users_folder(chat):
+    # Account deletion removes the user's folder; an upload must not make one it could miss.
+    assert (await upload(chat, build_backup([sized(1000)]))).status_code == 200
+    me = (await chat.client.get("/users/me", headers=chat.headers)).json()
+    backup_dir = chat.app.state.vektor.settings.backup_dir
+    assert not (backup_dir / me["id"]).exists()
+    assert list((backup_dir / ".uploads").iterdir()) == []

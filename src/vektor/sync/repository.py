@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from vektor.users.models import Preference
 
 # Ids bound per IN list: asyncpg takes at most 32,767 parameters in a statement, SQLite 32,766.
 IN_CHUNK = 5000
+INSERT_SLICE = 2000
 
 
 def _chunks(ids: Sequence[uuid.UUID]) -> list[Sequence[uuid.UUID]]:
@@ -245,13 +247,15 @@ class RestoreWriter:
             )
 
     async def insert(
-        self, conversations: list[dict[str, Any]], messages: list[dict[str, Any]]
+        self, conversations: list[dict[str, Any]], messages: Iterable[dict[str, Any]]
     ) -> None:
-        """Insert conversations and their messages."""
+        """Insert conversations, then their messages a slice at a time (memory stays
+        bounded however many one conversation holds)."""
         if conversations:
             await self.session.execute(insert(CONVERSATION), conversations)
-        if messages:
-            await self.session.execute(insert(MESSAGE), messages)
+        rows = iter(messages)
+        while part := list(itertools.islice(rows, INSERT_SLICE)):
+            await self.session.execute(insert(MESSAGE), part)
 
     async def conversation_ids_page(
         self, user_id: uuid.UUID, after: uuid.UUID | None, limit: int

@@ -165,34 +165,33 @@ def _rows(
     batch: list[ConversationRecord],
     ids: dict[uuid.UUID, uuid.UUID],
     final: dict[uuid.UUID, uuid.UUID],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    conversations: list[dict[str, Any]] = []
-    messages: list[dict[str, Any]] = []
-    for record in batch:
-        cid = ids[record.id]
-        conversations.append(
-            {
-                "id": cid,
-                "user_id": user_id,
-                "title": record.title,
-                "model": record.model,
-                "message_count": len(record.messages),
-                "created_at": record.created_at,
-                "updated_at": record.updated_at,
-            }
-        )
-        messages.extend(
-            {
-                "id": final[m.id],
-                "conversation_id": cid,
-                "role": m.role,
-                "content": m.content,
-                "created_at": m.created_at,
-                "model": m.model,
-                "finish_reason": m.finish_reason,
-                "prompt_tokens": m.prompt_tokens,
-                "completion_tokens": m.completion_tokens,
-            }
-            for m in record.messages
-        )
+) -> tuple[list[dict[str, Any]], Iterator[dict[str, Any]]]:
+    """The conversations' rows, and their messages' rows made as they are inserted."""
+    conversations = [
+        {
+            "id": ids[record.id],
+            "user_id": user_id,
+            "title": record.title,
+            "model": record.model,
+            "message_count": len(record.messages),
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
+        for record in batch
+    ]
+    messages = (
+        {
+            "id": final[m.id],
+            "conversation_id": ids[record.id],
+            "role": m.role,
+            "content": m.content,
+            "created_at": m.created_at,
+            "model": m.model,
+            "finish_reason": m.finish_reason,
+            "prompt_tokens": m.prompt_tokens,
+            "completion_tokens": m.completion_tokens,
+        }
+        for record in batch
+        for m in record.messages
+    )
     return conversations, messages

@@ -213,7 +213,7 @@ async def restore(
         "user_id": user.id,
     }
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        path, mode = await _receive_upload(request, settings.backup_dir, user.id)
+        path, mode = await _receive_upload(request, settings.backup_dir)
         try:
             await service.restore_file(path=path, mode=mode, **common)
         finally:
@@ -236,15 +236,14 @@ async def _restore_request(request: Request) -> RestoreRequest:
         ) from exc
 
 
-async def _receive_upload(
-    request: Request, backup_dir: Path, user_id: uuid.UUID
-) -> tuple[Path, str]:
+async def _receive_upload(request: Request, backup_dir: Path) -> tuple[Path, str]:
     form = await request.form(max_files=1, max_fields=2)
     upload, mode = form.get("file"), form.get("mode", "merge")
     if not isinstance(upload, UploadFile) or mode not in ("merge", "replace"):
         raise BadRequest("Send a `file` part, and `mode` merge or replace")
     try:
-        folder = Path(backup_dir) / str(user_id)
+        # Not the user's folder: an account deleted meanwhile must not find it recreated.
+        folder = Path(backup_dir) / ".uploads"
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         handle = await asyncio.to_thread(
             tempfile.NamedTemporaryFile, "wb", dir=folder, prefix=".upload-", delete=False
