@@ -3,7 +3,8 @@
 Starts `vektor serve` on loopback (SQLite by default, or `--database postgresql`), seeds
 one user with 10,000 conversations and 100,000 messages straight into the database, then
 times POST /sync/backup until completed and POST /sync/restore, reading the server's peak
-resident memory (VmHWM, reset before each step) against its resident memory before.
+resident memory (VmHWM, reset before each step) against its resident memory before, and the
+CPU seconds the server spent (on SQLite the database work is among them; PostgreSQL's is not).
 
     uv run python -m bench.backup [--database postgresql] [--conversations 10000]
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psutil
 from sqlalchemy import insert, select
 
 from bench.common import vektor_server
@@ -32,6 +34,12 @@ def memory_kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user and system)."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def reset_peak(pid: int) -> None:
@@ -76,7 +84,7 @@ async def seed(url: str, email: str, conversations: int, per: int) -> None:
 def measure(client: httpx.Client, pid: int, headers: dict[str, str]) -> None:
     baseline = memory_kib(pid, "VmRSS")
     reset_peak(pid)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_s(pid)
     task = client.post("/sync/backup", headers=headers).json()["task_id"]
     while True:
         status = client.get(f"/sync/backup/{task}", headers=headers).json()
@@ -86,19 +94,21 @@ def measure(client: httpx.Client, pid: int, headers: dict[str, str]) -> None:
     elapsed = time.perf_counter() - started
     peak = memory_kib(pid, "VmHWM")
     print(
-        f"backup : {status['status']} in {elapsed:6.2f} s, "
+        f"backup : {status['status']} in {elapsed:6.2f} s "
+        f"({cpu_s(pid) - cpu:.2f} s of the server's CPU), "
         f"file {status['size_bytes'] / 1e6:.1f} MB, "
         f"{status['conversations']} conversations, {status['messages']} messages, "
         f"peak extra memory {(peak - baseline) / 1024:.1f} MiB"
     )
     baseline = memory_kib(pid, "VmRSS")
     reset_peak(pid)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_s(pid)
     response = client.post("/sync/restore", json={"backup_id": task}, headers=headers, timeout=600)
     elapsed = time.perf_counter() - started
     peak = memory_kib(pid, "VmHWM")
     print(
-        f"restore: {response.status_code} in {elapsed:6.2f} s, "
+        f"restore: {response.status_code} in {elapsed:6.2f} s "
+        f"({cpu_s(pid) - cpu:.2f} s of the server's CPU), "
         f"peak extra memory {(peak - baseline) / 1024:.1f} MiB"
     )
 

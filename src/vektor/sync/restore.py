@@ -27,10 +27,10 @@ from vektor.sync.repository import RestoreWriter
 from vektor.users.repository import PreferenceRepository
 
 # A batch stops at whichever comes first: records, messages, decompressed bytes. On SQLite
-# each is one transaction: about 0.2 s of the write lock (FTS upkeep included).
+# each is one transaction: about half a second of the write lock (FTS upkeep included).
 BATCH = 1000
-BATCH_MESSAGES = 2000
-BATCH_BYTES = 1024 * 1024
+BATCH_MESSAGES = 5000
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 class RestoreConflict(ValueError):
