@@ -90,7 +90,12 @@ class BackupManager:
             # Restores write through the app's one connection, a short transaction per
             # batch: SQLite has one writer, and other users' answers take turns with them.
             self.read_engine = _snapshot_engine(url)
-            self.restores = JobBudget(sessionmaker, asyncio.Semaphore(workers), True, storage_limit)
+            self.restores = JobBudget(
+                sessionmaker,
+                asyncio.Semaphore(workers),
+                per_batch=True,
+                storage_limit=storage_limit,
+            )
             workers = 1
         else:
             # Room for `workers` snapshots and `workers` restores at once, never more.
