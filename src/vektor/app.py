@@ -14,12 +14,9 @@ from typing import Any, TypedDict
 
 import aiohttp
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from loguru import logger
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor import __version__
@@ -41,14 +38,9 @@ from vektor.configuration.egress import public_http_client
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
-from vektor.core.database import (
-    DATABASE_DOWN_ERRORS,
-    create_engine,
-    create_sessionmaker,
-    is_database_down,
-)
+from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.direct import DirectDatabase
-from vektor.core.errors import AppError
+from vektor.core.error_handlers import install_error_handlers
 from vektor.core.events import EventBus, MemoryEventBus
 from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.metrics import RequestStats
@@ -224,36 +216,6 @@ def _lifespan(settings: Settings, stats: RequestStats) -> Lifespan:
     return lifespan
 
 
-OPENAI_ERROR_TYPES = {
-    400: ("invalid_request_error", None),
-    401: ("authentication_error", "invalid_api_key"),
-    403: ("permission_error", None),
-    404: ("not_found_error", "model_not_found"),
-    409: ("invalid_request_error", None),
-    413: ("invalid_request_error", "request_too_large"),
-    422: ("invalid_request_error", None),
-    429: ("rate_limit_error", "rate_limit_exceeded"),
-    502: ("api_error", "upstream_error"),
-    503: ("api_error", "service_unavailable"),
-}
-
-
-def _error(
-    request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """`{"detail": …}`, or OpenAI's error shape on the `/v1` API."""
-    if not request.url.path.startswith("/v1/"):
-        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
-    kind, code = OPENAI_ERROR_TYPES.get(status_code, ("api_error", None))
-    if isinstance(detail, list):  # validation errors
-        param = ".".join(str(p) for p in detail[0]["loc"][1:]) if detail else None
-        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
-    else:
-        param, message = None, str(detail)
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status_code, headers=headers)
-
-
 def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
     """Answers' event logs, the change feed and the users' stream slots: in this process, or
     on Redis when REDIS_URL is set so that every instance sees them."""
@@ -313,31 +275,6 @@ def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
     return restore
 
 
-async def _app_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
-    return _error(request, exc.status_code, exc.detail, exc.headers)
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 with location and message only: the input is not echoed (it may be a password)."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
-        for err in exc.errors()
-    ]
-    return _error(request, 422, errors)
-
-
-async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    """A dependency outage is a 503 with a log line, never a 500."""
-    if not is_database_down(exc):
-        raise exc
-    logger.opt(exception=exc).warning(
-        "database unavailable on {}: {}", request.url.path, type(exc).__name__
-    )
-    return _error(request, 503, "Database unavailable")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI application."""
     settings = settings or get_settings()
@@ -354,10 +291,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.otel_enabled
         else {"tracing": False, "metrics": False, "logs": False},
     )
-    app.add_exception_handler(AppError, _app_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    for error in (*DATABASE_DOWN_ERRORS, sa_exc.DBAPIError):
-        app.add_exception_handler(error, _database_down)
+    install_error_handlers(app)
     if settings.backend_cors_origins:  # otherwise no origin is allowed: nothing to add
         app.add_middleware(
             CORSMiddleware,
