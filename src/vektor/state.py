@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from vektor.answers.event_log import EventLog
     from vektor.answers.jobs import AnswerJobs
     from vektor.answers.service import Pipeline
+    from vektor.answers.socket_watch import SocketWatch
     from vektor.apikeys.hot_repository import ApiKeyHotRepository
     from vektor.auth.hot_repository import SessionHotRepository
     from vektor.configuration.notifier import AdapterNotifier
@@ -53,6 +54,7 @@ class AppState:
     adapters: AdapterNotifier
     pipeline: Pipeline
     jobs: AnswerJobs
+    sockets: SocketWatch
     backups: BackupManager
     started_at: float
     ready: bool = False  # /health/ready answers 503 until started and once shutting down

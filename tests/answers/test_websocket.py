@@ -1,0 +1,283 @@
+"""/chat/ws against a served app (uvicorn on loopback) with the `websockets` client: signing
+in, answers (several at once), cancel, resume, the change feed, and every error frame."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import PASSWORD, ChatHarness, collect_stream, scripted
+
+pytestmark = pytest.mark.timeout(60)
+
+SLOW = "chunks=40;delay=0.05;text=uno dos tres"
+FAST = "chunks=5;text=Hola desde Vektor"
+
+
+def ws_url(base: str) -> str:
+    """The /chat/ws address of a served app's http:// base URL."""
+    return base.replace("http://", "ws://", 1).rstrip("/") + "/chat/ws"
+
+
+def token_of(headers: dict[str, str]) -> str:
+    """The access token of an Authorization header."""
+    return headers["Authorization"].split(" ", 1)[1]
+
+
+async def signed_in(base: str, token: str, **options: Any) -> ClientConnection:
+    """A socket signed in with `token`, its `ready` frame read."""
+    socket = await connect(ws_url(base), open_timeout=10, **options)
+    await socket.send(json.dumps({"type": "auth", "token": token}))
+    ready = json.loads(await asyncio.wait_for(socket.recv(), 10))
+    assert ready["type"] == "ready", ready
+    return socket
+
+
+async def frames_until(
+    socket: ClientConnection, last: Callable[[dict[str, Any]], bool], timeout: float = 15
+) -> list[dict[str, Any]]:
+    """Frames read until one for which `last` is true (included)."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await socket.recv())
+            seen.append(frame)
+            if last(frame):
+                return seen
+
+
+def done_of(request_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether a frame is the `done` of the answer started as `request_id`."""
+    return lambda f: f["type"] == "done" and f.get("request_id") == request_id
+
+
+def error_of(request_id: str | None) -> Callable[[dict[str, Any]], bool]:
+    """Whether a frame is an error frame for `request_id`."""
+    return lambda f: f["type"] == "error" and f.get("request_id") == request_id
+
+
+def chat(request_id: str, model: str = "scripted", content: str = "hola") -> str:
+    """A chat frame."""
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    return json.dumps({"type": "chat", "request_id": request_id, **body})
+
+
+async def closed_code(socket: ClientConnection, timeout: float = 5) -> int | None:
+    """Read until the server closes; its close code."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await socket.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def served(chat_harness: Any, upstream: Any, model: str = FAST, **settings: Any) -> Any:
+    """The app served on loopback with one scripted model, and its base URL."""
+    harness: ChatHarness = await chat_harness([scripted(upstream, model)], live=True, **settings)
+    return harness, str(harness.client.base_url)
+
+
+async def test_sign_in_with_token_or_key_and_refusals(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream, ws_auth_timeout_seconds=0.5)
+    me = (await harness.client.get("/users/me", headers=harness.headers)).json()
+    socket = await connect(ws_url(base))
+    await socket.send(json.dumps({"type": "auth", "token": token_of(harness.headers)}))
+    assert json.loads(await socket.recv()) == {"type": "ready", "user_id": me["id"]}
+    await socket.close()
+
+    created = await harness.client.post(
+        "/users/me/api-keys", json={"name": "ws"}, headers=harness.headers
+    )
+    key = created.json()["key"]
+    await (await signed_in(base, key)).close()
+
+    for first in ({"type": "auth", "token": "not-a-token"}, {"type": "auth"}, {"type": "ping"}):
+        socket = await connect(ws_url(base))
+        await socket.send(json.dumps(first))
+        assert await closed_code(socket) == 4401, first
+    socket = await connect(ws_url(base))
+    await socket.send("not json")
+    assert await closed_code(socket) == 4401
+
+    started = time.monotonic()  # late: nothing within WS_AUTH_TIMEOUT_SECONDS
+    socket = await connect(ws_url(base))
+    assert await closed_code(socket) == 4401
+    assert 0.4 < time.monotonic() - started < 3
+
+    # A valid token in the query string is refused, even with a valid auth frame after it.
+    socket = await connect(ws_url(base) + f"?token={token_of(harness.headers)}")
+    with contextlib.suppress(ConnectionClosed):  # the server may have closed already
+        await socket.send(json.dumps({"type": "auth", "token": token_of(harness.headers)}))
+    assert await closed_code(socket) == 4401
+
+
+async def test_answer_streams_to_done_and_is_stored(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream)
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        await socket.send(chat("r1"))
+        frames = await frames_until(socket, done_of("r1"))
+    start = frames[0]
+    assert start["type"] == "start"
+    assert start["request_id"] == "r1"
+    assert start["seq"] == 1
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    assert {f["message_id"] for f in frames} == {start["message_id"]}
+    assert [f["type"] for f in frames][-2:] == ["usage", "done"]
+    assert frames[-1]["finish_reason"] == "stop"
+    text = "".join(f["content"] for f in frames if f["type"] == "delta")
+    assert text == "Hola desde Vektor Hola desde"
+    history = await harness.client.get(
+        f"/chat/history/{start['conversation_id']}", headers=harness.headers
+    )
+    messages = history.json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["content"] == text
+    assert messages[1]["id"] == start["message_id"]
+
+
+async def test_two_answers_at_once_and_a_cancel(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream, SLOW)
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        await socket.send(chat("a"))
+        await socket.send(chat("b"))
+        frames = await frames_until(
+            socket, lambda f: f["type"] == "delta" and f["request_id"] == "b" and f["seq"] > 3
+        )
+        starts = {f["request_id"]: f["message_id"] for f in frames if f["type"] == "start"}
+        assert set(starts) == {"a", "b"}
+        await socket.send(json.dumps({"type": "cancel", "message_id": starts["a"]}))
+        rest = await frames_until(socket, done_of("a"))
+        assert rest[-1]["finish_reason"] == "cancelled"
+        rest += await frames_until(socket, done_of("b"))
+        assert rest[-1]["finish_reason"] == "stop"
+        # Cancelling a finished answer is a 409, an unknown one a 404; the socket stays.
+        await socket.send(json.dumps({"type": "cancel", "message_id": starts["a"]}))
+        assert (await frames_until(socket, error_of(None)))[-1]["status"] == 409
+        unknown = "00000000-0000-4000-8000-000000000000"
+        await socket.send(json.dumps({"type": "cancel", "message_id": unknown}))
+        assert (await frames_until(socket, error_of(None)))[-1]["status"] == 404
+    deltas_b = [f for f in frames + rest if f["type"] == "delta" and f["request_id"] == "b"]
+    assert len(deltas_b) == 40
+
+
+async def test_resume_after_n_on_another_socket(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream, SLOW)
+    token = token_of(harness.headers)
+    async with await signed_in(base, token) as first:
+        await first.send(chat("r"))
+        seen = await frames_until(first, lambda f: f["seq"] == 4)
+    message_id = seen[0]["message_id"]
+    async with await signed_in(base, token) as second:
+        await second.send(json.dumps({"type": "resume", "message_id": message_id, "after": 4}))
+        rest = await frames_until(second, lambda f: f["type"] == "done")
+    assert [f["seq"] for f in rest] == list(range(5, 5 + len(rest)))
+    assert all(f["message_id"] == message_id and f["request_id"] is None for f in rest)
+    text = "".join(f["content"] for f in seen + rest if f["type"] == "delta")
+    assert len(text.split()) == 40
+
+    other = await chat_harness([scripted(upstream, FAST)], live=True)  # another user
+    async with await signed_in(str(other.client.base_url), token_of(other.headers)) as socket:
+        resume = {"type": "resume", "message_id": message_id, "request_id": "x"}
+        await socket.send(json.dumps(resume))
+        error = (await frames_until(socket, error_of("x")))[-1]
+    assert error["status"] == 404
+
+
+async def test_subscribe_gets_the_change_feed_and_ping_pongs(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream)
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        await socket.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5)) == {"type": "pong"}
+        await socket.send(json.dumps({"type": "subscribe"}))
+        await asyncio.sleep(0.2)
+        put = await harness.client.put(
+            "/users/preferences", json={"theme": "light"}, headers=harness.headers
+        )
+        assert put.status_code == 200
+        frame = (await frames_until(socket, lambda f: f["type"] == "sync"))[-1]
+    assert frame["event"]["type"] == "preferences.updated"
+    assert frame["cursor"]
+    assert frame["event"]["at"]
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream)
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        expected = [
+            ("not json", 400, None),
+            (b"\x00binary", 400, None),
+            ('["a list"]', 400, None),
+            (json.dumps({"type": "launch", "request_id": "u"}), 422, "u"),
+            (json.dumps({"type": "chat", "request_id": "v", "model": "scripted"}), 422, "v"),
+            (json.dumps({"type": "resume", "message_id": "nope"}), 422, None),
+            (chat("m", model="no-such-model"), 404, "m"),
+        ]
+        for sent, status, request_id in expected:
+            await socket.send(sent)
+            error = (await frames_until(socket, error_of(request_id)))[-1]
+            assert error["status"] == status, (sent, error)
+            assert error["detail"]
+        await socket.send(chat("ok"))
+        frames = await frames_until(socket, done_of("ok"))
+    assert frames[-1]["finish_reason"] == "stop"
+
+
+async def test_limits_are_those_of_sse(chat_harness, upstream):
+    harness, base = await served(
+        chat_harness, upstream, SLOW, max_concurrent_streams=1, rate_limit_chat="3/minute"
+    )
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        await socket.send(chat("one"))
+        await frames_until(socket, lambda f: f["type"] == "start")
+        await socket.send(chat("two"))  # over MAX_CONCURRENT_STREAMS
+        busy = (await frames_until(socket, error_of("two")))[-1]
+        assert busy["status"] == 429
+        assert busy["retry_after"] >= 1
+        # The SSE route agrees: the same user's slot is taken.
+        body = {"model": "scripted", "messages": [{"role": "user", "content": "hola"}]}
+        status, _, _ = await collect_stream(
+            harness.client, "POST", "/chat/stream", json=body, headers=harness.headers
+        )
+        assert status == 429
+        await frames_until(socket, done_of("one"))
+        await socket.send(chat("four"))  # the fourth chat request this minute
+        limited = (await frames_until(socket, error_of("four")))[-1]
+        assert limited["status"] == 429
+
+
+async def test_a_frame_over_one_mebibyte_closes_with_1009(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream)
+    socket = await signed_in(base, token_of(harness.headers), max_size=None)
+    await socket.send(json.dumps({"type": "ping", "pad": "x" * (1024 * 1024)}))
+    assert await closed_code(socket) == 1009
+
+
+@pytest.mark.parametrize("revoke", ["logout", "password"])
+async def test_revocation_closes_the_socket_within_a_second(chat_harness, upstream, revoke):
+    harness, base = await served(chat_harness, upstream)
+    client = harness.client
+    other = await client.post("/auth/login", data={"username": "user1", "password": PASSWORD})
+    tokens = other.json()
+    socket = await signed_in(base, tokens["access_token"])
+    await socket.send(json.dumps({"type": "ping"}))
+    assert json.loads(await socket.recv())["type"] == "pong"
+    started = time.monotonic()
+    if revoke == "logout":
+        response = await client.post(
+            "/auth/logout", json={"refresh_token": tokens["refresh_token"]}
+        )
+    else:  # from the first session: every other session is revoked
+        body = {"current_password": PASSWORD, "new_password": "another good password"}
+        response = await client.post("/users/change-password", json=body, headers=harness.headers)
+    assert response.status_code == 200, response.text
+    assert await closed_code(socket, timeout=3) == 4401
+    assert time.monotonic() - started < 1.0
