@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket as socket_module
 import time
 from collections.abc import Callable
 from typing import Any
@@ -281,3 +282,37 @@ async def test_revocation_closes_the_socket_within_a_second(chat_harness, upstre
     assert response.status_code == 200, response.text
     assert await closed_code(socket, timeout=3) == 4401
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_reader_too_slow_is_closed_with_1008_and_its_answer_stored(chat_harness, upstream):
+    word = "x" * 200
+    harness, base = await served(
+        chat_harness, upstream, f"chunks=25000;text={word}", ws_send_buffer_bytes=64 * 1024
+    )
+    # A small receive window, and a client library that stops reading after one frame.
+    sock = socket_module.socket()
+    sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+    socket = await signed_in(base, token_of(harness.headers), sock=sock, max_queue=1)
+    await socket.send(chat("big"))
+    start = json.loads(await socket.recv())
+    await asyncio.sleep(3)  # reads nothing meanwhile
+    received, code = 0, None
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                frame = json.loads(await socket.recv())
+                received += 1
+                assert frame["type"] != "done", "the whole answer fitted in the buffers"
+    except ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd else None
+    assert code == 1008
+    assert received < 25000
+    url = f"/chat/history/{start['conversation_id']}"
+    async with asyncio.timeout(20):
+        while True:
+            messages = (await harness.client.get(url, headers=harness.headers)).json()["messages"]
+            if len(messages) == 2:
+                break
+            await asyncio.sleep(0.2)
+    assert messages[1]["content"] == " ".join([word] * 25000)
