@@ -41,7 +41,7 @@ from vektor.core.config import WS_MAX_FRAME_BYTES
 if TYPE_CHECKING:
     from vektor.state import AppState
 
-MAX_OPENING = 8  # chat frames of one socket waiting for their answer to start
+MAX_OPENING = 64  # chat frames of one socket waiting for their answer to start
 MAX_FOLLOWED = 64  # answers one socket follows at once
 CLOSE_TIMEOUT_S = 5.0  # a client that reads nothing never acknowledges the close
 CLOSE_INTERNAL = 1011
