@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
     import asyncio
@@ -61,8 +62,8 @@ class AppState:
     draining: asyncio.Future[None] | None = None
 
 
-def app_state(request: Request) -> AppState:
-    """The resources of the app serving this request."""
+def app_state(request: HTTPConnection) -> AppState:
+    """The resources of the app serving this request (or WebSocket)."""
     return state_of(request.app)
 
 

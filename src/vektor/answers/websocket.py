@@ -19,7 +19,7 @@ from vektor.core.config import WS_MAX_FRAME_BYTES
 from vektor.core.database import is_database_down
 from vektor.core.errors import AppError
 from vektor.core.security import TokenError, decode_access_token, hash_token
-from vektor.state import AppState, state_of
+from vektor.state import AppState, app_state
 
 router = APIRouter(prefix="/chat", tags=["chat"])
 
@@ -39,7 +39,7 @@ class SignInRefused(Exception):
 @router.websocket("/ws")
 async def chat_socket(websocket: WebSocket) -> None:
     """Chat frames both ways: chat, cancel, resume, subscribe, ping (SPEC §3.8)."""
-    state = state_of(websocket.app)
+    state = app_state(websocket)
     await websocket.accept()
     try:
         credential = await sign_in(websocket, state)
