@@ -6,7 +6,8 @@ persistence on), registers the users, then:
 1. answers/s at c=50: 50 signed-in sockets each asking one answer at a time, against 50
    SSE clients (a connection per answer, as bench.stream), alternating, medians of the
    repeats; CPU of the server per answer, time to the first delta;
-2. the server's RSS with 1,000 idle signed-in sockets (goal ≤ 300 MB);
+2. the server's RSS with 1,000 idle signed-in sockets, each of its own login session (goal
+   ≤ 300 MB), and its CPU while they are idle;
 3. 1,000 answers at once over 100 sockets (10 each, one user per socket): all reach `done`
    and all are stored (read back from /chat/history).
 
@@ -132,22 +133,41 @@ def compare(
     ]
 
 
-async def idle_sockets(url: str, tokens: list[str], count: int, pid: int) -> dict[str, Any]:
-    """The server's RSS before and with `count` idle signed-in sockets."""
+def logins(base: str, users: int, count: int) -> list[str]:
+    """`count` access tokens, each of a login session of its own, of the first `users`
+    bench users: the revocation check then looks up `count` sessions (its worst case)."""
+    tokens = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for index in range(count):
+            form = {"username": f"bench{index % users}", "password": "bench password"}
+            response = client.post("/auth/login", data=form)
+            response.raise_for_status()
+            tokens.append(response.json()["access_token"])
+    return tokens
+
+
+async def idle_sockets(url: str, tokens: list[str], pid: int) -> dict[str, Any]:
+    """The server's RSS before and with one idle signed-in socket per token, and its CPU
+    while they are idle (the revocation check of every socket, twice a second)."""
     await asyncio.sleep(1)
     before = rss_mb(pid)
     sockets: list[ClientConnection] = []
-    for start in range(0, count, 100):  # in waves, as clients arrive
-        wave = [tokens[i % len(tokens)] for i in range(start, min(count, start + 100))]
+    for start in range(0, len(tokens), 100):  # in waves, as clients arrive
+        wave = tokens[start : start + 100]
         sockets += await asyncio.gather(*(open_socket(url, t) for t in wave))
-    await asyncio.sleep(2)  # a few revocation checks
+    await asyncio.sleep(2)
     with_sockets = rss_mb(pid)
+    cpu_before, quiet_s = cpu_seconds(pid), 10.0
+    await asyncio.sleep(quiet_s)
+    idle_cpu = (cpu_seconds(pid) - cpu_before) / quiet_s * 100
     await asyncio.gather(*(s.close() for s in sockets))
     return {
         "sockets": len(sockets),
+        "sessions": len(set(tokens)),
         "rss_before_mb": round(before, 1),
         "rss_with_sockets_mb": round(with_sockets, 1),
         "per_socket_kb": round((with_sockets - before) * 1000 / max(1, len(sockets)), 1),
+        "idle_cpu_percent": round(idle_cpu, 2),
         "goal_mb": IDLE_TARGET_MB,
         "met": with_sockets <= IDLE_TARGET_MB,
     }
@@ -205,6 +225,21 @@ async def count_stored(base: str, tokens: list[str]) -> int:
         return total
 
 
+def write_models(config: Path, upstream_port: int) -> None:
+    """model_configs.json: `bench` (section 1's script) and `bench-slow`."""
+    deployments = [
+        {
+            "name": name,
+            "provider": "openai",
+            "model": script,
+            "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+            "timeout_s": 60,
+        }
+        for name, script in (("bench", SCRIPT), ("bench-slow", SLOW_SCRIPT))
+    ]
+    (config / "model_configs.json").write_text(json.dumps(deployments))
+
+
 def run(
     database: str = "sqlite",
     *,
@@ -220,17 +255,7 @@ def run(
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, config, True)
         up_port, _ = stack.enter_context(scripted_upstream())
-        deployments = [
-            {
-                "name": name,
-                "provider": "openai",
-                "model": script,
-                "base_url": f"http://127.0.0.1:{up_port}/v1",
-                "timeout_s": 60,
-            }
-            for name, script in (("bench", SCRIPT), ("bench-slow", SLOW_SCRIPT))
-        ]
-        (config / "model_configs.json").write_text(json.dumps(deployments))
+        write_models(config, up_port)
         server = stack.enter_context(
             vektor_server(
                 database,
@@ -245,7 +270,8 @@ def run(
         users = make_users(server.base, max(50, sockets))
         tokens = [token for token, _ in users]
         results: dict[str, Any] = {"database": database}
-        results["idle"] = run_async(idle_sockets(url, tokens, idle, pid))
+        sessions = logins(server.base, len(users), idle)
+        results["idle"] = run_async(idle_sockets(url, sessions, pid))
         print(json.dumps(results["idle"]), flush=True)
         results["rate"] = compare(server.base, pid, users[:50], answers, repeats)
         for row in results["rate"]:
