@@ -1,10 +1,9 @@
-"""One signed-in /chat/ws socket: its frames, the answers it follows, its change feed, and
-the bounded queue of what it has yet to send.
+"""One signed-in /chat/ws socket: its frames, the answers it follows, its change feed.
 
 The answers themselves are `AnswerJobs` jobs, as over SSE: they run, publish to the event
 log and are stored whatever happens to the socket. The socket only reads the log (one task
-per answer it follows) into its outgoing queue; a client that reads too slowly fills the
-queue, and past `WS_SEND_BUFFER_BYTES` its socket is closed with 1008, its answers going on.
+per answer it follows) into its bounded outgoing queue (`socket_outbox.Outbox`); a client
+that reads too slowly is closed with 1008, its answers going on.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +33,7 @@ from vektor.answers.socket_frames import (
     refused,
     sync_frame,
 )
+from vektor.answers.socket_outbox import Outbox
 from vektor.core.config import WS_MAX_FRAME_BYTES
 
 if TYPE_CHECKING:
@@ -47,42 +45,6 @@ CLOSE_TIMEOUT_S = 5.0  # a client that reads nothing never acknowledges the clos
 CLOSE_INTERNAL = 1011
 
 
-class Outbox:
-    """Frames waiting for the client, in order, at most `limit` bytes; `run` writes them."""
-
-    def __init__(
-        self, send: Callable[[str], Awaitable[None]], limit: int, overflow: Callable[[], object]
-    ) -> None:
-        self.send, self.limit, self.overflow = send, limit, overflow
-        self.frames: deque[bytes] = deque()
-        self.queued = 0
-        self.full = False
-        self.ready = asyncio.Event()
-
-    def put(self, frame: bytes) -> None:
-        """Queue a frame; past the limit, drop everything and report the overflow once."""
-        if self.full:
-            return
-        if self.queued + len(frame) > self.limit:
-            self.full = True
-            self.frames.clear()
-            self.overflow()
-            return
-        self.frames.append(frame)
-        self.queued += len(frame)
-        self.ready.set()
-
-    async def run(self) -> None:
-        """Write queued frames as the client takes them (each `send` waits for the socket)."""
-        while True:
-            await self.ready.wait()
-            self.ready.clear()
-            while self.frames:
-                frame = self.frames.popleft()
-                await self.send(frame.decode())
-                self.queued -= len(frame)
-
-
 class SocketSession:
     """The frames of one signed-in socket, until it closes."""
 
@@ -91,8 +53,9 @@ class SocketSession:
         settings = state.settings
         self.outbox = Outbox(
             websocket.send_text,
-            settings.ws_send_buffer_bytes,
-            lambda: self.end(CLOSE_POLICY, "Client too slow: send buffer full"),
+            limit=settings.ws_send_buffer_bytes,
+            stall_s=settings.ws_slow_reader_seconds,
+            overflow=lambda: self.end(CLOSE_POLICY, "Client too slow: send buffer full"),
         )
         self.followed: dict[uuid.UUID, asyncio.Task[None]] = {}
         self.opening: set[asyncio.Task[None]] = set()
@@ -233,15 +196,12 @@ class SocketSession:
         task.add_done_callback(forget)
 
     async def _forward(self, message_id: uuid.UUID, after: int, tags: EventTags) -> None:
-        log, ping_s, put = (
-            self.state.event_log,
-            self.state.settings.sse_ping_seconds,
-            self.outbox.put,
-        )
+        log, ping_s = self.state.event_log, self.state.settings.sse_ping_seconds
+        put = self.outbox.put_waiting
         async with aclosing(log.subscribe(message_id, after, ping_s)) as subscription:
             async for batch in subscription:
                 for event in batch or ():  # None: a heartbeat, which a socket does not need
-                    put(tags.frame(event))
+                    await put(tags.frame(event))
 
     def _subscribe(self, after: str | None) -> None:
         """Follow the change feed (a second subscribe replaces the first)."""

@@ -89,9 +89,11 @@ class Settings(BaseSettings):
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
     stream_retention_seconds: float = Field(default=600.0, ge=1)
     # /chat/ws: the auth frame's deadline; what one socket may have queued for a client
-    # that reads slowly before it is closed (1008); how often revoked sessions are looked for.
+    # (1008 past it, see socket_outbox.py); how often revoked sessions are looked for.
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     ws_send_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
+    # How long a socket's full send buffer may wait for the client to take a frame.
+    ws_slow_reader_seconds: float = Field(default=10.0, gt=0, le=300)
     ws_revocation_check_seconds: float = Field(default=0.5, gt=0, le=1.0)
     llm_cooldown_seconds: float = Field(default=5.0, gt=0)
     max_tool_rounds: int = Field(default=5, ge=0, le=50)
