@@ -15,6 +15,7 @@ from vektor.answers.socket_frames import CLOSE_AUTH, CLOSE_TOO_BIG, CLOSE_UNAVAI
 from vektor.answers.socket_session import SocketSession
 from vektor.answers.socket_watch import Credential
 from vektor.apikeys.service import looks_like_api_key
+from vektor.core.access import who_may_call
 from vektor.core.config import WS_MAX_FRAME_BYTES
 from vektor.core.database import is_database_down
 from vektor.core.errors import AppError
@@ -37,6 +38,7 @@ class SignInRefused(Exception):
 
 
 @router.websocket("/ws")
+@who_may_call("user or API key")
 async def chat_socket(websocket: WebSocket) -> None:
     """Chat frames both ways: chat, cancel, resume, subscribe, ping (SPEC §3.8)."""
     state = app_state(websocket)
