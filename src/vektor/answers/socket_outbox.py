@@ -40,14 +40,17 @@ class Outbox:
 
     def put(self, frame: bytes) -> None:
         """Queue a frame now; past the limit, the client is too slow."""
-        if self.full:
-            return
-        if not self._fits(frame):
+        if not self.full and not self.offer(frame):
             self._overflow()
-            return
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame if it fits now (no coroutine per event on the common path)."""
+        if self.full or not self._fits(frame):
+            return False
         self.frames.append(frame)
         self.queued += len(frame)
         self.ready.set()
+        return True
 
     async def put_waiting(self, frame: bytes) -> None:
         """Queue a frame, waiting for room up to `stall_s` while the buffer is full."""

@@ -197,11 +197,13 @@ class SocketSession:
 
     async def _forward(self, message_id: uuid.UUID, after: int, tags: EventTags) -> None:
         log, ping_s = self.state.event_log, self.state.settings.sse_ping_seconds
-        put = self.outbox.put_waiting
+        offer, put = self.outbox.offer, self.outbox.put_waiting
         async with aclosing(log.subscribe(message_id, after, ping_s)) as subscription:
             async for batch in subscription:
                 for event in batch or ():  # None: a heartbeat, which a socket does not need
-                    await put(tags.frame(event))
+                    frame = tags.frame(event)
+                    if not offer(frame):
+                        await put(frame)
 
     def _subscribe(self, after: str | None) -> None:
         """Follow the change feed (a second subscribe replaces the first)."""
