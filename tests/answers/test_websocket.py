@@ -362,13 +362,7 @@ async def test_a_reader_too_slow_is_closed_with_1008_and_its_answer_stored(chat_
     assert start is not None
     assert start["type"] == "start"
     # While the client reads nothing, the answer runs to its end and is stored.
-    url = f"/chat/history/{start['conversation_id']}"
-    async with asyncio.timeout(40):
-        while True:
-            messages = (await harness.client.get(url, headers=harness.headers)).json()["messages"]
-            if len(messages) == 2:
-                break
-            await asyncio.sleep(0.2)
+    messages = await stored_messages(harness, start["conversation_id"])
     assert messages[1]["content"] == " ".join([word] * pieces)
     await asyncio.sleep(1)  # past WS_SLOW_READER_SECONDS with the buffers full
     received = []
@@ -400,3 +394,26 @@ async def test_a_replay_larger_than_the_send_buffer_reaches_a_reading_client(
     assert len(live) == len(replay) == 3003  # start, 3000 deltas, usage, done
     assert sum(len(json.dumps(f)) for f in replay) > 20 * 8192
     assert [f["seq"] for f in replay] == list(range(1, 3004))
+
+
+async def test_cancel_on_disconnect_stops_the_answers_a_socket_started(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream, SLOW, cancel_on_disconnect=True)
+    socket = await signed_in(base, token_of(harness.headers))
+    await socket.send(chat("gone"))
+    start = (await frames_until(socket, lambda f: f["type"] == "delta"))[0]
+    await socket.close()
+    messages = await stored_messages(harness, start["conversation_id"])
+    assert messages[1]["finish_reason"] == "cancelled"
+    assert len(messages[1]["content"].split()) < 40
+
+
+async def stored_messages(harness: ChatHarness, conversation_id: str) -> list[dict[str, Any]]:
+    """The conversation's messages once its answer is stored."""
+    url = f"/chat/history/{conversation_id}"
+    async with asyncio.timeout(40):
+        while True:
+            response = await harness.client.get(url, headers=harness.headers)
+            messages: list[dict[str, Any]] = response.json()["messages"]
+            if len(messages) == 2:
+                return messages
+            await asyncio.sleep(0.1)
