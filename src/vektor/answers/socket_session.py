@@ -192,6 +192,10 @@ class SocketSession:
         def forget(done: asyncio.Task[None]) -> None:
             if self.followed.get(message_id) is done:
                 del self.followed[message_id]
+            if _failed(done):  # the log could not be read: the client may resume later
+                logger.opt(exception=done.exception()).error("answer {} not forwarded", message_id)
+                error = FrameError(503, "The answer's events could not be read", request_id)
+                self.outbox.put(error.frame())
 
         task.add_done_callback(forget)
 
