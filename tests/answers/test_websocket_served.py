@@ -3,6 +3,7 @@ and across two instances sharing PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -46,6 +47,11 @@ async def test_served_socket_answers_and_caps_frames(tmp_path, upstream, extra):
         socket = await signed_in(base, tokens["access_token"], max_size=None)
         await socket.send(json.dumps({"type": "ping", "pad": "x" * (1024 * 1024)}))
         assert await closed_code(socket) == 1009
+        # Stopping the server (SIGTERM) closes open sockets with 1012: reconnect elsewhere.
+        socket = await signed_in(base, tokens["access_token"])
+        closing = asyncio.create_task(closed_code(socket, timeout=20))
+        await asyncio.to_thread(stop, process)
+        assert await closing == 1012
     finally:
         stop(process)
 
