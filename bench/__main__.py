@@ -28,7 +28,7 @@ DOCS = ROOT / "docs"
 
 def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[str, Any]:
     """Run every measure and return the results (JSON-ready)."""
-    from bench import history, mcp_tool, memory, stream
+    from bench import history, mcp_tool, memory, stream, websocket
 
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -71,6 +71,15 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
         )
     for row in results["history"]:
         print(row, flush=True)
+    print("== WebSocket", flush=True)
+    results["websocket"] = websocket.run(
+        databases[0],
+        answers=20 if quick else 600,
+        repeats=1 if quick else 3,
+        idle=50 if quick else 1000,
+        sockets=10 if quick else 100,
+        per_socket=2 if quick else 10,
+    )
     print("== MCP tool call", flush=True)
     results["mcp"] = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
     print(json.dumps(results["mcp"], indent=1), flush=True)

@@ -25,8 +25,10 @@ from vektor.answers.event_log import EventLog, MemoryEventLog
 from vektor.answers.jobs import AnswerJobs
 from vektor.answers.router import router as answers_router
 from vektor.answers.service import Pipeline
+from vektor.answers.socket_watch import SocketWatch
 from vektor.answers.store import AnswerStore
 from vektor.answers.tools import ToolRunner
+from vektor.answers.websocket import router as socket_router
 from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.hot_repository import SessionHotRepository
@@ -134,14 +136,16 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     upstream = new_session()
     http = public_http_client(settings.adapter_url_allowlist)
     answering = await _answering(settings, sessionmaker, direct, http, upstream)
+    session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
     return AppState(
         settings=settings,
         stats=stats,
         engine=engine,
         sessionmaker=sessionmaker,
         direct=direct,
-        session_check=SessionHotRepository(direct),
-        key_check=ApiKeyHotRepository(direct),
+        session_check=session_check,
+        key_check=key_check,
+        sockets=SocketWatch(session_check, key_check, settings.ws_revocation_check_seconds),
         rate_limiter=RateLimiter(settings.redis_url, namespace=settings.redis_namespace),
         upstream_session=upstream,
         http_client=http,
@@ -160,6 +164,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
 
 async def _close_state(state: AppState) -> None:
     """Stop answering, then release every resource, innermost last."""
+    await state.sockets.aclose()
     await state.jobs.shutdown()
     await state.backups.shutdown()
     await state.event_log.aclose()
@@ -310,6 +315,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
     app.include_router(answers_router, responses=AUTH_RESPONSES)
+    app.include_router(socket_router)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(sync_router, responses=AUTH_RESPONSES)
     app.include_router(configuration_router, responses=AUTH_RESPONSES)

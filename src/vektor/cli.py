@@ -72,6 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
+    from vektor.server import WS_OPTIONS
+
     uvicorn.run(
         "vektor.app:create_app",
         factory=True,
@@ -85,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # would believe it from any loopback caller.
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 10,
+        **WS_OPTIONS,
     )
     return 0
 

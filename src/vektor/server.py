@@ -10,7 +10,15 @@ from typing import Any, ClassVar
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
+from vektor.core.config import WS_MAX_FRAME_BYTES
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+# /chat/ws: a message over the limit closes the socket with 1009 in the server itself; no
+# permessage-deflate, whose zlib state per socket costs memory and whose compression of
+# small JSON frames costs CPU for next to no bytes saved.
+WS_OPTIONS: dict[str, Any] = {"ws_max_size": WS_MAX_FRAME_BYTES, "ws_per_message_deflate": False}
 
 
 def _worker_exited(server: Any, worker: Any) -> None:
@@ -22,11 +30,13 @@ def _worker_exited(server: Any, worker: Any) -> None:
 
 class VektorWorker(UvicornWorker):  # type: ignore[misc]
     """Uvicorn's Gunicorn worker without its proxy-headers middleware: the app itself decides
-    whom to believe about X-Forwarded-For (TRUSTED_PROXIES)."""
+    whom to believe about X-Forwarded-For (TRUSTED_PROXIES). WebSocket messages are capped
+    at /chat/ws's limit, and not compressed (see `WS_OPTIONS`)."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         **UvicornWorker.CONFIG_KWARGS,
         "proxy_headers": False,
+        **WS_OPTIONS,
     }
 
 

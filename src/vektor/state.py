@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.requests import HTTPConnection
 
 if TYPE_CHECKING:
     import asyncio
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from vektor.answers.event_log import EventLog
     from vektor.answers.jobs import AnswerJobs
     from vektor.answers.service import Pipeline
+    from vektor.answers.socket_watch import SocketWatch
     from vektor.apikeys.hot_repository import ApiKeyHotRepository
     from vektor.auth.hot_repository import SessionHotRepository
     from vektor.configuration.notifier import AdapterNotifier
@@ -53,14 +55,15 @@ class AppState:
     adapters: AdapterNotifier
     pipeline: Pipeline
     jobs: AnswerJobs
+    sockets: SocketWatch
     backups: BackupManager
     started_at: float
     ready: bool = False  # /health/ready answers 503 until started and once shutting down
     draining: asyncio.Future[None] | None = None
 
 
-def app_state(request: Request) -> AppState:
-    """The resources of the app serving this request."""
+def app_state(request: HTTPConnection) -> AppState:
+    """The resources of the app serving this request (or WebSocket)."""
     return state_of(request.app)
 
 

@@ -253,6 +253,25 @@ async def test_heartbeat_only_after_ping_s_of_quiet() -> None:
         await _next_within(subscription, 1)
 
 
+async def test_events_published_while_the_consumer_is_busy_with_a_batch_come_at_once():
+    """A consumer that awaits while handling a batch (a slow client) gets what was published
+    meanwhile as soon as it asks, not at the next heartbeat."""
+    store = MemoryEventLog()
+    message = uuid.uuid4()
+    store.create(message, uuid.uuid4())
+    subscription = store.subscribe(message, 0, 30)
+    store.publish(message, {"type": "start"})
+    assert [e.id for e in await _next_within(subscription, 1)] == [1]
+    store.publish(message, {"type": "delta", "content": "x"})  # the consumer is busy
+    store.publish(message, {"type": "done"})
+    store.close(message)
+    batch = await _next_within(subscription, 1)
+    assert batch is not None
+    assert [e.id for e in batch] == [2, 3]
+    with pytest.raises(StopAsyncIteration):
+        await _next_within(subscription, 1)
+
+
 async def test_heartbeat_timer_ends_with_the_subscription() -> None:
     store = MemoryEventLog()
     message = uuid.uuid4()

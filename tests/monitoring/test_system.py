@@ -49,6 +49,7 @@ async def test_info_has_limits_and_no_secrets(client, settings):
     assert info["limits"]["max_tool_rounds"] == settings.max_tool_rounds
     assert info["limits"]["rate_limit_chat"] == settings.rate_limit_chat
     assert info["capabilities"]["openai_compatible_api"] == "/v1"
+    assert info["capabilities"]["websocket"] == "/chat/ws"
     assert settings.secret_key not in str(info)
 
 
@@ -61,6 +62,7 @@ async def test_endpoints_say_who_may_call(client):
     assert rows[("/api/status", ("GET",))]["who"] == "admin"
     assert rows[("/v1/chat/completions", ("POST",))]["who"] == "user or API key"
     assert rows[("/users/me", ("GET",))]["tags"] == ["users"]
+    assert rows[("/chat/ws", ("GET",))]["who"] == "user or API key"
 
 
 async def test_status_is_for_admins(app, client, alice):

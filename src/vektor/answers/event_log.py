@@ -171,6 +171,7 @@ class MemoryEventLog:
                     cursor += len(batch)
                     quiet.since = loop.time()
                     yield batch
+                    continue  # more may have come while the consumer was busy with it
                 if log.finished_at is not None and cursor >= len(log.events):
                     return
                 waiter = quiet.waiter = loop.create_future()

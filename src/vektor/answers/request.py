@@ -11,7 +11,7 @@ from typing import Any, Literal
 from vektor.answers.admission import Slot
 from vektor.llm.base import ChatMessage, GenerationRequest, ToolCall, Usage
 
-Source = Literal["chat", "v1"]
+Source = Literal["chat", "ws", "v1"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 
 from vektor.answers.dependencies import ChatCaller, LastEventId, OwnedStream
-from vektor.answers.request import AnswerRequest
+from vektor.answers.request import AnswerRequest, Source
 from vektor.answers.service import open_answer
 from vektor.answers.sse import sse_response
 from vektor.chat.schemas import ChatRequest
@@ -30,7 +30,7 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def answer_request(body: ChatRequest, user_id: uuid.UUID) -> AnswerRequest:
+def answer_request(body: ChatRequest, user_id: uuid.UUID, source: Source = "chat") -> AnswerRequest:
     """A chat request as the pipeline's: stored, with Vektor's tools unless turned off."""
     if body.messages[-1].role != "user":
         raise Invalid("The last message must be the user's")
@@ -38,7 +38,7 @@ def answer_request(body: ChatRequest, user_id: uuid.UUID) -> AnswerRequest:
         user_id=user_id,
         model=body.model,
         messages=[ChatMessage(role=m.role, content=m.content) for m in body.messages],
-        source="chat",
+        source=source,
         temperature=body.temperature,
         max_tokens=body.max_tokens,
         conversation_id=body.conversation_id,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
-from vektor.auth.hot_repository import TOUCH_INTERVAL  # a key's use is written as seldom
+from vektor.auth.hot_repository import (  # a key's use is written as seldom
+    SQLITE_BATCH,
+    TOUCH_INTERVAL,
+)
 from vektor.core.direct import (
     DirectDatabase,
     sqlite_time,
@@ -28,6 +32,12 @@ _KEY = statement(
     "ON u.id = k.user_id WHERE k.key_hash = $1"
 )
 _TOUCH = statement("UPDATE api_key SET last_used_at = $1 WHERE id = $2")
+_LIVE_AMONG = (
+    'SELECT k.key_hash FROM api_key k JOIN "user" u ON u.id = k.user_id '
+    "WHERE (k.expires_at IS NULL OR k.expires_at > $1) AND k.key_hash "
+)
+_LIVE_AMONG_PG = _LIVE_AMONG + "= ANY($2::text[])"
+_LIVE_AMONG_SQLITE = _LIVE_AMONG.replace("$1", "?") + "IN ({})"
 
 
 def _stale(last_used: datetime | None, now: datetime) -> bool:
@@ -66,5 +76,27 @@ class ApiKeyHotRepository:
             if _stale(last_used, now):
                 await connection.execute(_TOUCH.postgres, now, key_id)
             return uuid.UUID(str(user_id))
+
+        return await self.database.run(sqlite=check, postgres=check_pg)
+
+    async def live_among(self, key_hashes: Sequence[str], now: datetime) -> set[str]:
+        """Which of these keys (by hash) are still live: one statement for every open
+        WebSocket of the process that signed in with a key."""
+        if not key_hashes:
+            return set()
+
+        def check(connection: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(key_hashes), SQLITE_BATCH):
+                chunk = list(key_hashes[start : start + SQLITE_BATCH])
+                marks = ",".join("?" * len(chunk))
+                query = _LIVE_AMONG_SQLITE.format(marks)
+                rows = connection.execute(query, [sqlite_time(now), *chunk]).fetchall()
+                found.update(row[0] for row in rows)
+            return found
+
+        async def check_pg(connection: asyncpg.Connection) -> set[str]:
+            rows = await connection.fetch(_LIVE_AMONG_PG, now, list(key_hashes))
+            return {row[0] for row in rows}
 
         return await self.database.run(sqlite=check, postgres=check_pg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -30,6 +31,13 @@ _LIVE = statement(
 )
 _TOUCH_SESSION = statement("UPDATE user_session SET last_seen_at = $1 WHERE id = $2")
 _TOUCH_DEVICE = statement("UPDATE device SET last_seen_at = $1 WHERE id = $2")
+_LIVE_AMONG = (
+    'SELECT s.id FROM user_session s JOIN "user" u ON u.id = s.user_id '
+    "WHERE s.revoked_at IS NULL AND s.id "
+)
+_LIVE_AMONG_PG = _LIVE_AMONG + "= ANY($1::uuid[])"
+_LIVE_AMONG_SQLITE = _LIVE_AMONG + "IN ({})"
+SQLITE_BATCH = 500  # bound parameters per statement, well under SQLite's limit
 # PostgreSQL touches both rows in one statement, one round trip.
 _PG_TOUCH = (
     "WITH s AS (UPDATE user_session SET last_seen_at = $1 WHERE id = $2) "
@@ -64,5 +72,26 @@ class SessionHotRepository:
             if now - row[1] >= TOUCH_INTERVAL:
                 await connection.execute(_PG_TOUCH, now, session_id, row[0])
             return True
+
+        return await self.database.run(sqlite=check, postgres=check_pg)
+
+    async def live_among(self, session_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these sessions are still live (not revoked, their user still there): one
+        statement for every open WebSocket of the process."""
+        if not session_ids:
+            return set()
+
+        def check(connection: sqlite3.Connection) -> set[uuid.UUID]:
+            found: set[uuid.UUID] = set()
+            for start in range(0, len(session_ids), SQLITE_BATCH):
+                chunk = [sqlite_uuid(s) for s in session_ids[start : start + SQLITE_BATCH]]
+                marks = ",".join("?" * len(chunk))
+                rows = connection.execute(_LIVE_AMONG_SQLITE.format(marks), chunk).fetchall()
+                found.update(uuid.UUID(hex=row[0]) for row in rows)
+            return found
+
+        async def check_pg(connection: asyncpg.Connection) -> set[uuid.UUID]:
+            rows = await connection.fetch(_LIVE_AMONG_PG, list(session_ids))
+            return {uuid.UUID(str(row[0])) for row in rows}
 
         return await self.database.run(sqlite=check, postgres=check_pg)

@@ -32,6 +32,11 @@ KNOWN_WEAK_SECRETS = frozenset(
 EPHEMERAL_KEY_ENV = "VEKTOR_EPHEMERAL_SECRET_KEY"
 
 
+# The largest WebSocket message /chat/ws accepts (§3.8); the server is told too (uvicorn
+# `ws_max_size`), and the app checks it whatever serves it.
+WS_MAX_FRAME_BYTES = 1024 * 1024
+
+
 class SettingsError(ValueError):
     """The settings cannot be used as they are."""
 
@@ -83,6 +88,13 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(default=2048, ge=1)
     sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
     stream_retention_seconds: float = Field(default=600.0, ge=1)
+    # /chat/ws: the auth frame's deadline; what one socket may have queued for a client
+    # (1008 past it, see socket_outbox.py); how often revoked sessions are looked for.
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    ws_send_buffer_bytes: int = Field(default=1024 * 1024, ge=4096)
+    # How long a socket's full send buffer may wait for the client to take a frame.
+    ws_slow_reader_seconds: float = Field(default=10.0, gt=0, le=300)
+    ws_revocation_check_seconds: float = Field(default=0.5, gt=0, le=1.0)
     llm_cooldown_seconds: float = Field(default=5.0, gt=0)
     max_tool_rounds: int = Field(default=5, ge=0, le=50)
     tool_call_timeout_seconds: float = Field(default=60.0, gt=0)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 
 from vektor import __version__
 from vektor.auth.dependencies import AdminUser
@@ -173,6 +173,7 @@ async def info(request: Request) -> dict[str, Any]:
         },
         "capabilities": {
             "streaming": "sse",
+            "websocket": "/chat/ws",
             "providers": provider_names(),
             "mcp_transports": ["streamable-http", "sse", "stdio"],
             "openai_compatible_api": "/v1",
@@ -205,17 +206,18 @@ async def endpoints(request: Request) -> list[dict[str, Any]]:
     rows = []
     for context in iter_route_contexts(request.app.routes):
         route = context.original_route
-        if not isinstance(route, APIRoute):
+        if isinstance(route, APIWebSocketRoute):  # a GET that upgrades; it signs in itself
+            needs = declared_access(route.dependant.call) or _auth(route.dependant)
+            path, methods, tags = context.path or route.path, ["GET"], []
+        elif isinstance(route, APIRoute):
+            needs = _auth(route.dependant)
+            path, methods = context.path or route.path, sorted(context.methods or ())
+            tags = list(route.tags)
+        else:
             continue
-        needs = _auth(route.dependant)
+        who = needs or "anyone"
         rows.append(
-            {
-                "path": context.path or route.path,
-                "methods": sorted(context.methods or ()),
-                "tags": list(route.tags),
-                "auth": needs is not None,
-                "who": needs or "anyone",
-            }
+            {"path": path, "methods": methods, "tags": tags, "auth": needs is not None, "who": who}
         )
     return sorted(rows, key=lambda r: (r["path"], r["methods"]))
 
