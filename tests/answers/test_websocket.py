@@ -267,7 +267,7 @@ async def test_a_frame_over_one_mebibyte_closes_with_1009(chat_harness, upstream
     assert await closed_code(socket) == 1009
 
 
-@pytest.mark.parametrize("revoke", ["logout", "password", "account", "api_key"])
+@pytest.mark.parametrize("revoke", ["logout", "password", "device", "account", "api_key"])
 async def test_revocation_closes_the_socket_within_a_second(chat_harness, upstream, revoke):
     harness, base = await served(chat_harness, upstream)
     client = harness.client
@@ -288,12 +288,15 @@ async def test_revocation_closes_the_socket_within_a_second(chat_harness, upstre
 
 async def _revoke(how: str, client: Any, headers: dict[str, str], tokens: Any, key_id: str) -> Any:
     """Logout of the second session, a password change from the first (which revokes every
-    other session), the account deleted, or the API key deleted."""
+    other session), the second session's device removed, the account deleted, or the API
+    key deleted."""
     if how == "logout":
         return await client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]})
     if how == "password":
         body = {"current_password": PASSWORD, "new_password": "another good password"}
         return await client.post("/users/change-password", json=body, headers=headers)
+    if how == "device":
+        return await client.delete(f"/sync/devices/{tokens['device_id']}", headers=headers)
     if how == "account":
         return await client.delete("/users/me", headers=headers)
     return await client.delete(f"/users/me/api-keys/{key_id}", headers=headers)
