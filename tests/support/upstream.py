@@ -155,19 +155,24 @@ class ScriptedUpstream:
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
 
-    async def _begin(self, request: Request) -> tuple[dict[str, Any], Script]:
+    async def _begin(
+        self, request: Request, model: str | None = None
+    ) -> tuple[dict[str, Any], Script]:
+        """Record the request; its script is `model`, else the body's `model`."""
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
-        script = Script.parse(str(body.get("model", "")))
+        script = Script.parse(model if model is not None else str(body.get("model", "")))
         if self.forced_status is not None:
             script.status = self.forced_status
         if script.stall:
             await asyncio.sleep(script.stall)
         return body, script
 
-    async def chat(self, request: Request) -> Response:
-        body, script = await self._begin(request)
+    async def chat(self, request: Request, model: str | None = None) -> Response:
+        """Chat completions; `model` scripts a request whose body names none (Azure's)."""
+        body, script = await self._begin(request, model)
+        body = {"model": model, **body}  # a copy: the recorded body stays as sent
         if script.status:
             return JSONResponse(
                 {"error": {"message": "scripted failure"}}, status_code=script.status

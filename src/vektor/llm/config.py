@@ -22,6 +22,8 @@ class DeploymentConfig(BaseModel):
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
+    deployment: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # azure
+    api_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # azure
     weight: Annotated[float, Field(ge=0)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
     max_tokens: Annotated[int, Field(ge=1)] | None = None

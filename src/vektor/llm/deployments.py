@@ -15,8 +15,15 @@ from vektor.llm.providers import provider_class
 
 
 def _registered(config: DeploymentConfig) -> DeploymentConfig:
-    """An entry whose provider some module registered; the error lists the registered ones."""
-    provider_class(config.provider)
+    """An entry whose provider some module registered (the error lists the registered ones)
+    and which sets every field that provider needs (the error names the entry and field)."""
+    kind = provider_class(config.provider)
+    for name in kind.required_fields:
+        if getattr(config, name, None) in (None, ""):
+            raise ValueError(
+                f"model entry '{config.name}' (provider '{config.provider}') "
+                f"needs the field '{name}'"
+            )
     return config
 
 

@@ -34,10 +34,12 @@ class ProviderContext:
 
 
 class ProviderClass(Protocol):
-    """A registered provider class: how to build it, and the context window a deployment
-    has when its entry sets none (None: the balancer's default)."""
+    """A registered provider class: how to build it, the context window a deployment has
+    when its entry sets none (None: the balancer's default), and the entry's fields it
+    cannot work without (checked when model_configs.json is read)."""
 
     default_context_window: ClassVar[int | None]
+    required_fields: ClassVar[tuple[str, ...]]
 
     @classmethod
     def build(cls, config: DeploymentConfig, context: ProviderContext) -> Provider:

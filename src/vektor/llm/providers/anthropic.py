@@ -38,6 +38,7 @@ class AnthropicProvider:
     """POST /v1/messages with `stream: true`."""
 
     default_context_window: ClassVar[int | None] = None
+    required_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build(cls, config: DeploymentConfig, context: ProviderContext) -> AnthropicProvider:

@@ -113,6 +113,7 @@ class LocalProvider:
     """Streams from the process's LocalModel."""
 
     default_context_window: ClassVar[int | None] = DEFAULT_CONTEXT
+    required_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build(cls, config: DeploymentConfig, context: ProviderContext) -> LocalProvider:

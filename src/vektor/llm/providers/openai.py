@@ -44,6 +44,7 @@ class OpenAIProvider:
     """Chat completions over HTTP, streamed as server-sent events."""
 
     default_context_window: ClassVar[int | None] = None
+    required_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def build(cls, config: DeploymentConfig, context: ProviderContext) -> OpenAIProvider:
