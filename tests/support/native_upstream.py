@@ -7,6 +7,10 @@ references:
 - Ollama: `POST /api/chat`, one JSON object per line (`application/x-ndjson`), the last with
   `done: true`, `done_reason`, `prompt_eval_count` (13 here) and `eval_count`; tool calls
   in `message.tool_calls` with their arguments as an object.
+- Gemini: `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (server-sent events
+  of GenerateContentResponse objects) and `:generateContent`, key in `x-goog-api-key`; the
+  model name is the script; `usageMetadata` with `promptTokenCount` 17; a tool call is a
+  `functionCall` part carrying a `thoughtSignature`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class NativeUpstream(ScriptedUpstream):
                     methods=["POST"],
                 ),
                 Route("/api/chat", self.ollama, methods=["POST"]),
+                Route(
+                    "/v1beta/models/{model}:streamGenerateContent", self.gemini, methods=["POST"]
+                ),
+                Route("/v1beta/models/{model}:generateContent", self.gemini, methods=["POST"]),
             ]
         )
 
@@ -71,8 +79,9 @@ class NativeUpstream(ScriptedUpstream):
         if script.status:
             return JSONResponse({"error": "scripted failure"}, status_code=script.status)
         pieces = script.pieces()
+        answered = (body.get("messages") or [{}])[-1].get("role") == "tool"
         calls = _tool_calls(
-            body, script, lambda args: {"function": {"name": script.tool, "arguments": args}}
+            answered, script, lambda args: {"function": {"name": script.tool, "arguments": args}}
         )
         final = {
             "model": body["model"],
@@ -108,12 +117,61 @@ class NativeUpstream(ScriptedUpstream):
         self.completed += 1
         yield line({"role": "assistant", "content": ""}, **final)
 
+    async def gemini(self, request: Request) -> Response:
+        """Gemini's generateContent, and streamGenerateContent as SSE."""
+        self._seen(request)
+        if "x-goog-api-key" not in request.headers:
+            return _error(403, "Method doesn't allow unregistered callers")
+        body, script = await self._begin(request, request.path_params["model"])
+        if script.status:
+            return _error(script.status, "scripted failure")
+        pieces = script.pieces()
+        last = (body.get("contents") or [{}])[-1].get("parts") or []
+        calls = _tool_calls(
+            any("functionResponse" in part for part in last),
+            script,
+            lambda args: {
+                "functionCall": {"name": script.tool, "args": args},
+                "thoughtSignature": "c2lnbmF0dXJl",
+            },
+        )
+        usage = {"promptTokenCount": 17, "candidatesTokenCount": len(pieces)}
+        if not request.url.path.endswith(":streamGenerateContent"):
+            self.completed += 1
+            parts = [{"text": "".join(pieces)}, *calls]
+            return JSONResponse(_candidate(parts, "STOP", usage))
+        events = self._gemini_events(script, pieces, calls, usage)
+        return StreamingResponse(events, media_type="text/event-stream")
 
-def _tool_calls(body: dict[str, Any], script: Script, shape: Any) -> list[Any]:
+    async def _gemini_events(
+        self, script: Script, pieces: list[str], calls: list[Any], usage: dict[str, int]
+    ) -> AsyncIterator[str]:
+        for index, piece in enumerate(pieces):
+            if script.drop is not None and index == script.drop:
+                raise DropConnection
+            if script.bad is not None and index == script.bad:
+                yield 'data: {"candidates": "not a list"}\r\n\r\n'
+                continue
+            if script.delay:
+                await asyncio.sleep(script.delay)
+            partial = {**usage, "candidatesTokenCount": index + 1}
+            yield f"data: {json.dumps(_candidate([{'text': piece}], None, partial))}\r\n\r\n"
+        self.completed += 1
+        last = _candidate(calls or [{"text": ""}], "STOP", usage)
+        yield f"data: {json.dumps(last)}\r\n\r\n"
+
+
+def _candidate(parts: list[Any], finish: str | None, usage: dict[str, int]) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish:
+        candidate["finishReason"] = finish
+    total = {**usage, "totalTokenCount": sum(usage.values())}
+    return {"candidates": [candidate], "usageMetadata": total, "modelVersion": "scripted"}
+
+
+def _tool_calls(answered: bool, script: Script, shape: Any) -> list[Any]:
     """The scripted tool call in the protocol's `shape` (given the arguments as an object),
-    unless the last message is a tool result (with `loop`, always)."""
-    last = (body.get("messages") or [{}])[-1]
-    answered = last.get("role") == "tool"
+    unless the model was just given a tool result (with `loop`, always)."""
     if not script.tool or (answered and not script.loop):
         return []
     return [shape(json.loads(script.tool_args))]

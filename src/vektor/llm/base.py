@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
@@ -46,6 +47,9 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    # Opaque state some providers (Gemini's thoughtSignature) want back with the call when
+    # it is replayed in the context; it rides along the tool rounds of one answer.
+    signature: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,16 @@ def parse_upstream(what: str, parse: Callable[..., _T], *args: Any) -> _T:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ProviderError(f"upstream sent a malformed {what}: {exc}", retryable=True) from exc
+
+
+def arguments_object(text: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as an object, for providers that want one ({} when the
+    text is not a JSON object)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Provider(Protocol):

@@ -18,6 +18,7 @@ from vektor.llm.base import (
     TextDelta,
     ToolCall,
     Usage,
+    arguments_object,
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
@@ -27,15 +28,6 @@ from vektor.llm.sse_reader import MAX_EVENT_BYTES, read_body
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 DONE_REASONS = {"stop": "stop", "length": "length"}
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    """A call's JSON arguments as the object Ollama wants ({} when they are not one)."""
-    try:
-        value = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
@@ -50,7 +42,7 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
             body["tool_name"] = names.get(message.tool_call_id or "", "")
         if message.tool_calls:
             body["tool_calls"] = [
-                {"function": {"name": c.name, "arguments": _arguments(c.arguments)}}
+                {"function": {"name": c.name, "arguments": arguments_object(c.arguments)}}
                 for c in message.tool_calls
             ]
         out.append(body)
