@@ -143,3 +143,22 @@ async def test_an_entry_without_deployment_is_refused_when_loaded(tmp_path):
     (tmp_path / "model_configs.json").write_text(json.dumps([entry]))
     with pytest.raises(ValidationError, match="needs the field 'base_url'"):
         load_deployments(tmp_path)
+
+
+async def test_a_reload_without_deployment_is_refused_and_changes_nothing(chat_harness, native):
+    from tests.monitoring.test_system import make_admin
+
+    chat = await chat_harness([azure(native[0], "chunks=1")])
+    admin = await make_admin(chat.app, chat.client, "boss")
+    config_dir = chat.app.state.vektor.settings.vektor_config_dir
+    broken = {**azure(native[0], "chunks=1", name="az-new")}
+    del broken["deployment"]
+    (config_dir / "model_configs.json").write_text(json.dumps([broken]))
+    refused = await chat.client.post("/config/reload", headers=admin)
+    assert refused.status_code == 422
+    assert (
+        "model entry 'az-new' (provider 'azure') needs the field 'deployment'"
+        in (refused.json()["detail"])
+    )
+    models = (await chat.client.get("/chat/models", headers=admin)).json()
+    assert [m["name"] for m in models] == ["az"]
