@@ -72,41 +72,43 @@ async def test_v1_streamed_and_not(chat_harness, native):
     assert chunks[-1]["usage"]["prompt_tokens"] == 17
 
 
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "Weather", "parameters": SCHEMA},
+    }
+]
+WEATHER = 'chunks=1;text=ok;tool=get_weather;args={"city":"Lima"}'
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 async def test_client_tool_calls_are_parsed(chat_harness, native, streaming):
-    script = 'chunks=1;text=ok;tool=get_weather;args={"city":"Lima"}'
-    chat = await chat_harness([gemini(native[0], script, streaming=streaming)])
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
-    tools = [
-        {
-            "type": "function",
-            "function": {"name": "get_weather", "description": "Weather", "parameters": schema},
-        }
-    ]
+    chat = await chat_harness([gemini(native[0], WEATHER, streaming=streaming)])
     choice = {"type": "function", "function": {"name": "get_weather"}}
-    answer = await complete(chat, "gem", tools=tools, tool_choice=choice)
+    answer = await complete(chat, "gem", tools=TOOLS, tool_choice=choice)
     [call] = answer["choices"][0]["message"]["tool_calls"]
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "Lima"}
     assert answer["choices"][0]["finish_reason"] == "tool_calls"
     sent = native[0].requests[-1]
-    assert sent["tools"] == [
-        {
-            "functionDeclarations": [
-                {"name": "get_weather", "description": "Weather", "parametersJsonSchema": schema}
-            ]
-        }
-    ]
+    declaration = {"name": "get_weather", "description": "Weather", "parametersJsonSchema": SCHEMA}
+    assert sent["tools"] == [{"functionDeclarations": [declaration]}]
     assert sent["toolConfig"] == {
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
     }
-    # The client runs the tool and sends the call and its result back.
+
+
+async def test_a_call_handed_back_by_the_client_is_replayed(chat_harness, native):
+    chat = await chat_harness([gemini(native[0], WEATHER)])
+    answer = await complete(chat, "gem", tools=TOOLS)
+    [call] = answer["choices"][0]["message"]["tool_calls"]
     followup = [
         {"role": "user", "content": "Hola"},
         answer["choices"][0]["message"],
         {"role": "tool", "tool_call_id": call["id"], "content": "18 °C"},
     ]
-    final = await complete(chat, "gem", tools=tools, messages=followup)
+    final = await complete(chat, "gem", tools=TOOLS, messages=followup)
     assert final["choices"][0]["message"]["content"] == "ok"
     model_turn, result_turn = native[0].requests[-1]["contents"][1:]
     assert model_turn["role"] == "model"
