@@ -119,8 +119,9 @@ async def test_a_refusal_does_not_fail_over(chat_harness, native):
     assert (len(native[0].requests), len(native[1].requests)) == (1, 0)
 
 
-async def test_a_broken_answer_ends_with_an_error(chat_harness, native):
-    chat = await chat_harness([ollama(native[0], "chunks=4;drop=2")])
+@pytest.mark.parametrize("script", ["chunks=4;drop=2", "chunks=4;bad=2"])
+async def test_a_broken_answer_ends_with_an_error(chat_harness, native, script):
+    chat = await chat_harness([ollama(native[0], script)])
     status, events, _ = await chat.stream(ASK)
     assert status == 200
     assert text_of(events) == "Hola desde"
