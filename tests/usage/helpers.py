@@ -13,4 +13,3 @@ async def usage_rows(app: FastAPI) -> list[Usage]:
     async with app.state.vektor.sessionmaker() as session:
         rows = await session.scalars(select(Usage).order_by(Usage.created_at))
         return list(rows.all())
-
