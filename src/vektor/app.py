@@ -63,6 +63,7 @@ from vektor.monitoring.router import router as monitoring_router
 from vektor.state import AppState
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
+from vektor.usage.quota import Quotas
 from vektor.usage.router import router as usage_router
 from vektor.users.router import router as users_router
 
@@ -114,7 +115,10 @@ async def _answering(
         timeout_s=settings.tool_call_timeout_seconds,
     )
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
-    pipeline = Pipeline(settings=settings, balancer=balancer, slots=slots, store=store, tools=tools)
+    quotas = Quotas.from_settings(settings, sessionmaker)
+    pipeline = Pipeline(
+        settings=settings, balancer=balancer, slots=slots, store=store, tools=tools, quotas=quotas
+    )
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
     slots.start()
@@ -240,17 +244,25 @@ OPENAI_ERROR_TYPES = {
 
 
 def _error(
-    request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
+    request: Request,
+    status_code: int,
+    detail: Any,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """`{"detail": …}`, or OpenAI's error shape on the `/v1` API."""
+    """`{"detail": …}` (plus the error's `extra` fields), or OpenAI's error shape on the
+    `/v1` API (an extra `code` and `limit` become its `code` and `param`)."""
+    extra = extra or {}
     if not request.url.path.startswith("/v1/"):
-        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+        body_fields = {"detail": detail, **extra}
+        return JSONResponse(body_fields, status_code=status_code, headers=headers)
     kind, code = OPENAI_ERROR_TYPES.get(status_code, ("api_error", None))
     if isinstance(detail, list):  # validation errors
         param = ".".join(str(p) for p in detail[0]["loc"][1:]) if detail else None
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
     else:
-        param, message = None, str(detail)
+        param, message = extra.get("limit"), str(detail)
+    code = extra.get("code", code)
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
@@ -316,7 +328,7 @@ def _drain_on_sigterm(state: AppState) -> Callable[[], None]:
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return _error(request, exc.status_code, exc.detail, exc.headers)
+    return _error(request, exc.status_code, exc.detail, exc.headers, exc.extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from tests.conftest import register, scripted
 from tests.support.usage_rows import usage_row
 from vektor.usage.hot_repository import UsageHotRepository
-from vektor.usage.service import current_month
+from vektor.usage.windows import current_month
 
 KEY = uuid.UUID("00000000-0000-4000-8000-000000000001")
 

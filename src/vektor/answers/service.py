@@ -19,6 +19,7 @@ from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.metrics import stream_ended, stream_started
 from vektor.llm.balancer import ModelBalancer, OpenedStream
+from vektor.usage.quota import Quotas
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +31,20 @@ class Pipeline:
     slots: StreamSlots
     store: AnswerStore
     tools: ToolRunner
+    quotas: Quotas
 
 
 async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
-    """Check and admit the request, store the question, and open a deployment whose first
-    event has arrived. The caller must `finish_answer` the answer it gets."""
+    """Check and admit the request (limits, quotas, a stream slot), store the question, and
+    open a deployment whose first event has arrived. The caller must `finish_answer` the
+    answer it gets."""
     plan = prepare(
         request,
         settings=pipeline.settings,
         balancer=pipeline.balancer,
         registry=pipeline.tools.registry,
     )
+    await pipeline.quotas.check(request.user_id)
     slot = await pipeline.slots.take(request.user_id)
     try:
         answer, opened = await _route(pipeline, request, plan, slot)
@@ -103,5 +107,6 @@ async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
             return False
         return await pipeline.store.answer(answer, usage, row)
     finally:
+        pipeline.quotas.add(row)
         await pipeline.slots.release(answer.slot)
         stream_ended()

@@ -10,7 +10,8 @@ from fastapi import Depends, Query
 from fastapi.exceptions import RequestValidationError
 
 from vektor.usage.schemas import GroupBy
-from vektor.usage.service import MAX_SPAN_DAYS, current_month
+from vektor.usage.service import MAX_SPAN_DAYS
+from vektor.usage.windows import current_month
 
 
 @dataclass(frozen=True, slots=True)

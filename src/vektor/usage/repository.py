@@ -58,3 +58,22 @@ class UsageRepository:
             (None if k is None else str(k), n, int(p or 0), int(c or 0), cost or Decimal(0))
             for k, n, p, c, cost in rows.all()
         ]
+
+    async def tokens_and_requests(
+        self, *, user_id: uuid.UUID, start: datetime, end: datetime
+    ) -> tuple[int, int]:
+        """The user's tokens and answers in [start, end)."""
+        query = select(
+            func.coalesce(func.sum(Usage.prompt_tokens + Usage.completion_tokens), 0),
+            func.count(),
+        ).where(Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end)
+        tokens, requests = (await self.session.execute(query)).one()
+        return int(tokens), int(requests)
+
+    async def cost(self, *, user_id: uuid.UUID, start: datetime, end: datetime) -> Decimal:
+        """What the user's answers in [start, end) cost."""
+        query = select(func.sum(Usage.cost)).where(
+            Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end
+        )
+        total = await self.session.scalar(query)
+        return total if total is not None else Decimal(0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -47,3 +47,34 @@ class UsageReport(BaseModel):
     group_by: GroupBy
     totals: UsageTotals
     rows: list[UsageGroup]
+
+
+class QuotaLimits(BaseModel):
+    """A user's limits; null is unlimited."""
+
+    tokens_per_day: int | None
+    requests_per_day: int | None
+    budget_per_month: Cost | None = Field(description="USD, a decimal string")
+
+
+class QuotaUsed(BaseModel):
+    """What the user used in the current windows."""
+
+    tokens_today: int
+    requests_today: int
+    cost_this_month: Cost
+
+
+class QuotaResets(BaseModel):
+    """When the windows start again (UTC midnight, the first of next month)."""
+
+    day: datetime
+    month: datetime
+
+
+class QuotaReport(BaseModel):
+    """GET /users/me/quota."""
+
+    limits: QuotaLimits
+    used: QuotaUsed
+    resets_at: QuotaResets

@@ -8,17 +8,21 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vektor.usage.quota import Limits, used_from_rows
 from vektor.usage.repository import Aggregate, UsageRepository
-from vektor.usage.schemas import GroupBy, UsageGroup, UsageReport, UsageTotals
+from vektor.usage.schemas import (
+    GroupBy,
+    QuotaLimits,
+    QuotaReport,
+    QuotaResets,
+    QuotaUsed,
+    UsageGroup,
+    UsageReport,
+    UsageTotals,
+)
+from vektor.usage.windows import Windows
 
 MAX_SPAN_DAYS = 366
-
-
-def current_month(today: date) -> tuple[date, date]:
-    """The first and the last day of `today`'s month."""
-    first = today.replace(day=1)
-    following = (first + timedelta(days=32)).replace(day=1)
-    return first, following - timedelta(days=1)
 
 
 def _group(row: Aggregate) -> UsageGroup:
@@ -60,3 +64,24 @@ async def usage_report(
         cost=sum((g.cost for g in groups), Decimal(0)),
     )
     return UsageReport(from_=first, to=last, group_by=group_by, totals=totals, rows=groups)
+
+
+async def quota_report(
+    session: AsyncSession, *, user_id: uuid.UUID, limits: Limits, now: datetime
+) -> QuotaReport:
+    """The user's limits and what the usage rows say they used in the current windows."""
+    windows = Windows.at(now)
+    used = await used_from_rows(session, user_id, windows)
+    return QuotaReport(
+        limits=QuotaLimits(
+            tokens_per_day=limits.tokens_per_day,
+            requests_per_day=limits.requests_per_day,
+            budget_per_month=limits.budget_per_month,
+        ),
+        used=QuotaUsed(
+            tokens_today=used.tokens_today,
+            requests_today=used.requests_today,
+            cost_this_month=used.cost_this_month,
+        ),
+        resets_at=QuotaResets(day=windows.day_reset, month=windows.month_reset),
+    )

@@ -1,0 +1,137 @@
+"""Quotas: each user's tokens and requests per UTC day and spending per UTC month, checked
+before an answer starts (the answer that crosses a limit runs to its end).
+
+The usage rows are the truth. Alone, a process keeps each user's counters in memory,
+built from the rows the first time the user asks in a window and then advanced by every
+answer it finishes. With REDIS_URL (several instances) every check sums the user's rows
+of the window instead, by the (user_id, created_at) index, so that every instance sees
+every other's answers; nothing is lost when Redis is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vektor.core.config import Settings
+from vektor.core.database import session_scope
+from vektor.usage.errors import QuotaExceeded
+from vektor.usage.hot_repository import UsageRow
+from vektor.usage.repository import UsageRepository
+from vektor.usage.windows import Windows
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A user's limits; None is unlimited."""
+
+    tokens_per_day: int | None = None
+    requests_per_day: int | None = None
+    budget_per_month: Decimal | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        """No limit is set."""
+        return (self.tokens_per_day, self.requests_per_day, self.budget_per_month) == (
+            None,
+            None,
+            None,
+        )
+
+
+@dataclass(slots=True)
+class Used:
+    """What a user used in the current windows."""
+
+    day: date
+    tokens_today: int = 0
+    requests_today: int = 0
+    cost_this_month: Decimal = Decimal(0)
+
+
+async def used_from_rows(session: AsyncSession, user_id: uuid.UUID, windows: Windows) -> Used:
+    """The user's use in the windows, summed from the usage rows."""
+    repository = UsageRepository(session)
+    tokens, requests = await repository.tokens_and_requests(
+        user_id=user_id, start=windows.day_start, end=windows.day_reset
+    )
+    cost = await repository.cost(
+        user_id=user_id, start=windows.month_start, end=windows.month_reset
+    )
+    return Used(windows.day, tokens, requests, cost)
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, int((moment - now).total_seconds() + 0.999))
+
+
+def check_limits(limits: Limits, used: Used, windows: Windows, now: datetime) -> None:
+    """Raise QuotaExceeded for the first limit that is used up."""
+    day, month = _seconds_until(windows.day_reset, now), _seconds_until(windows.month_reset, now)
+    if limits.tokens_per_day is not None and used.tokens_today >= limits.tokens_per_day:
+        raise QuotaExceeded("tokens_per_day", day)
+    if limits.requests_per_day is not None and used.requests_today >= limits.requests_per_day:
+        raise QuotaExceeded("requests_per_day", day)
+    if limits.budget_per_month is not None and used.cost_this_month >= limits.budget_per_month:
+        raise QuotaExceeded("budget_per_month", month)
+
+
+class Quotas:
+    """Admission by quota, and the counters behind it."""
+
+    def __init__(
+        self, limits: Limits, sessionmaker: async_sessionmaker[AsyncSession], *, shared: bool
+    ) -> None:
+        self.limits = limits
+        self.sessionmaker = sessionmaker
+        self.shared = shared  # several instances: read the rows at every check
+        self._counters: dict[uuid.UUID, Used] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> Quotas:
+        """The DEFAULT_* limits; the rows are read at each check when several instances
+        share the database (REDIS_URL)."""
+        limits = Limits(
+            tokens_per_day=settings.default_tokens_per_day,
+            requests_per_day=settings.default_requests_per_day,
+            budget_per_month=settings.default_budget_per_month,
+        )
+        return cls(limits, sessionmaker, shared=settings.redis_url is not None)
+
+    def limits_for(self, user_id: uuid.UUID) -> Limits:
+        """The user's limits: the defaults from the settings."""
+        return self.limits
+
+    async def check(self, user_id: uuid.UUID) -> None:
+        """Refuse (429) a user over any quota; nothing to do when every limit is unlimited."""
+        limits = self.limits_for(user_id)
+        if limits.unlimited:
+            return
+        now = datetime.now(UTC)
+        windows = Windows.at(now)
+        used = None if self.shared else self._counters.get(user_id)
+        if used is None or used.day != windows.day:
+            async for session in session_scope(self.sessionmaker):
+                used = await used_from_rows(session, user_id, windows)
+            if not self.shared and used is not None:
+                self._counters[user_id] = used
+        assert used is not None
+        check_limits(limits, used, windows, now)
+
+    def add(self, row: UsageRow) -> None:
+        """Count a finished answer's row into its user's counters (when kept here)."""
+        used = self._counters.get(row.user_id)
+        if used is None:
+            return
+        if used.day != row.created_at.astimezone(UTC).date():
+            del self._counters[row.user_id]  # a new window: built again from the rows
+            return
+        used.tokens_today += row.prompt_tokens + row.completion_tokens
+        used.requests_today += 1
+        used.cost_this_month += row.cost
