@@ -115,7 +115,7 @@ async def _answering(
         timeout_s=settings.tool_call_timeout_seconds,
     )
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
-    quotas = Quotas.from_settings(settings, sessionmaker)
+    quotas = Quotas.from_settings(settings, sessionmaker, getattr(slots, "redis", None))
     pipeline = Pipeline(
         settings=settings, balancer=balancer, slots=slots, store=store, tools=tools, quotas=quotas
     )

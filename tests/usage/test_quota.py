@@ -124,3 +124,41 @@ async def test_instances_sharing_redis_see_each_others_answers(chat_harness, ups
     refused = await b.client.post("/chat/stream", json=body, headers=a.headers)
     assert refused.status_code == 429
     assert sum(r.prompt_tokens + r.completion_tokens for r in await usage_rows(a.app)) == (28)
+
+
+async def _quota_keys(redis, namespace: str) -> list[bytes]:
+    return [key async for key in redis.scan_iter(match=f"{namespace}:quota:*")]
+
+
+async def test_redis_counters_are_atomic_and_rebuilt_from_rows_after_a_loss(
+    chat_harness, upstream, namespace
+):
+    from redis.asyncio import Redis
+
+    shared = {"default_tokens_per_day": 30, "redis_url": REDIS_URL, "redis_namespace": namespace}
+    a = await chat_harness([scripted(upstream, "chunks=3", name="s")], **shared)
+    b = await chat_harness([scripted(upstream, "chunks=3", name="s")], **shared)
+    body = {"model": "s", **QUESTION}
+    me = (await a.client.get("/users/me", headers=a.headers)).json()["id"]
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        assert (await a.stream(body))[0] == 200
+        assert (
+            await b.client.post("/chat/stream", json=body, headers=a.headers)
+        ).status_code == 200
+        [key] = await _quota_keys(redis, namespace)
+        assert uuid.UUID(me).hex in key.decode()
+        # built at A's first check, then advanced by each answer, on either instance
+        assert await redis.hgetall(key) == {b"tokens": b"28", b"requests": b"2", b"nanos": b"0"}
+        assert 0 < await redis.ttl(key) <= 300
+
+        await redis.delete(key)  # Redis lost its data
+        assert (await a.stream(body))[0] == 200  # rebuilt from the rows: 28 < 30
+        assert await redis.hgetall(key) == {b"tokens": b"42", b"requests": b"3", b"nanos": b"0"}
+        refused = await b.client.post("/chat/stream", json=body, headers=a.headers)
+        assert refused.status_code == 429
+        assert refused.json()["limit"] == "tokens_per_day"
+    finally:
+        await redis.aclose()
+    rows = await usage_rows(a.app)
+    assert sum(r.prompt_tokens + r.completion_tokens for r in rows) == 42

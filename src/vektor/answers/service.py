@@ -107,6 +107,6 @@ async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
             return False
         return await pipeline.store.answer(answer, usage, row)
     finally:
-        pipeline.quotas.add(row)
+        await pipeline.quotas.add(row)
         await pipeline.slots.release(answer.slot)
         stream_ended()

@@ -11,3 +11,7 @@ class QuotaExceeded(RateLimited):
     def __init__(self, limit: str, retry_after: int) -> None:
         super().__init__(retry_after, f"Quota exceeded: {limit}")
         self.extra = {"code": "quota_exceeded", "limit": limit}
+
+
+class CountersDown(Exception):
+    """The shared quota counters cannot be reached (Redis is down)."""
