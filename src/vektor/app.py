@@ -57,6 +57,8 @@ from vektor.monitoring.router import router as monitoring_router
 from vektor.state import AppState
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
+from vektor.usage.quota import Quotas
+from vektor.usage.router import router as usage_router
 from vektor.users.router import router as users_router
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -107,7 +109,10 @@ async def _answering(
         timeout_s=settings.tool_call_timeout_seconds,
     )
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
-    pipeline = Pipeline(settings=settings, balancer=balancer, slots=slots, store=store, tools=tools)
+    quotas = Quotas.from_settings(settings, sessionmaker, getattr(slots, "redis", None))
+    pipeline = Pipeline(
+        settings=settings, balancer=balancer, slots=slots, store=store, tools=tools, quotas=quotas
+    )
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
     slots.start()
@@ -320,6 +325,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sync_router, responses=AUTH_RESPONSES)
     app.include_router(configuration_router, responses=AUTH_RESPONSES)
     app.include_router(api_keys_router, responses=AUTH_RESPONSES)
+    app.include_router(usage_router, responses=AUTH_RESPONSES)
     app.include_router(compat_router)
     app.include_router(monitoring_router)
     return app

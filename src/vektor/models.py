@@ -5,6 +5,7 @@ from vektor.auth.models import Device, RefreshToken, User, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
 from vektor.sync.models import Backup, SyncLock
+from vektor.usage.models import Usage
 from vektor.users.models import Preference
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Preference",
     "RefreshToken",
     "SyncLock",
+    "Usage",
     "User",
     "UserSession",
 ]

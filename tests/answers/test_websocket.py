@@ -420,3 +420,18 @@ async def stored_messages(harness: ChatHarness, conversation_id: str) -> list[di
             if len(messages) == 2:
                 return messages
             await asyncio.sleep(0.1)
+
+
+async def test_an_answer_over_a_key_signed_socket_is_accounted_to_the_key(chat_harness, upstream):
+    harness, base = await served(chat_harness, upstream)
+    created = await harness.client.post(
+        "/users/me/api-keys", json={"name": "ws"}, headers=harness.headers
+    )
+    async with await signed_in(base, created.json()["key"]) as socket:
+        await socket.send(chat("r1"))
+        frames = await frames_until(socket, done_of("r1"))
+    usage = next(f for f in frames if f["type"] == "usage")
+    report = await harness.client.get("/users/me/usage?group_by=api_key", headers=harness.headers)
+    rows = report.json()["rows"]
+    assert [(r["key"], r["requests"]) for r in rows] == [(created.json()["id"], 1)]
+    assert rows[0]["completion_tokens"] == usage["completion_tokens"]

@@ -19,6 +19,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import login, register
+from tests.support.usage_rows import usage_row
 from vektor.auth.hot_repository import TOUCH_INTERVAL, SessionHotRepository
 from vektor.auth.models import Device, UserSession
 from vektor.chat.hot_repository import ChatHotRepository, NewMessage
@@ -105,7 +106,11 @@ async def test_stored_rows_read_back_through_the_orm(app: FastAPI, client: Any) 
     )
     assert (
         await writes.add_answer(
-            conversation_id=conversation_id, user_id=bob, messages=stranger, at=later
+            conversation_id=conversation_id,
+            user_id=bob,
+            messages=stranger,
+            usage=usage_row(bob),
+            at=later,
         )
         is False
     )
@@ -131,7 +136,11 @@ async def test_stored_rows_read_back_through_the_orm(app: FastAPI, client: Any) 
         ),
     ]
     assert await writes.add_answer(
-        conversation_id=conversation_id, user_id=alice, messages=answer, at=later
+        conversation_id=conversation_id,
+        user_id=alice,
+        messages=answer,
+        usage=usage_row(alice),
+        at=later,
     )
     conversation, messages = await _rows(app, conversation_id)
     assert (conversation.message_count, conversation.model) == (5, "m2")
@@ -150,7 +159,11 @@ async def test_stored_rows_read_back_through_the_orm(app: FastAPI, client: Any) 
     async with app.state.vektor.sessionmaker() as session, session.begin():
         await session.delete(conversation)
     assert not await writes.add_answer(
-        conversation_id=conversation_id, user_id=alice, messages=answer[1:], at=later
+        conversation_id=conversation_id,
+        user_id=alice,
+        messages=answer[1:],
+        usage=usage_row(alice),
+        at=later,
     )
     assert (
         await writes.continue_conversation(
@@ -182,14 +195,22 @@ async def test_a_failed_write_leaves_nothing_and_is_sqlalchemys_error(
     twice = NewMessage(id=new_id(), role="assistant", content="x")
     with pytest.raises(sa_exc.IntegrityError):
         await writes.add_answer(
-            conversation_id=conversation_id, user_id=alice, messages=[twice, twice], at=at
+            conversation_id=conversation_id,
+            user_id=alice,
+            messages=[twice, twice],
+            usage=usage_row(alice),
+            at=at,
         )
     conversation, messages = await _rows(app, conversation_id)
     assert conversation.message_count == 1
     assert [m.content for m in messages] == ["one"]
     # and the connection is fine afterwards
     assert await writes.add_answer(
-        conversation_id=conversation_id, user_id=alice, messages=[twice], at=at
+        conversation_id=conversation_id,
+        user_id=alice,
+        messages=[twice],
+        usage=usage_row(alice),
+        at=at,
     )
 
 

@@ -126,7 +126,7 @@ async def test_chat_feeds_llm_token_and_stream_metrics(chat_harness, upstream):
     )
     assert status == 200
     after = (await chat.client.get("/metrics")).text
-    out = (("direction", "out"), ("model", "metered"))
+    out = (("kind", "completion"), ("model", "metered"))
     tokens_before = samples(before, "vektor_tokens_total").get(out, 0)
     assert samples(after, "vektor_tokens_total")[out] - tokens_before == 3
     llm = samples(after, "vektor_llm_requests_total")

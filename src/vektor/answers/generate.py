@@ -25,6 +25,7 @@ async def generate(
     try:
         while True:
             mark = len(answer.parts)
+            answer.use(current.deployment.key, current.deployment.config)
             calls: list[ToolCall] = []
             try:
                 async for event in current.events():

@@ -6,10 +6,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 from vektor.answers.admission import Slot
 from vektor.llm.base import ChatMessage, GenerationRequest, ToolCall, Usage
+from vektor.llm.config import DeploymentConfig
 
 Source = Literal["chat", "ws", "v1"]
 
@@ -48,6 +50,10 @@ class Answer:
     hands_back_tools: bool  # calls to tools that are not Vektor's go back to the client
     prompt_chars: int
     slot: Slot  # the user's slot, given back when the answer finishes
+    api_key_id: uuid.UUID | None = None  # the API key the request came with
+    deployment: str = ""  # `<name>#<index>` of the deployment of the latest round
+    input_cost_per_mtok: Decimal = Decimal(0)  # that deployment's prices
+    output_cost_per_mtok: Decimal = Decimal(0)
     created: int = field(default_factory=lambda: int(time.time()))
     parts: list[str] = field(default_factory=list)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
@@ -72,10 +78,24 @@ class Answer:
             completion_tokens=self.reported.completion_tokens + usage.completion_tokens,
         )
 
+    def use(self, key: str, config: DeploymentConfig) -> None:
+        """Note the deployment answering (each tool round may be another): its name and
+        prices price the whole answer."""
+        self.deployment = key
+        self.input_cost_per_mtok = config.input_cost_per_mtok
+        self.output_cost_per_mtok = config.output_cost_per_mtok
+
+    @property
+    def estimated(self) -> bool:
+        """No upstream reported token counts: `usage()` is an estimate."""
+        return self.reported is None
+
     def usage(self) -> Usage:
-        """The upstream's counts, or an estimate when it reported none."""
+        """The upstream's counts (the local model's come from its tokenizer), or an
+        estimate of one token per four characters when it reported none."""
         return self.reported or Usage(
-            prompt_tokens=max(1, self.prompt_chars // 4), completion_tokens=len(self.parts)
+            prompt_tokens=max(1, (self.prompt_chars + 3) // 4),
+            completion_tokens=(sum(len(p) for p in self.parts) + 3) // 4,
         )
 
     def fail(self, message: str) -> None:

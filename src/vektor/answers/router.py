@@ -30,7 +30,12 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-def answer_request(body: ChatRequest, user_id: uuid.UUID, source: Source = "chat") -> AnswerRequest:
+def answer_request(
+    body: ChatRequest,
+    user_id: uuid.UUID,
+    source: Source = "chat",
+    api_key_id: uuid.UUID | None = None,
+) -> AnswerRequest:
     """A chat request as the pipeline's: stored, with Vektor's tools unless turned off."""
     if body.messages[-1].role != "user":
         raise Invalid("The last message must be the user's")
@@ -39,6 +44,7 @@ def answer_request(body: ChatRequest, user_id: uuid.UUID, source: Source = "chat
         model=body.model,
         messages=[ChatMessage(role=m.role, content=m.content) for m in body.messages],
         source=source,
+        api_key_id=api_key_id,
         temperature=body.temperature,
         max_tokens=body.max_tokens,
         conversation_id=body.conversation_id,

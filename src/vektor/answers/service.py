@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vektor.answers.accounting import usage_row
 from vektor.answers.admission import Slot, StreamSlots
 from vektor.answers.prepare import Plan, prepare
 from vektor.answers.request import Answer, AnswerRequest
@@ -16,8 +17,9 @@ from vektor.answers.store import AnswerStore, StoredQuestion
 from vektor.answers.tools import ToolRunner
 from vektor.core.config import Settings
 from vektor.core.database import new_id
-from vektor.core.metrics import count_tokens, stream_ended, stream_started
+from vektor.core.metrics import stream_ended, stream_started
 from vektor.llm.balancer import ModelBalancer, OpenedStream
+from vektor.usage.quota import Quotas
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +31,20 @@ class Pipeline:
     slots: StreamSlots
     store: AnswerStore
     tools: ToolRunner
+    quotas: Quotas
 
 
 async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
-    """Check and admit the request, store the question, and open a deployment whose first
-    event has arrived. The caller must `finish_answer` the answer it gets."""
+    """Check and admit the request (limits, quotas, a stream slot), store the question, and
+    open a deployment whose first event has arrived. The caller must `finish_answer` the
+    answer it gets."""
     plan = prepare(
         request,
         settings=pipeline.settings,
         balancer=pipeline.balancer,
         registry=pipeline.tools.registry,
     )
+    await pipeline.quotas.check(request.user_id)
     slot = await pipeline.slots.take(request.user_id)
     try:
         answer, opened = await _route(pipeline, request, plan, slot)
@@ -79,24 +84,29 @@ async def _route(
         hands_back_tools=request.hands_back_tools,
         prompt_chars=sum(len(m.content) for m in generation.messages),
         slot=slot,
+        api_key_id=request.api_key_id,
     )
+    answer.use(opened.deployment.key, opened.deployment.config)
     return answer, opened
 
 
 async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
-    """Count the tokens, store the answer (when its question was stored), and free the
-    user's slot, before the transport sends its last event: a client that starts its next
-    answer on `done` is never turned away by its own. Whether the answer was stored; only
-    the first call does anything."""
+    """Count the tokens, write the usage row and store the answer (when its question was
+    stored: in one transaction), and free the user's slot, before the transport sends its
+    last event: a client that starts its next answer on `done` is never turned away by its
+    own, and the row is committed before the client sees the end. Whether the answer was
+    stored; only the first call does anything."""
     if answer.finished:
         return False
     answer.finished = True
     usage = answer.usage()
-    count_tokens(answer.model, usage.prompt_tokens, usage.completion_tokens)
+    row = usage_row(answer, usage)
     try:
         if answer.conversation_id is None:
+            await pipeline.store.usage(answer, row)
             return False
-        return await pipeline.store.answer(answer, usage)
+        return await pipeline.store.answer(answer, usage, row)
     finally:
+        await pipeline.quotas.add(row)
         await pipeline.slots.release(answer.slot)
         stream_ended()

@@ -48,8 +48,15 @@ CLOSE_INTERNAL = 1011
 class SocketSession:
     """The frames of one signed-in socket, until it closes."""
 
-    def __init__(self, websocket: WebSocket, state: AppState, user_id: uuid.UUID) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        state: AppState,
+        user_id: uuid.UUID,
+        api_key_id: uuid.UUID | None = None,
+    ) -> None:
         self.websocket, self.state, self.user_id = websocket, state, user_id
+        self.api_key_id = api_key_id  # the key the socket signed in with: its usage rows
         settings = state.settings
         self.outbox = Outbox(
             websocket.send_text,
@@ -153,7 +160,7 @@ class SocketSession:
             limit = state.settings.rate_limit_chat
             await state.rate_limiter.hit(limit, [("chat:user", str(user_id))])
             answer, opened = await open_answer(
-                state.pipeline, answer_request(frame, user_id, source="ws")
+                state.pipeline, answer_request(frame, user_id, "ws", self.api_key_id)
             )
         except Exception as exc:
             error = refused(exc, frame.request_id)

@@ -33,6 +33,7 @@ class Credential:
     user_id: uuid.UUID
     session_id: uuid.UUID | None = None
     key_hash: str | None = None
+    key_id: uuid.UUID | None = None
 
 
 @dataclass(eq=False, slots=True)

@@ -23,6 +23,7 @@ from vektor.core.database import is_database_down, new_id, session_scope
 from vektor.core.errors import NotFound
 from vektor.core.events import EventBus
 from vektor.llm.base import ChatMessage, Usage
+from vektor.usage.hot_repository import UsageHotRepository, UsageRow
 
 # How long a finished answer keeps trying to reach a database that is down.
 STORE_RETRY_SECONDS = 15.0
@@ -51,6 +52,7 @@ class AnswerStore:
         notify: Notify | None = None,
     ) -> None:
         self.writes = writes
+        self.usage_writes = UsageHotRepository(writes.database)
         self.sessionmaker = sessionmaker
         self.events = events
         self.notify = notify  # e.g. the adapters' notifier
@@ -97,21 +99,22 @@ class AnswerStore:
                 await repository.delete_messages(stored.message_ids)
                 await repository.recount(stored.conversation_id)
 
-    async def answer(self, answer: Answer, usage: Usage) -> bool:
-        """Store the tool rounds and the answer; publish and notify. False when it could not
-        be stored (the database stayed down, or the conversation was deleted meanwhile)."""
+    async def usage(self, answer: Answer, row: UsageRow) -> None:
+        """Write the usage row of an answer that stores no conversation, retried through an
+        outage like an answer; committed when this returns."""
+
+        async def write() -> bool:
+            await self.usage_writes.record(row)
+            return True
+
+        await _write(answer.id, write)
+
+    async def answer(self, answer: Answer, usage: Usage, row: UsageRow) -> bool:
+        """Store the tool rounds and the answer with its usage row, in one transaction;
+        publish and notify. False when it could not be stored (the database stayed down, or
+        the conversation was deleted meanwhile: the usage row is written then all the same)."""
         assert answer.conversation_id is not None
-        write = self._answer_write(answer, usage)
-        try:
-            try:
-                stored = await write()
-            except (SQLAlchemyError, OSError) as exc:
-                if not is_database_down(exc):
-                    raise
-                stored = await _when_back(answer.id, write, exc)
-        except (SQLAlchemyError, OSError) as exc:
-            logger.error("could not store answer {}: {}", answer.id, exc)
-            return False
+        stored = await _write(answer.id, self._answer_write(answer, usage, row))
         if not stored:
             return False
         await self.events.publish(answer.user_id, "conversation.updated", answer.conversation_id)
@@ -119,7 +122,9 @@ class AnswerStore:
             self.notify("conversation.finished", _finished(answer, usage))
         return True
 
-    def _answer_write(self, answer: Answer, usage: Usage) -> Callable[[], Awaitable[bool]]:
+    def _answer_write(
+        self, answer: Answer, usage: Usage, row: UsageRow
+    ) -> Callable[[], Awaitable[bool]]:
         messages = [
             NewMessage(id=new_id(), role="tool", content=tool_message_content(record))
             for record in answer.tool_log
@@ -141,10 +146,28 @@ class AnswerStore:
 
         async def write() -> bool:
             return await self.writes.add_answer(
-                conversation_id=conversation_id, user_id=answer.user_id, messages=messages, at=now
+                conversation_id=conversation_id,
+                user_id=answer.user_id,
+                messages=messages,
+                usage=row,
+                at=now,
             )
 
         return write
+
+
+async def _write(answer_id: uuid.UUID, write: Callable[[], Awaitable[bool]]) -> bool:
+    """Run a write, retrying through an outage; False (logged) when it could not be done."""
+    try:
+        try:
+            return await write()
+        except (SQLAlchemyError, OSError) as exc:
+            if not is_database_down(exc):
+                raise
+            return await _when_back(answer_id, write, exc)
+    except (SQLAlchemyError, OSError) as exc:
+        logger.error("could not store answer {}: {}", answer_id, exc)
+        return False
 
 
 async def _when_back(

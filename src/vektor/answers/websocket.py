@@ -51,7 +51,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         return
     if credential is None:
         return  # the client left before signing in
-    session = SocketSession(websocket, state, credential.user_id)
+    session = SocketSession(websocket, state, credential.user_id, credential.key_id)
     watched = state.sockets.watch(credential, lambda: session.end(CLOSE_AUTH, "Session revoked"))
     try:
         await session.run()
@@ -104,8 +104,10 @@ async def identify(state: AppState, token: str) -> Credential | None:
     """Who an access token (its session live) or an API key (live) belongs to."""
     now = datetime.now(UTC)
     if looks_like_api_key(token):
-        user_id = await state.key_check.owner(token, now)
-        return None if user_id is None else Credential(user_id, key_hash=hash_token(token))
+        found = await state.key_check.owner(token, now)
+        if found is None:
+            return None
+        return Credential(found[0], key_hash=hash_token(token), key_id=found[1])
     settings = state.settings
     try:
         claims = decode_access_token(

@@ -24,17 +24,25 @@ async def get_api_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(API_BEARER)],
 ) -> uuid.UUID:
-    """The id of the user behind the bearer API key or access token."""
+    """The id of the user behind the bearer API key or access token; the key's id, when a
+    key was used, is left in `request.state.api_key_id` for usage accounting."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Not authenticated")
     if not looks_like_api_key(credentials.credentials):
         return await get_caller_id(request, credentials)
     check = app_state(request).key_check
-    user_id = await check.owner(credentials.credentials, datetime.now(UTC))
-    if user_id is None:
+    found = await check.owner(credentials.credentials, datetime.now(UTC))
+    if found is None:
         raise Unauthorized("Invalid, expired or revoked API key")
+    user_id, request.state.api_key_id = found
     request_context(request.scope)["user_id"] = str(user_id)
     return user_id
+
+
+def used_api_key(request: Request) -> uuid.UUID | None:
+    """The id of the API key this request authenticated with, if any."""
+    key_id: uuid.UUID | None = getattr(request.state, "api_key_id", None)
+    return key_id
 
 
 ApiUserId = Annotated[uuid.UUID, Depends(get_api_user)]

@@ -50,11 +50,11 @@ class ApiKeyHotRepository:
     def __init__(self, database: DirectDatabase) -> None:
         self.database = database
 
-    async def owner(self, key: str, now: datetime) -> uuid.UUID | None:
-        """The user owning a live key, or None."""
+    async def owner(self, key: str, now: datetime) -> tuple[uuid.UUID, uuid.UUID] | None:
+        """The user owning a live key and the key's id, or None."""
         digest = hash_token(key)
 
-        def check(connection: sqlite3.Connection) -> uuid.UUID | None:
+        def check(connection: sqlite3.Connection) -> tuple[uuid.UUID, uuid.UUID] | None:
             row = connection.execute(_KEY.sqlite, (digest,)).fetchone()
             if row is None:
                 return None
@@ -64,9 +64,9 @@ class ApiKeyHotRepository:
             if _stale(None if last_used is None else sqlite_time_value(last_used), now):
                 with sqlite_transaction(connection):
                     connection.execute(_TOUCH.sqlite, (sqlite_time(now), key_id))
-            return uuid.UUID(hex=user_id)
+            return uuid.UUID(hex=user_id), uuid.UUID(hex=key_id)
 
-        async def check_pg(connection: asyncpg.Connection) -> uuid.UUID | None:
+        async def check_pg(connection: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID] | None:
             row = await connection.fetchrow(_KEY.postgres, digest)
             if row is None:
                 return None
@@ -75,7 +75,7 @@ class ApiKeyHotRepository:
                 return None
             if _stale(last_used, now):
                 await connection.execute(_TOUCH.postgres, now, key_id)
-            return uuid.UUID(str(user_id))
+            return uuid.UUID(str(user_id)), uuid.UUID(str(key_id))
 
         return await self.database.run(sqlite=check, postgres=check_pg)
 

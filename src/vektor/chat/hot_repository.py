@@ -20,6 +20,7 @@ from datetime import datetime
 import asyncpg
 
 from vektor.core.direct import DirectDatabase, sqlite_time, sqlite_transaction, sqlite_uuid
+from vektor.usage.hot_repository import PG_INSERT_FROM_12, UsageRow, sqlite_insert
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,10 @@ _PG_BUMP_CONVERSATION = (
 # Constants joined once at import; no value is ever formatted into SQL.
 _PG_START = _PG_NEW_CONVERSATION + _PG_INSERT_MESSAGES
 _PG_APPEND = _PG_BUMP_CONVERSATION + _PG_INSERT_MESSAGES
+# An answer: the bump, its usage row ($12 onwards; written even when the conversation was
+# deleted meanwhile) and its messages, in one statement.
+_PG_USAGE = ", u AS (" + PG_INSERT_FROM_12 + ") "
+_PG_ANSWER = _PG_BUMP_CONVERSATION.rstrip() + _PG_USAGE + _PG_INSERT_MESSAGES
 _PG_HISTORY = (
     "SELECT m.role, m.content FROM conversation c LEFT JOIN message m "
     "ON m.conversation_id = c.id WHERE c.id = $1 AND c.user_id = $2 ORDER BY m.seq"
@@ -202,15 +207,18 @@ class ChatHotRepository:
         conversation_id: uuid.UUID,
         user_id: uuid.UUID,
         messages: Sequence[NewMessage],
+        usage: UsageRow,
         at: datetime,
     ) -> bool:
-        """Store an answer (and the tool messages before it) in the user's conversation;
-        False when the conversation no longer exists."""
+        """Store an answer (and the tool messages before it) in the user's conversation,
+        and its usage row in the same transaction; False when the conversation no longer
+        exists (the usage row is written all the same)."""
 
         def add(connection: sqlite3.Connection) -> bool:
             key, owner = sqlite_uuid(conversation_id), sqlite_uuid(user_id)
             rows = _sqlite_rows(conversation_id, messages, at)
             with sqlite_transaction(connection):
+                sqlite_insert(connection, usage)
                 bump = (len(messages), sqlite_time(at), None, key, owner)
                 if connection.execute(_SQLITE_BUMP, bump).rowcount != 1:
                     return False
@@ -220,7 +228,7 @@ class ChatHotRepository:
         async def add_pg(connection: asyncpg.Connection) -> bool:
             arrays = _pg_arrays(messages)
             status = await connection.execute(
-                _PG_APPEND, conversation_id, user_id, at, *arrays, None
+                _PG_ANSWER, conversation_id, user_id, at, *arrays, None, *usage.pg_parameters()
             )
             return _inserted(status) > 0
 

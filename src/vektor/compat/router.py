@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 
 from vektor.answers.dependencies import charge_chat_budget
 from vektor.answers.service import finish_answer, open_answer
-from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user
+from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user, used_api_key
 from vektor.chat.dependencies import RouterDep
 from vektor.compat import service
 from vektor.compat.schemas import ChatCompletionRequest
@@ -87,7 +87,9 @@ async def chat_completions(
     """
     pipeline = app_state(request).pipeline
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
-    asked = service.answer_request(body, user_id, use_mcp=use_mcp, store=_flag(x_vektor_store))
+    asked = service.answer_request(
+        body, user_id, use_mcp=use_mcp, store=_flag(x_vektor_store), api_key=used_api_key(request)
+    )
     answer, opened = await open_answer(pipeline, asked)
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)

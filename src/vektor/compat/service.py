@@ -23,7 +23,12 @@ from vektor.llm.base import ChatMessage, TextDelta, ToolCall
 
 
 def answer_request(
-    body: ChatCompletionRequest, user_id: uuid.UUID, *, use_mcp: bool, store: bool
+    body: ChatCompletionRequest,
+    user_id: uuid.UUID,
+    *,
+    use_mcp: bool,
+    store: bool,
+    api_key: uuid.UUID | None = None,
 ) -> AnswerRequest:
     """A completion request as the pipeline's: the client's context as given."""
     choice = body.tool_choice
@@ -39,6 +44,7 @@ def answer_request(
         mcp_tools=use_mcp,
         client_tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
         hands_back_tools=True,
+        api_key_id=api_key,
         tool_choice=choice.model_dump()
         if choice is not None and not isinstance(choice, str)
         else choice,
@@ -122,7 +128,8 @@ async def chunks(
     pipeline: Pipeline, answer: Answer, opened: OpenedStream, include_usage: bool
 ) -> AsyncIterator[bytes]:
     """chat.completion.chunk events, then `data: [DONE]`; the answer is finished (slot,
-    tokens, storing) however the stream ends, the client leaving included."""
+    usage row, storing) before its last chunk is sent, and however the stream ends, the
+    client leaving included."""
     head = {
         "id": completion_id(answer),
         "object": "chat.completion.chunk",
@@ -146,6 +153,8 @@ async def chunks(
                 else:
                     yield delta({"tool_calls": [tool_call_object(piece, index)]})
                     index += 1
+        # The usage row is committed before the client can see the answer's end.
+        await finish_answer(pipeline, answer)
         if answer.error is not None:
             yield b"data: %s\n\n" % orjson.dumps(error_object(answer.error))
         else:

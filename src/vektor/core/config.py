@@ -6,6 +6,7 @@ import ipaddress
 import json
 import os
 import secrets
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
     rate_limit_auth: str = "10/minute"
     rate_limit_chat: str = "60/minute"
     max_concurrent_streams: int = Field(default=4, ge=1)
+    # Each user's quotas (SPEC §3.9); unset or empty = unlimited. The budget is USD.
+    default_tokens_per_day: int | None = Field(default=None, ge=0)
+    default_requests_per_day: int | None = Field(default=None, ge=0)
+    default_budget_per_month: Decimal | None = Field(default=None, ge=0)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cancel_on_disconnect: bool = False
@@ -135,6 +140,16 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator(
+        "default_tokens_per_day",
+        "default_requests_per_day",
+        "default_budget_per_month",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unlimited(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -38,24 +38,32 @@ OPENAI_ERROR_TYPES = {
 
 
 def error_response(
-    request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None
+    request: Request,
+    status_code: int,
+    detail: Any,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """`{"detail": …}`, or OpenAI's error shape on the `/v1` API."""
+    """`{"detail": …}` (plus the error's `extra` fields), or OpenAI's error shape on the
+    `/v1` API (an extra `code` and `limit` become its `code` and `param`)."""
+    extra = extra or {}
     if not request.url.path.startswith("/v1/"):
-        return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+        body_fields = {"detail": detail, **extra}
+        return JSONResponse(body_fields, status_code=status_code, headers=headers)
     kind, code = OPENAI_ERROR_TYPES.get(status_code, ("api_error", None))
     if isinstance(detail, list):  # validation errors
         param = ".".join(str(p) for p in detail[0]["loc"][1:]) if detail else None
         message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in detail)
     else:
-        param, message = None, str(detail)
+        param, message = extra.get("limit"), str(detail)
+    code = extra.get("code", code)
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(request, exc.status_code, exc.detail, exc.headers)
+    return error_response(request, exc.status_code, exc.detail, exc.headers, exc.extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ class AppError(Exception):
     def __init__(self, detail: Any = None, *, headers: dict[str, str] | None = None) -> None:
         self.detail = detail if detail is not None else self.default_detail
         self.headers = headers or {}
+        self.extra: dict[str, Any] = {}  # more fields of the error body, e.g. `code`
         super().__init__(str(self.detail))
 
 

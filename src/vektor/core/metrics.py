@@ -10,6 +10,7 @@ import math
 import os
 import time
 from collections import defaultdict, deque
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import (
@@ -41,7 +42,10 @@ ACTIVE_STREAMS = Gauge(
     "Answers being generated (chat and /v1 streams)",
     multiprocess_mode="livesum",
 )
-TOKENS = Counter("vektor_tokens", "Tokens in and out by model", ["model", "direction"])
+TOKENS = Counter(
+    "vektor_tokens", "Tokens by model and kind (prompt or completion)", ["model", "kind"]
+)
+COST = Counter("vektor_cost_usd", "USD spent by model, at the deployments' prices", ["model"])
 LLM_REQUESTS = Counter(
     "vektor_llm_requests",
     "Attempts on LLM deployments by outcome",
@@ -85,10 +89,12 @@ def stream_ended() -> None:
 TOKEN_TOTALS = {"in": 0, "out": 0}  # this process's, for /api/status and the dashboard
 
 
-def count_tokens(model: str, prompt: int, completion: int) -> None:
-    """Tokens of one answer, into the Prometheus counter and this process's totals."""
-    TOKENS.labels(model, "in").inc(prompt)
-    TOKENS.labels(model, "out").inc(completion)
+def count_tokens(model: str, prompt: int, completion: int, cost: Decimal) -> None:
+    """Tokens and cost of one answer, into the Prometheus counters (a float there: the
+    exact sums are the usage rows') and this process's totals."""
+    TOKENS.labels(model, "prompt").inc(prompt)
+    TOKENS.labels(model, "completion").inc(completion)
+    COST.labels(model).inc(float(cost))
     TOKEN_TOTALS["in"] += prompt
     TOKEN_TOTALS["out"] += completion
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,13 @@ class DeploymentConfig(BaseModel):
     context_window: Annotated[int, Field(ge=1)] | None = None
     streaming: bool = True
     tools: bool = True
+    # USD per million tokens; decimals (a JSON number is read through its text, no float).
+    input_cost_per_mtok: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(
+        0
+    )
+    output_cost_per_mtok: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = (
+        Decimal(0)
+    )
 
     def resolve_api_key(self) -> str | None:
         """The key from the entry, else from the named environment variable."""

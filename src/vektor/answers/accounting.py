@@ -1,0 +1,36 @@
+"""What an answer consumed: its usage row, priced at its deployment's rates, and the
+token and cost metrics. `finish_answer` makes one row for every answer that reached a
+deployment, finished, cancelled or failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from vektor.answers.request import Answer
+from vektor.core.database import new_id
+from vektor.core.metrics import count_tokens
+from vektor.llm.base import Usage
+from vektor.usage.hot_repository import UsageRow
+from vektor.usage.pricing import cost_of
+
+
+def usage_row(answer: Answer, usage: Usage) -> UsageRow:
+    """The answer's row; counted into the metrics as it is made."""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    cost = cost_of(prompt, completion, answer.input_cost_per_mtok, answer.output_cost_per_mtok)
+    count_tokens(answer.model, prompt, completion, cost)
+    return UsageRow(
+        id=new_id(),
+        user_id=answer.user_id,
+        api_key_id=answer.api_key_id,
+        model=answer.model,
+        deployment=answer.deployment,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+        cached=False,
+        estimated=answer.estimated,
+        source=answer.source,
+        finish_reason=answer.finish_reason,
+        created_at=datetime.now(UTC),
+    )

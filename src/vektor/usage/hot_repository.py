@@ -1,0 +1,121 @@
+"""The usage row every answer writes, at driver level (see `core/direct.py`).
+
+A stored answer writes its row inside the chat repository's own unit of work (the same
+transaction, on PostgreSQL the same statement), through `sqlite_insert` and `PG_INSERT_FROM_12`;
+an answer that stores no conversation (/v1) writes it alone with `record`. The user id is
+looked up in the statement, so an account deleted while it was answering leaves a row
+whose user is NULL instead of failing the write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from vektor.core.direct import DirectDatabase, sqlite_time, sqlite_transaction, sqlite_uuid
+from vektor.usage.pricing import to_nanos
+
+# Written out in full for each placement: no value or name is ever formatted into SQL.
+_SQLITE_INSERT = (
+    "INSERT INTO usage (id, user_id, api_key_id, model, deployment, prompt_tokens, "
+    "completion_tokens, cost, cached, estimated, source, finish_reason, created_at) VALUES "
+    '(?, (SELECT id FROM "user" WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
+)
+_PG_INSERT = (
+    "INSERT INTO usage (id, user_id, api_key_id, model, deployment, prompt_tokens, "
+    "completion_tokens, cost, cached, estimated, source, finish_reason, created_at) VALUES "
+    '($1, (SELECT id FROM "user" WHERE id = $2), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '
+    "$13)"
+)
+# The same with parameters $12 to $24, for a statement whose first eleven are taken.
+PG_INSERT_FROM_12 = (
+    "INSERT INTO usage (id, user_id, api_key_id, model, deployment, prompt_tokens, "
+    "completion_tokens, cost, cached, estimated, source, finish_reason, created_at) VALUES "
+    '($12, (SELECT id FROM "user" WHERE id = $13), $14, $15, $16, $17, $18, $19, $20, $21, '
+    "$22, $23, $24)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One answer's usage, as written."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    model: str
+    deployment: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    cached: bool
+    estimated: bool
+    source: str
+    finish_reason: str
+    created_at: datetime
+
+    def pg_parameters(self) -> tuple[object, ...]:
+        """The values in column order, for asyncpg."""
+        return (
+            self.id,
+            self.user_id,
+            self.api_key_id,
+            self.model,
+            self.deployment,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cost,
+            self.cached,
+            self.estimated,
+            self.source,
+            self.finish_reason,
+            self.created_at,
+        )
+
+    def sqlite_parameters(self) -> tuple[object, ...]:
+        """The values as SQLAlchemy stores them on SQLite (cost in nano-dollars)."""
+        key = None if self.api_key_id is None else sqlite_uuid(self.api_key_id)
+        return (
+            sqlite_uuid(self.id),
+            sqlite_uuid(self.user_id),
+            key,
+            self.model,
+            self.deployment,
+            self.prompt_tokens,
+            self.completion_tokens,
+            to_nanos(self.cost),
+            int(self.cached),
+            int(self.estimated),
+            self.source,
+            self.finish_reason,
+            sqlite_time(self.created_at),
+        )
+
+
+def sqlite_insert(connection: sqlite3.Connection, row: UsageRow) -> None:
+    """Insert the row inside the caller's SQLite transaction."""
+    connection.execute(_SQLITE_INSERT, row.sqlite_parameters())
+
+
+class UsageHotRepository:
+    """Usage rows of answers that store no conversation."""
+
+    def __init__(self, database: DirectDatabase) -> None:
+        self.database = database
+
+    async def record(self, row: UsageRow) -> None:
+        """Write the row, committed when this returns."""
+
+        def insert(connection: sqlite3.Connection) -> None:
+            with sqlite_transaction(connection):
+                sqlite_insert(connection, row)
+
+        async def insert_pg(connection: asyncpg.Connection) -> None:
+            await connection.execute(_PG_INSERT, *row.pg_parameters())
+
+        await self.database.run(sqlite=insert, postgres=insert_pg)

@@ -1,0 +1,72 @@
+"""The usage table: one row per answer, kept when its user is deleted."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, Numeric, String, Uuid
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from vektor.core.database import Base, UTCDateTime, new_id, utcnow
+from vektor.usage.pricing import from_nanos, to_nanos
+
+
+class Money(TypeDecorator[Decimal]):
+    """USD to the nano-dollar: NUMERIC(20, 9) on PostgreSQL; on SQLite, whose NUMERIC is a
+    float, an integer count of nano-dollars, which SUM adds exactly."""
+
+    impl = Numeric(20, 9)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """BIGINT nano-dollars on SQLite, NUMERIC elsewhere."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(20, 9))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> object:
+        """Nano-dollars on SQLite."""
+        if value is None or dialect.name != "sqlite":
+            return value
+        return to_nanos(Decimal(value))
+
+    def process_result_value(self, value: object, dialect: Dialect) -> Decimal | None:
+        """Always a Decimal."""
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return from_nanos(int(value))  # type: ignore[call-overload]
+        return Decimal(str(value))
+
+
+class Usage(Base):
+    """What one answer consumed. `user_id` becomes NULL when the account is deleted, so
+    the totals keep it; `api_key_id` is no foreign key, so a deleted key's rows still
+    group under its id."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_user_id_created_at", "user_id", "created_at"),
+        Index("ix_usage_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("user.id", ondelete="SET NULL"), default=None
+    )
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    model: Mapped[str] = mapped_column(String(128))
+    deployment: Mapped[str] = mapped_column(String(160))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    cost: Mapped[Decimal] = mapped_column(Money)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(8))
+    finish_reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

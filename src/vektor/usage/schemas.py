@@ -1,0 +1,80 @@
+"""Usage reports: totals and rows; costs are decimal strings (exact, e.g. "0.000011650")."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from vektor.usage.pricing import NANO
+
+GroupBy = Literal["day", "model", "api_key"]
+
+
+def _exact(value: Decimal) -> str:
+    return format(value.quantize(NANO), "f")
+
+
+# USD as a decimal string to the nano-dollar, never a float, e.g. "0.000011650".
+Cost = Annotated[Decimal, PlainSerializer(_exact, return_type=str, when_used="json")]
+
+
+class UsageTotals(BaseModel):
+    """Requests, tokens and cost over the period."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Cost = Field(description="USD, a decimal string to the nano-dollar")
+
+
+class UsageGroup(UsageTotals):
+    """One group: a UTC day (`YYYY-MM-DD`), a public model, or an API key's id (null for
+    answers asked with an access token)."""
+
+    key: str | None
+
+
+class UsageReport(BaseModel):
+    """GET /users/me/usage."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from", serialization_alias="from")
+    to: date
+    group_by: GroupBy
+    totals: UsageTotals
+    rows: list[UsageGroup]
+
+
+class QuotaLimits(BaseModel):
+    """A user's limits; null is unlimited."""
+
+    tokens_per_day: int | None
+    requests_per_day: int | None
+    budget_per_month: Cost | None = Field(description="USD, a decimal string")
+
+
+class QuotaUsed(BaseModel):
+    """What the user used in the current windows."""
+
+    tokens_today: int
+    requests_today: int
+    cost_this_month: Cost
+
+
+class QuotaResets(BaseModel):
+    """When the windows start again (UTC midnight, the first of next month)."""
+
+    day: datetime
+    month: datetime
+
+
+class QuotaReport(BaseModel):
+    """GET /users/me/quota."""
+
+    limits: QuotaLimits
+    used: QuotaUsed
+    resets_at: QuotaResets

@@ -1,0 +1,87 @@
+"""Usage reports: a user's rows summed over UTC days, per day, model or API key."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vektor.usage.quota import Limits, used_from_rows
+from vektor.usage.repository import Aggregate, UsageRepository
+from vektor.usage.schemas import (
+    GroupBy,
+    QuotaLimits,
+    QuotaReport,
+    QuotaResets,
+    QuotaUsed,
+    UsageGroup,
+    UsageReport,
+    UsageTotals,
+)
+from vektor.usage.windows import Windows
+
+MAX_SPAN_DAYS = 366
+
+
+def _group(row: Aggregate) -> UsageGroup:
+    key, requests, prompt, completion, cost = row
+    return UsageGroup(
+        key=key,
+        requests=requests,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=cost,
+    )
+
+
+def _every_day(groups: list[UsageGroup], first: date, last: date) -> list[UsageGroup]:
+    """One row per day of the period, zero where nothing was used."""
+    found = {g.key: g for g in groups}
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    zero = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": Decimal(0)}
+    return [found.get(day) or UsageGroup(key=day, **zero) for day in days]
+
+
+async def usage_report(
+    session: AsyncSession, *, user_id: uuid.UUID, first: date, last: date, group_by: GroupBy
+) -> UsageReport:
+    """The user's usage from `first` to `last` (inclusive, UTC); the totals are the sums
+    of the rows."""
+    start = datetime.combine(first, time(), tzinfo=UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+    aggregates = await UsageRepository(session).aggregate(
+        user_id=user_id, start=start, end=end, group_by=group_by
+    )
+    groups = [_group(row) for row in aggregates]
+    if group_by == "day":
+        groups = _every_day(groups, first, last)
+    totals = UsageTotals(
+        requests=sum(g.requests for g in groups),
+        prompt_tokens=sum(g.prompt_tokens for g in groups),
+        completion_tokens=sum(g.completion_tokens for g in groups),
+        cost=sum((g.cost for g in groups), Decimal(0)),
+    )
+    return UsageReport(from_=first, to=last, group_by=group_by, totals=totals, rows=groups)
+
+
+async def quota_report(
+    session: AsyncSession, *, user_id: uuid.UUID, limits: Limits, now: datetime
+) -> QuotaReport:
+    """The user's limits and what the usage rows say they used in the current windows."""
+    windows = Windows.at(now)
+    used = await used_from_rows(session, user_id, windows)
+    return QuotaReport(
+        limits=QuotaLimits(
+            tokens_per_day=limits.tokens_per_day,
+            requests_per_day=limits.requests_per_day,
+            budget_per_month=limits.budget_per_month,
+        ),
+        used=QuotaUsed(
+            tokens_today=used.tokens_today,
+            requests_today=used.requests_today,
+            cost_this_month=used.cost_this_month,
+        ),
+        resets_at=QuotaResets(day=windows.day_reset, month=windows.month_reset),
+    )
