@@ -11,13 +11,17 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import aiohttp
 import orjson
 from yarl import URL
 
 from vektor.llm.base import ProviderError
+
+if TYPE_CHECKING:
+    from vektor.llm.config import DeploymentConfig
+    from vektor.llm.providers import ProviderContext
 
 # Statuses after which another deployment may well succeed.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -102,3 +106,23 @@ async def _status_error(response: aiohttp.ClientResponse) -> ProviderError:
 def content_type(response: aiohttp.ClientResponse) -> str:
     """The response's media type, lower-case, without parameters."""
     return response.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+class HttpProvider:
+    """What every provider that speaks HTTP on the shared session has: its deployment's
+    entry, the session, the entry's base URL (or the provider's public one) and timeout."""
+
+    default_context_window: ClassVar[int | None] = None
+    required_fields: ClassVar[tuple[str, ...]] = ()
+    default_base_url: ClassVar[str] = ""
+
+    @classmethod
+    def build(cls, config: DeploymentConfig, context: ProviderContext) -> Self:
+        """A provider on the shared HTTP session."""
+        return cls(config, context.session)
+
+    def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.session = session
+        self.base_url = (config.base_url or self.default_base_url).rstrip("/")
+        self.timeout = upstream_timeout(config.timeout_s)

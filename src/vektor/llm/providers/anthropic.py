@@ -19,8 +19,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.http import content_type, post_json, upstream_timeout
-from vektor.llm.providers import ProviderContext, register
+from vektor.llm.http import HttpProvider, content_type, post_json
+from vektor.llm.providers import register
 from vektor.llm.sse_reader import check_event_stream, read_events
 
 API_VERSION = "2023-06-01"
@@ -34,22 +34,14 @@ STOP_REASONS = {
 
 
 @register("anthropic")
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """POST /v1/messages with `stream: true`."""
 
-    default_context_window: ClassVar[int | None] = None
-    required_fields: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def build(cls, config: DeploymentConfig, context: ProviderContext) -> AnthropicProvider:
-        """A provider on the shared HTTP session."""
-        return cls(config, context.session)
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
-        self.config = config
-        self.session = session
-        self.url = (config.base_url or "https://api.anthropic.com").rstrip("/") + "/v1/messages"
-        self.timeout = upstream_timeout(config.timeout_s)
+        super().__init__(config, session)
+        self.url = self.base_url + "/v1/messages"
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")

@@ -23,8 +23,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.http import RETRYABLE_STATUSES, content_type, post_json, upstream_timeout
-from vektor.llm.providers import ProviderContext, register
+from vektor.llm.http import RETRYABLE_STATUSES, HttpProvider, content_type, post_json
+from vektor.llm.providers import register
 from vektor.llm.sse_reader import check_event_stream, read_body, read_events
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -97,24 +97,15 @@ def _tools(tools: list[dict[str, Any]], choice: str | dict[str, Any] | None) -> 
 
 
 @register("gemini")
-class GeminiProvider:
+class GeminiProvider(HttpProvider):
     """POST /v1beta/models/{model}:streamGenerateContent?alt=sse (or :generateContent)."""
 
-    default_context_window: ClassVar[int | None] = None
-    required_fields: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def build(cls, config: DeploymentConfig, context: ProviderContext) -> GeminiProvider:
-        """A provider on the shared HTTP session."""
-        return cls(config, context.session)
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
-        self.config = config
-        self.session = session
+        super().__init__(config, session)
         model = quote(config.model.removeprefix("models/"), safe="")
-        base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.url = f"{base}/v1beta/models/{model}"
-        self.timeout = upstream_timeout(config.timeout_s)
+        self.url = f"{self.base_url}/v1beta/models/{model}"
 
     def _headers(self) -> dict[str, str]:
         key = self.config.resolve_api_key()

@@ -22,8 +22,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.http import post_json, upstream_timeout
-from vektor.llm.providers import ProviderContext, register
+from vektor.llm.http import HttpProvider, post_json
+from vektor.llm.providers import register
 from vektor.llm.sse_reader import MAX_EVENT_BYTES, read_body
 
 DEFAULT_BASE_URL = "http://localhost:11434"
@@ -70,22 +70,14 @@ class LineDecoder:
 
 
 @register("ollama")
-class OllamaProvider:
+class OllamaProvider(HttpProvider):
     """POST /api/chat, streamed (NDJSON) or with `stream: false`."""
 
-    default_context_window: ClassVar[int | None] = None
-    required_fields: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def build(cls, config: DeploymentConfig, context: ProviderContext) -> OllamaProvider:
-        """A provider on the shared HTTP session."""
-        return cls(config, context.session)
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
-        self.config = config
-        self.session = session
-        self.url = (config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/api/chat"
-        self.timeout = upstream_timeout(config.timeout_s)
+        super().__init__(config, session)
+        self.url = self.base_url + "/api/chat"
 
     def _headers(self) -> dict[str, str]:
         key = self.config.resolve_api_key()  # Ollama behind an authenticating proxy

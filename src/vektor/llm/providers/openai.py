@@ -20,8 +20,8 @@ from vektor.llm.base import (
     parse_upstream,
 )
 from vektor.llm.config import DeploymentConfig
-from vektor.llm.http import content_type, post_json, upstream_timeout
-from vektor.llm.providers import ProviderContext, register
+from vektor.llm.http import HttpProvider, content_type, post_json
+from vektor.llm.providers import register
 from vektor.llm.sse_reader import EventDecoder, check_event_stream, read_body
 
 
@@ -40,24 +40,14 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 
 
 @register("openai")
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """Chat completions over HTTP, streamed as server-sent events."""
 
-    default_context_window: ClassVar[int | None] = None
-    required_fields: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def build(cls, config: DeploymentConfig, context: ProviderContext) -> OpenAIProvider:
-        """A provider on the shared HTTP session."""
-        return cls(config, context.session)
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
-        self.config = config
-        self.session = session
-        self.url = (config.base_url or "https://api.openai.com/v1").rstrip(
-            "/"
-        ) + "/chat/completions"
-        self.timeout = upstream_timeout(config.timeout_s)
+        super().__init__(config, session)
+        self.url = self.base_url + "/chat/completions"
 
     def _headers(self) -> dict[str, str]:
         key = self.config.resolve_api_key()
