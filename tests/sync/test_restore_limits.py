@@ -73,7 +73,10 @@ async def test_other_users_answers_are_stored_while_a_restore_runs(chat_harness,
     await register(chat.client, "bob")
     bob = bearer(await login(chat.client, "bob"))
     data = build_backup([wide_record(20) for _ in range(3000)])
+    started = time.monotonic()
     restoring = asyncio.create_task(upload(chat, data, headers=bob))
+    ended: list[float] = []
+    restoring.add_done_callback(lambda _: ended.append(time.monotonic()))
     await asyncio.sleep(0.3)  # the restore is under way
     answered, slowest = 0, 0.0
     while not restoring.done():
@@ -86,7 +89,9 @@ async def test_other_users_answers_are_stored_while_a_restore_runs(chat_harness,
         await asyncio.sleep(0.05)
     assert restoring.result().status_code == 200
     assert answered >= 5
-    assert slowest < 2.0  # one transaction: the whole write phase, about 5 s here
+    # One transaction made an answer wait the whole write, over half the restore (6.4 s of
+    # 11); a batch at a time, one batch (0.7 s). Both slow down alike on a busy machine.
+    assert slowest < (ended[0] - started) / 4
     assert len((await chat.client.get("/chat/history?limit=100", headers=bob)).json()) == 100
 
 
