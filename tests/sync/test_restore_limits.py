@@ -89,9 +89,10 @@ async def test_other_users_answers_are_stored_while_a_restore_runs(chat_harness,
         await asyncio.sleep(0.05)
     assert restoring.result().status_code == 200
     assert answered >= 5
-    # One transaction made an answer wait the whole write, over half the restore (6.4 s of
-    # 11); a batch at a time, one batch (0.7 s). Both slow down alike on a busy machine.
-    assert slowest < (ended[0] - started) / 4
+    # One transaction made an answer (its writes and the history read) wait the whole
+    # write: 6.4 s of a 7.5 s restore. A batch at a time, each of them waits one batch at
+    # most: 0.7 s on a quiet machine, 2.4 s of 7.8 on a busy one. Both slow down alike.
+    assert slowest < (ended[0] - started) / 2
     assert len((await chat.client.get("/chat/history?limit=100", headers=bob)).json()) == 100
 
 
