@@ -5,14 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vektor.core.database import Base, UTCDateTime, new_id, utcnow
+from vektor.core.database import Base, JSONType, UTCDateTime, new_id, utcnow
 
 
 class User(Base):
-    """An account. `email` is stored lower-case; `username_key` is the lower-cased username."""
+    """An account. `email` is stored lower-case; `username_key` is the lower-cased username.
+    A `disabled` account cannot sign in and its sessions and keys stop working;
+    `mcp_pools` lists the MCP pools it may use (None: every pool)."""
 
     __tablename__ = "user"
 
@@ -26,6 +28,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    mcp_pools: Mapped[list[str] | None] = mapped_column(JSONType, default=None)
 
 
 class Device(Base):
