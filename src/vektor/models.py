@@ -5,11 +5,12 @@ from vektor.auth.models import Device, RefreshToken, User, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
 from vektor.sync.models import Backup, SyncLock
-from vektor.usage.models import Usage
+from vektor.usage.models import ApiKeyQuota, Usage, UserQuota
 from vektor.users.models import Preference
 
 __all__ = [
     "ApiKey",
+    "ApiKeyQuota",
     "Backup",
     "Base",
     "Conversation",
@@ -20,5 +21,6 @@ __all__ = [
     "SyncLock",
     "Usage",
     "User",
+    "UserQuota",
     "UserSession",
 ]

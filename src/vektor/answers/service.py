@@ -44,7 +44,7 @@ async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answe
         balancer=pipeline.balancer,
         registry=pipeline.tools.registry,
     )
-    await pipeline.quotas.check(request.user_id)
+    await pipeline.quotas.check(request.user_id, request.api_key_id)
     slot = await pipeline.slots.take(request.user_id)
     try:
         answer, opened = await _route(pipeline, request, plan, slot)

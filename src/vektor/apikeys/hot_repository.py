@@ -29,12 +29,12 @@ from vektor.core.security import hash_token
 
 _KEY = statement(
     'SELECT k.id, k.user_id, k.expires_at, k.last_used_at FROM api_key k JOIN "user" u '
-    "ON u.id = k.user_id WHERE k.key_hash = $1"
+    "ON u.id = k.user_id WHERE k.key_hash = $1 AND NOT u.disabled"
 )
 _TOUCH = statement("UPDATE api_key SET last_used_at = $1 WHERE id = $2")
 _LIVE_AMONG = (
     'SELECT k.key_hash FROM api_key k JOIN "user" u ON u.id = k.user_id '
-    "WHERE (k.expires_at IS NULL OR k.expires_at > $1) AND k.key_hash "
+    "WHERE (k.expires_at IS NULL OR k.expires_at > $1) AND NOT u.disabled AND k.key_hash "
 )
 _LIVE_AMONG_PG = _LIVE_AMONG + "= ANY($2::text[])"
 _LIVE_AMONG_SQLITE = _LIVE_AMONG.replace("$1", "?") + "IN ({})"
@@ -51,7 +51,8 @@ class ApiKeyHotRepository:
         self.database = database
 
     async def owner(self, key: str, now: datetime) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """The user owning a live key and the key's id, or None."""
+        """The user owning a live key and the key's id, or None (also when the owner's
+        account is disabled: the key stops at once, on every instance)."""
         digest = hash_token(key)
 
         def check(connection: sqlite3.Connection) -> tuple[uuid.UUID, uuid.UUID] | None:

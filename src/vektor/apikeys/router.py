@@ -24,22 +24,24 @@ router = APIRouter(prefix="/users/me/api-keys", tags=["openai"])
 async def create_api_key(
     body: ApiKeyCreate, user: CurrentUser, session: SessionDep
 ) -> ApiKeyCreated:
-    """A new API key. The key is in this answer only: it is stored as a hash."""
-    record, key = await service.create_key(session, user.id, body.name, body.expires_at)
-    return ApiKeyCreated(
-        id=record.id,
-        name=record.name,
-        key=key,
-        prefix=record.prefix,
-        created_at=record.created_at,
-        expires_at=record.expires_at,
+    """A new API key. The key is in this answer only: it is stored as a hash. With
+    `tokens_per_day` or `budget_per_month` the key has quotas of its own, checked as well
+    as yours."""
+    created, key = await service.create_key(
+        session,
+        user.id,
+        body.name,
+        body.expires_at,
+        tokens_per_day=body.tokens_per_day,
+        budget_per_month=body.budget_per_month,
     )
+    return ApiKeyCreated(key=key, **_read(created).model_dump(exclude={"last_used_at"}))
 
 
 @router.get("", response_model=list[ApiKeyRead], operation_id="list_api_keys")
 async def list_api_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
-    """Your keys (never the keys themselves), newest first."""
-    return [ApiKeyRead.model_validate(k) for k in await service.list_keys(session, user.id)]
+    """Your keys (never the keys themselves) and their own quotas, newest first."""
+    return [_read(k) for k in await service.list_keys(session, user.id)]
 
 
 @router.delete(
@@ -52,3 +54,12 @@ async def delete_api_key(key_id: uuid.UUID, user: CurrentUser, session: SessionD
     """Revoke a key: it stops working at once."""
     await service.revoke_key(session, user.id, key_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _read(listed: service.KeyWithLimits) -> ApiKeyRead:
+    return ApiKeyRead.model_validate(listed.key).model_copy(
+        update={
+            "tokens_per_day": listed.tokens_per_day,
+            "budget_per_month": listed.budget_per_month,
+        }
+    )

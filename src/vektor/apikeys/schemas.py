@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from vektor.usage.schemas import BudgetLimit, TokensLimit
+
 
 def _future(value: datetime | None) -> datetime | None:
     if value is None:
@@ -20,12 +22,15 @@ def _future(value: datetime | None) -> datetime | None:
 
 
 class ApiKeyCreate(BaseModel):
-    """A new key: a name to recognise it by, and an optional expiry."""
+    """A new key: a name to recognise it by, an optional expiry, and optional limits of its
+    own, checked as well as its owner's."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     expires_at: Annotated[datetime | None, AfterValidator(_future)] = None
+    tokens_per_day: TokensLimit | None = None
+    budget_per_month: BudgetLimit | None = Field(default=None, description="USD")
 
 
 class ApiKeyRead(BaseModel):
@@ -39,6 +44,8 @@ class ApiKeyRead(BaseModel):
     created_at: datetime
     expires_at: datetime | None
     last_used_at: datetime | None
+    tokens_per_day: int | None = None
+    budget_per_month: BudgetLimit | None = Field(default=None, description="USD")
 
 
 class ApiKeyCreated(BaseModel):
@@ -50,3 +57,5 @@ class ApiKeyCreated(BaseModel):
     prefix: str
     created_at: datetime
     expires_at: datetime | None
+    tokens_per_day: int | None = None
+    budget_per_month: BudgetLimit | None = Field(default=None, description="USD")

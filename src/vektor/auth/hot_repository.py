@@ -27,13 +27,13 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 
 _LIVE = statement(
     'SELECT s.device_pk, s.last_seen_at FROM user_session s JOIN "user" u ON u.id = s.user_id '
-    "WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL"
+    "WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND NOT u.disabled"
 )
 _TOUCH_SESSION = statement("UPDATE user_session SET last_seen_at = $1 WHERE id = $2")
 _TOUCH_DEVICE = statement("UPDATE device SET last_seen_at = $1 WHERE id = $2")
 _LIVE_AMONG = (
     'SELECT s.id FROM user_session s JOIN "user" u ON u.id = s.user_id '
-    "WHERE s.revoked_at IS NULL AND s.id "
+    "WHERE s.revoked_at IS NULL AND NOT u.disabled AND s.id "
 )
 _LIVE_AMONG_PG = _LIVE_AMONG + "= ANY($1::uuid[])"
 _LIVE_AMONG_SQLITE = _LIVE_AMONG + "IN ({})"
@@ -52,7 +52,8 @@ class SessionHotRepository:
         self.database = database
 
     async def live(self, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> bool:
-        """Whether the session is the user's and not revoked (and the user still exists)."""
+        """Whether the session is the user's and not revoked (and the user still exists and
+        is not disabled)."""
         key = (sqlite_uuid(session_id), sqlite_uuid(user_id))
 
         def check(connection: sqlite3.Connection) -> bool:

@@ -20,7 +20,7 @@ from vektor.auth.repository import (
     UserRepository,
 )
 from vektor.core.config import Settings
-from vektor.core.errors import Conflict, Unauthorized
+from vektor.core.errors import Conflict, Forbidden, Unauthorized
 from vektor.core.ratelimit import RateLimiter
 from vektor.core.security import (
     create_access_token,
@@ -33,6 +33,7 @@ from vektor.core.security import (
 
 BAD_CREDENTIALS = "Incorrect username or password"
 BAD_REFRESH = "Invalid or expired refresh token"
+ACCOUNT_DISABLED = "Account disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,8 @@ async def login(
     valid = await verify_password_async(password, stored)
     if user is None or not valid:
         raise Unauthorized(BAD_CREDENTIALS)
+    if user.disabled:  # said only to whoever knows the password
+        raise Forbidden(ACCOUNT_DISABLED)
     device = await _device_for(session, user.id, device_id, device_name)
     user_session = await SessionRepository(session).add(
         UserSession(user_id=user.id, device_pk=device.id)
@@ -171,6 +174,9 @@ async def refresh(
     now = datetime.now(UTC)
     if stored.expires_at <= now:
         raise Unauthorized(BAD_REFRESH)
+    owner = await UserRepository(session).get(user_session.user_id)
+    if owner is None or owner.disabled:
+        raise Unauthorized(BAD_REFRESH)
     if stored.used_at is not None or not await tokens.mark_used(stored.id, now):
         await sessions.revoke(user_session.id, reason="refresh_reuse", at=now)
         # Committed here, not at the request boundary: the error below rolls back.
@@ -199,3 +205,19 @@ async def logout(session: AsyncSession, *, refresh_token: str) -> None:
     if await sessions.get_active(stored.session_id) is None:
         raise Unauthorized(BAD_REFRESH)
     await sessions.revoke(stored.session_id, reason="logout", at=datetime.now(UTC))
+
+
+async def revoke_sessions(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    reason: str,
+    keep: uuid.UUID | None = None,
+) -> None:
+    """Sign the user out everywhere (but the session `keep`): every access and refresh
+    token of those sessions stops working at once, on every instance. Every path that ends
+    a user's sessions wholesale (a password change, disabling the account) comes here."""
+    await SessionRepository(session).revoke_user_sessions(
+        user_id, reason=reason, at=datetime.now(UTC), keep=keep
+    )
+    logger.info("sessions revoked user={} reason={}", user_id, reason)

@@ -69,6 +69,14 @@ MCP_LATENCY = Histogram(
 RATE_LIMITED = Counter(
     "vektor_rate_limit_rejections", "Requests refused by a rate limit", ["scope"]
 )
+QUOTA_REJECTIONS = Counter(
+    "vektor_quota_rejections", "Answers refused because a quota was used up", ["limit"]
+)
+
+
+def count_quota_rejection(limit: str) -> None:
+    """One answer refused (429 quota_exceeded) by `limit`."""
+    QUOTA_REJECTIONS.labels(limit).inc()
 
 
 STREAMS = {"active": 0}  # this process's answers in progress (chat and /v1)

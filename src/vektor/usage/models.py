@@ -53,6 +53,7 @@ class Usage(Base):
     __table_args__ = (
         Index("ix_usage_user_id_created_at", "user_id", "created_at"),
         Index("ix_usage_created_at", "created_at"),
+        Index("ix_usage_api_key_id_created_at", "api_key_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -70,3 +71,29 @@ class Usage(Base):
     source: Mapped[str] = mapped_column(String(8))
     finish_reason: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UserQuota(Base):
+    """An admin's limits for one user; a NULL column is the DEFAULT_* setting."""
+
+    __tablename__ = "user_quota"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("user.id", ondelete="CASCADE"), primary_key=True
+    )
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    requests_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    budget_per_month: Mapped[Decimal | None] = mapped_column(Money, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApiKeyQuota(Base):
+    """Limits an API key was created with, checked as well as its owner's; NULL is none."""
+
+    __tablename__ = "api_key_quota"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("api_key.id", ondelete="CASCADE"), primary_key=True
+    )
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    budget_per_month: Mapped[Decimal | None] = mapped_column(Money, default=None)

@@ -1,16 +1,17 @@
-"""Quotas: each user's tokens and requests per UTC day and spending per UTC month, checked
-before an answer starts (the answer that crosses a limit runs to its end).
+"""Quotas: each user's tokens and requests per UTC day and spending per UTC month, and an
+API key's own tokens per day and spending per month, checked before an answer starts (the
+answer that crosses a limit runs to its end). A user's limits are an admin's values over
+the DEFAULT_* settings (`limits.py`).
 
-The usage rows are the truth. Alone, a process keeps each user's counters in memory,
-built from the rows the first time the user asks in a window and then advanced by every
-answer it finishes. With REDIS_URL the counters are in Redis (`redis_quota.py`), shared by
-every instance and advanced atomically; lost or expired, they are built again from the
-rows; while Redis cannot be reached, each check sums the rows.
+The usage rows are the truth. Alone, a process keeps each user's (and limited key's)
+counters in memory, built from the rows the first time it asks in a window and then
+advanced by every answer it finishes. With REDIS_URL the counters are in Redis
+(`redis_quota.py`), shared by every instance and advanced atomically; lost or expired, they
+are built again from the rows; while Redis cannot be reached, each check sums the rows.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,38 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.core.config import Settings
 from vektor.core.database import session_scope
+from vektor.core.metrics import count_quota_rejection
 from vektor.usage.errors import CountersDown, QuotaExceeded
 from vektor.usage.hot_repository import UsageRow
-from vektor.usage.repository import UsageRepository
+from vektor.usage.limits import LimitBook, Limits
+from vektor.usage.repository import Owner, UsageRepository
 from vektor.usage.windows import Windows
 
 if TYPE_CHECKING:
+    import uuid
+
     from redis.asyncio import Redis
 
     from vektor.usage.redis_quota import RedisQuotaCounters
 
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A user's limits; None is unlimited."""
-
-    tokens_per_day: int | None = None
-    requests_per_day: int | None = None
-    budget_per_month: Decimal | None = None
-
-    @property
-    def unlimited(self) -> bool:
-        """No limit is set."""
-        return (self.tokens_per_day, self.requests_per_day, self.budget_per_month) == (
-            None,
-            None,
-            None,
-        )
+__all__ = ["Limits", "Quotas", "Used", "check_limits", "used_from_rows"]
 
 
 @dataclass(slots=True)
 class Used:
-    """What a user used in the current windows."""
+    """What a user (or an API key) used in the current windows."""
 
     day: date
     tokens_today: int = 0
@@ -60,15 +49,13 @@ class Used:
     cost_this_month: Decimal = Decimal(0)
 
 
-async def used_from_rows(session: AsyncSession, user_id: uuid.UUID, windows: Windows) -> Used:
-    """The user's use in the windows, summed from the usage rows."""
+async def used_from_rows(session: AsyncSession, owner: Owner, windows: Windows) -> Used:
+    """The user's (or key's) use in the windows, summed from the usage rows."""
     repository = UsageRepository(session)
     tokens, requests = await repository.tokens_and_requests(
-        user_id=user_id, start=windows.day_start, end=windows.day_reset
+        owner=owner, start=windows.day_start, end=windows.day_reset
     )
-    cost = await repository.cost(
-        user_id=user_id, start=windows.month_start, end=windows.month_reset
-    )
+    cost = await repository.cost(owner=owner, start=windows.month_start, end=windows.month_reset)
     return Used(windows.day, tokens, requests, cost)
 
 
@@ -76,15 +63,27 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, int((moment - now).total_seconds() + 0.999))
 
 
-def check_limits(limits: Limits, used: Used, windows: Windows, now: datetime) -> None:
-    """Raise QuotaExceeded for the first limit that is used up."""
-    day, month = _seconds_until(windows.day_reset, now), _seconds_until(windows.month_reset, now)
+def _over(limits: Limits, used: Used) -> str | None:
+    """The first limit that is used up, if any."""
     if limits.tokens_per_day is not None and used.tokens_today >= limits.tokens_per_day:
-        raise QuotaExceeded("tokens_per_day", day)
+        return "tokens_per_day"
     if limits.requests_per_day is not None and used.requests_today >= limits.requests_per_day:
-        raise QuotaExceeded("requests_per_day", day)
+        return "requests_per_day"
     if limits.budget_per_month is not None and used.cost_this_month >= limits.budget_per_month:
-        raise QuotaExceeded("budget_per_month", month)
+        return "budget_per_month"
+    return None
+
+
+def check_limits(
+    limits: Limits, used: Used, windows: Windows, now: datetime, *, of_key: bool = False
+) -> None:
+    """Raise QuotaExceeded (and count it) for the first limit that is used up."""
+    limit = _over(limits, used)
+    if limit is None:
+        return
+    count_quota_rejection(limit)
+    reset = windows.month_reset if limit == "budget_per_month" else windows.day_reset
+    raise QuotaExceeded(limit, _seconds_until(reset, now), of_key=of_key)
 
 
 class Quotas:
@@ -96,10 +95,11 @@ class Quotas:
         sessionmaker: async_sessionmaker[AsyncSession],
         shared: RedisQuotaCounters | None = None,
     ) -> None:
-        self.limits = limits
+        self.limits = limits  # the DEFAULT_* settings
+        self.book = LimitBook(limits, sessionmaker)
         self.sessionmaker = sessionmaker
         self.shared = shared  # several instances: the counters are in Redis
-        self._counters: dict[uuid.UUID, Used] = {}
+        self._counters: dict[Owner, Used] = {}
 
     @classmethod
     def from_settings(
@@ -120,68 +120,83 @@ class Quotas:
 
         return cls(limits, sessionmaker, RedisQuotaCounters(redis, settings.redis_namespace))
 
-    def limits_for(self, user_id: uuid.UUID) -> Limits:
-        """The user's limits: the defaults from the settings."""
-        return self.limits
+    async def limits_for(self, user_id: uuid.UUID) -> Limits:
+        """The user's limits: an admin's values over the defaults from the settings."""
+        return await self.book.for_user(user_id)
 
-    async def check(self, user_id: uuid.UUID) -> None:
-        """Refuse (429) a user over any quota; nothing to do when every limit is unlimited."""
-        limits = self.limits_for(user_id)
-        if limits.unlimited:
-            return
+    async def check(self, user_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> None:
+        """Refuse (429) a user over any of their quotas, or a request with an API key over
+        any of the key's; nothing to read when every limit is unlimited."""
         now = datetime.now(UTC)
         windows = Windows.at(now)
-        if self.shared is not None:
-            used = await self._shared_used(self.shared, user_id, windows)
-        else:
-            used = await self._local_used(user_id, windows)
-        check_limits(limits, used, windows, now)
+        limits = await self.book.for_user(user_id)
+        if not limits.unlimited:
+            used = await self._used(("user", user_id), windows)
+            check_limits(limits, used, windows, now)
+        if api_key_id is None:
+            return
+        key_limits = await self.book.for_key(api_key_id)
+        if not key_limits.unlimited:
+            used = await self._used(("key", api_key_id), windows)
+            check_limits(key_limits, used, windows, now, of_key=True)
 
-    async def _rows(self, user_id: uuid.UUID, windows: Windows) -> Used:
+    async def _used(self, owner: Owner, windows: Windows) -> Used:
+        if self.shared is not None:
+            return await self._shared_used(self.shared, owner, windows)
+        return await self._local_used(owner, windows)
+
+    async def _rows(self, owner: Owner, windows: Windows) -> Used:
         async for session in session_scope(self.sessionmaker):
-            return await used_from_rows(session, user_id, windows)
+            return await used_from_rows(session, owner, windows)
         raise AssertionError("session_scope yields once")  # pragma: no cover
 
-    async def _local_used(self, user_id: uuid.UUID, windows: Windows) -> Used:
-        used = self._counters.get(user_id)
+    async def _local_used(self, owner: Owner, windows: Windows) -> Used:
+        used = self._counters.get(owner)
         if used is None or used.day != windows.day:
-            used = self._counters[user_id] = await self._rows(user_id, windows)
+            used = self._counters[owner] = await self._rows(owner, windows)
         return used
 
     async def _shared_used(
-        self, shared: RedisQuotaCounters, user_id: uuid.UUID, windows: Windows
+        self, shared: RedisQuotaCounters, owner: Owner, windows: Windows
     ) -> Used:
         """Redis's counters, built from the rows when missing; the rows alone while Redis
         cannot be reached."""
         try:
-            counts = await shared.get(user_id, windows.day)
+            counts = await shared.get(owner, windows.day)
             if counts is None:
-                built = await self._rows(user_id, windows)
+                built = await self._rows(owner, windows)
                 counts = (built.tokens_today, built.requests_today, built.cost_this_month)
-                counts = await shared.seed(user_id, windows.day, counts)
+                counts = await shared.seed(owner, windows.day, counts)
         except CountersDown as exc:
             logger.warning("quota counters unreachable, reading the usage rows: {}", exc)
-            return await self._rows(user_id, windows)
+            return await self._rows(owner, windows)
         return Used(windows.day, *counts)
 
     async def add(self, row: UsageRow) -> None:
-        """Count a finished answer's row into its user's counters."""
-        if self.limits.unlimited:
-            return
+        """Count a finished answer's row into its user's (and limited key's) counters."""
+        owners: list[Owner] = []
+        if not (await self.book.for_user(row.user_id)).unlimited:
+            owners.append(("user", row.user_id))
+        if row.api_key_id is not None and not (await self.book.for_key(row.api_key_id)).unlimited:
+            owners.append(("key", row.api_key_id))
         day = row.created_at.astimezone(UTC).date()
         tokens = row.prompt_tokens + row.completion_tokens
+        for owner in owners:
+            await self._advance(owner, day, tokens, row.cost)
+
+    async def _advance(self, owner: Owner, day: date, tokens: int, cost: Decimal) -> None:
         if self.shared is not None:
             try:
-                await self.shared.add(row.user_id, day, tokens, row.cost)
+                await self.shared.add(owner, day, tokens, cost)
             except CountersDown as exc:  # corrected from the rows at the next rebuild
                 logger.warning("quota counters unreachable: {}", exc)
             return
-        used = self._counters.get(row.user_id)
+        used = self._counters.get(owner)
         if used is None:
             return
         if used.day != day:
-            del self._counters[row.user_id]  # a new window: built again from the rows
+            del self._counters[owner]  # a new window: built again from the rows
             return
         used.tokens_today += tokens
         used.requests_today += 1
-        used.cost_this_month += row.cost
+        used.cost_this_month += cost

@@ -1,6 +1,7 @@
 """Quota counters on Redis, shared by every instance and advanced atomically.
 
-One hash per user and UTC day, `<ns>:quota:<user>:<YYYY-MM-DD>`: `tokens` and `requests`
+One hash per user and UTC day, `<ns>:quota:<user>:<YYYY-MM-DD>` (an API key with limits of
+its own: `<ns>:quota:key-<key>:<YYYY-MM-DD>`): `tokens` and `requests`
 of the day, `nanos` the month's cost so far in nano-dollars. A missing hash (a new day, a
 restart of Redis, a flush, its expiry) is built again from the usage rows, which are the
 truth; increments only touch a hash that exists, so an answer is never counted twice. The
@@ -11,7 +12,6 @@ rows within that time.
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from decimal import Decimal
 
@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from vektor.usage.errors import CountersDown
 from vektor.usage.pricing import from_nanos, to_nanos
+from vektor.usage.repository import Owner
 
 REBUILD_S = 300
 
@@ -51,24 +52,24 @@ class RedisQuotaCounters:
         self._seed = redis.register_script(_SEED)
         self._add = redis.register_script(_ADD)
 
-    def _key(self, user_id: uuid.UUID, day: date) -> str:
-        return f"{self.namespace}:quota:{user_id.hex}:{day.isoformat()}"
+    def _key(self, owner: Owner, day: date) -> str:
+        kind, owner_id = owner
+        name = owner_id.hex if kind == "user" else f"key-{owner_id.hex}"
+        return f"{self.namespace}:quota:{name}:{day.isoformat()}"
 
-    async def get(self, user_id: uuid.UUID, day: date) -> Counts | None:
-        """The user's counts of the day, or None when they must be built from the rows."""
+    async def get(self, owner: Owner, day: date) -> Counts | None:
+        """The owner's counts of the day, or None when they must be built from the rows."""
         try:
-            values = await self.redis.hmget(
-                self._key(user_id, day), ["tokens", "requests", "nanos"]
-            )
+            values = await self.redis.hmget(self._key(owner, day), ["tokens", "requests", "nanos"])
         except (RedisError, OSError) as exc:
             raise CountersDown(str(exc)) from exc
         return _counts(values)
 
-    async def seed(self, user_id: uuid.UUID, day: date, counts: Counts) -> Counts:
+    async def seed(self, owner: Owner, day: date, counts: Counts) -> Counts:
         """Store counts built from the rows, unless another instance did first; the counts
         that hold now."""
         tokens, requests, cost = counts
-        key = self._key(user_id, day)
+        key = self._key(owner, day)
         try:
             values = await self._seed(
                 keys=[key], args=[tokens, requests, to_nanos(cost), REBUILD_S]
@@ -79,10 +80,10 @@ class RedisQuotaCounters:
         assert now is not None
         return now
 
-    async def add(self, user_id: uuid.UUID, day: date, tokens: int, cost: Decimal) -> None:
-        """Count one answer, if the user's hash of that day exists."""
+    async def add(self, owner: Owner, day: date, tokens: int, cost: Decimal) -> None:
+        """Count one answer, if the owner's hash of that day exists."""
         try:
-            await self._add(keys=[self._key(user_id, day)], args=[tokens, to_nanos(cost)])
+            await self._add(keys=[self._key(owner, day)], args=[tokens, to_nanos(cost)])
         except (RedisError, OSError) as exc:
             raise CountersDown(str(exc)) from exc
 

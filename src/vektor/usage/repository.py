@@ -7,14 +7,22 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vektor.usage.models import Usage
+from vektor.usage.models import ApiKeyQuota, Usage, UserQuota
 
 Aggregate = tuple[str | None, int, int, int, Decimal]
+# Whose rows: ("user", user id) or ("key", API key id).
+Owner = tuple[Literal["user", "key"], uuid.UUID]
+
+
+def _owned(owner: Owner) -> ColumnElement[bool]:
+    kind, owner_id = owner
+    column = Usage.user_id if kind == "user" else Usage.api_key_id
+    return column == owner_id
 
 
 def _day(dialect: str) -> ColumnElement[Any]:
@@ -60,20 +68,84 @@ class UsageRepository:
         ]
 
     async def tokens_and_requests(
-        self, *, user_id: uuid.UUID, start: datetime, end: datetime
+        self, *, owner: Owner, start: datetime, end: datetime
     ) -> tuple[int, int]:
-        """The user's tokens and answers in [start, end)."""
+        """The user's (or API key's) tokens and answers in [start, end)."""
         query = select(
             func.coalesce(func.sum(Usage.prompt_tokens + Usage.completion_tokens), 0),
             func.count(),
-        ).where(Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end)
+        ).where(_owned(owner), Usage.created_at >= start, Usage.created_at < end)
         tokens, requests = (await self.session.execute(query)).one()
         return int(tokens), int(requests)
 
-    async def cost(self, *, user_id: uuid.UUID, start: datetime, end: datetime) -> Decimal:
-        """What the user's answers in [start, end) cost."""
+    async def cost(self, *, owner: Owner, start: datetime, end: datetime) -> Decimal:
+        """What the user's (or API key's) answers in [start, end) cost."""
         query = select(func.sum(Usage.cost)).where(
-            Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end
+            _owned(owner), Usage.created_at >= start, Usage.created_at < end
         )
         total = await self.session.scalar(query)
         return total if total is not None else Decimal(0)
+
+    async def totals_by_user(
+        self, user_ids: Sequence[uuid.UUID], *, start: datetime, end: datetime
+    ) -> dict[uuid.UUID, tuple[int, int, Decimal]]:
+        """(requests, tokens, cost) of each of these users in [start, end); absent: none."""
+        if not user_ids:
+            return {}
+        query = (
+            select(
+                Usage.user_id,
+                func.count(),
+                func.sum(Usage.prompt_tokens + Usage.completion_tokens),
+                func.sum(Usage.cost),
+            )
+            .where(Usage.user_id.in_(user_ids), Usage.created_at >= start, Usage.created_at < end)
+            .group_by(Usage.user_id)
+        )
+        rows = (await self.session.execute(query)).all()
+        return {
+            user_id: (n, int(tokens or 0), cost or Decimal(0))
+            for user_id, n, tokens, cost in rows
+            if user_id is not None
+        }
+
+
+class QuotaRepository:
+    """An admin's limits per user and the API keys' own."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_user(self, user_id: uuid.UUID) -> UserQuota | None:
+        """The admin's limits for the user, if any was set."""
+        return await self.session.get(UserQuota, user_id)
+
+    async def users(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, UserQuota]:
+        """The limits set for any of these users."""
+        if not user_ids:
+            return {}
+        rows = await self.session.scalars(select(UserQuota).where(UserQuota.user_id.in_(user_ids)))
+        return {row.user_id: row for row in rows.all()}
+
+    async def save_user(self, quota: UserQuota) -> None:
+        """Insert or keep the user's row (changed by the caller)."""
+        self.session.add(quota)
+        await self.session.flush()
+
+    async def get_key(self, key_id: uuid.UUID) -> ApiKeyQuota | None:
+        """The key's own limits, if it was created with any."""
+        return await self.session.get(ApiKeyQuota, key_id)
+
+    async def keys(self, key_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ApiKeyQuota]:
+        """The own limits of any of these keys."""
+        if not key_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(ApiKeyQuota).where(ApiKeyQuota.api_key_id.in_(key_ids))
+        )
+        return {row.api_key_id: row for row in rows.all()}
+
+    async def add_key(self, quota: ApiKeyQuota) -> None:
+        """Insert a key's limits."""
+        self.session.add(quota)
+        await self.session.flush()

@@ -41,7 +41,7 @@ async def read_quota(user_id: CallerId, request: Request, session: SessionDep) -
     """Your quotas (null: unlimited), what you used of them in the current UTC day and
     month, and when each resets. Over one, answers are refused with 429 `quota_exceeded`
     until it resets."""
-    limits = app_state(request).pipeline.quotas.limits_for(user_id)
+    limits = await app_state(request).pipeline.quotas.limits_for(user_id)
     return await service.quota_report(
         session, user_id=user_id, limits=limits, now=datetime.now(UTC)
     )

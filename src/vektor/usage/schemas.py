@@ -21,6 +21,17 @@ def _exact(value: Decimal) -> str:
 Cost = Annotated[Decimal, PlainSerializer(_exact, return_type=str, when_used="json")]
 
 
+# Limits as given by an admin or with a new API key: whole numbers (never true/false or
+# 1.5), budgets in USD to the nano-dollar; never negative, never past what is stored.
+TokensLimit = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+RequestsLimit = Annotated[int, Field(strict=True, ge=0, le=10**12)]
+BudgetLimit = Annotated[
+    Decimal,
+    Field(ge=0, le=Decimal(10**10), max_digits=20, decimal_places=9, allow_inf_nan=False),
+    PlainSerializer(_exact, return_type=str, when_used="json"),
+]
+
+
 class UsageTotals(BaseModel):
     """Requests, tokens and cost over the period."""
 

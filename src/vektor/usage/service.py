@@ -71,7 +71,7 @@ async def quota_report(
 ) -> QuotaReport:
     """The user's limits and what the usage rows say they used in the current windows."""
     windows = Windows.at(now)
-    used = await used_from_rows(session, user_id, windows)
+    used = await used_from_rows(session, ("user", user_id), windows)
     return QuotaReport(
         limits=QuotaLimits(
             tokens_per_day=limits.tokens_per_day,

@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.auth.models import User
-from vektor.auth.repository import SessionRepository, UserRepository
+from vektor.auth.repository import UserRepository
+from vektor.auth.service import revoke_sessions
 from vektor.core.config import Settings
 from vektor.core.errors import BadRequest, Conflict
 from vektor.core.events import EventBus
@@ -60,10 +61,9 @@ async def change_password(
     if not await verify_password_async(current_password, user.password_hash):
         raise BadRequest("Current password is incorrect")
     user.password_hash = await hash_password_async(new_password, rounds=settings.bcrypt_rounds)
-    now = datetime.now(UTC)
-    user.password_changed_at = now
-    await SessionRepository(session).revoke_user_sessions(
-        user.id, reason="password_change", at=now, keep=current_session
+    user.password_changed_at = datetime.now(UTC)
+    await revoke_sessions(
+        session, user_id=user.id, reason="password_change", keep=current_session
     )
     logger.info("password changed user={}", user.id)
 

@@ -1,0 +1,97 @@
+"""Whose limits apply: a user's are an admin's values over the DEFAULT_* settings; an API
+key's are its own, given at creation. Read from the database and kept in this process for
+`LIMITS_TTL_S` (a key's, which never change, until the process ends or the book is full),
+so an answer costs no query for them; a change made here is seen here at once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vektor.core.database import session_scope
+from vektor.usage.repository import QuotaRepository
+
+LIMITS_TTL_S = 5.0  # how soon another instance sees a user's limits changed
+MAX_ENTRIES = 100_000  # past this the book is emptied and read again
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A user's (or an API key's) limits; None is unlimited."""
+
+    tokens_per_day: int | None = None
+    requests_per_day: int | None = None
+    budget_per_month: Decimal | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        """No limit is set."""
+        return (self.tokens_per_day, self.requests_per_day, self.budget_per_month) == (
+            None,
+            None,
+            None,
+        )
+
+
+class LimitBook:
+    """Users' and API keys' limits, read once per `LIMITS_TTL_S`."""
+
+    def __init__(
+        self,
+        defaults: Limits,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        ttl_s: float = LIMITS_TTL_S,
+    ) -> None:
+        self.defaults = defaults
+        self.sessionmaker = sessionmaker
+        self.ttl_s = ttl_s
+        self._users: dict[uuid.UUID, tuple[float, Limits]] = {}
+        self._keys: dict[uuid.UUID, Limits] = {}
+
+    async def for_user(self, user_id: uuid.UUID) -> Limits:
+        """The user's limits: an admin's values, the defaults for the rest."""
+        now = time.monotonic()
+        found = self._users.get(user_id)
+        if found is not None and found[0] > now:
+            return found[1]
+        async for session in session_scope(self.sessionmaker):
+            row = await QuotaRepository(session).get_user(user_id)
+        limits = self.defaults
+        if row is not None:
+            limits = replace(
+                limits,
+                **{
+                    name: value
+                    for name in ("tokens_per_day", "requests_per_day", "budget_per_month")
+                    if (value := getattr(row, name)) is not None
+                },
+            )
+        if len(self._users) >= MAX_ENTRIES:
+            self._users.clear()
+        self._users[user_id] = (now + self.ttl_s, limits)
+        return limits
+
+    async def for_key(self, key_id: uuid.UUID) -> Limits:
+        """The key's own limits (unlimited when it was created without any)."""
+        found = self._keys.get(key_id)
+        if found is not None:
+            return found
+        async for session in session_scope(self.sessionmaker):
+            row = await QuotaRepository(session).get_key(key_id)
+        limits = Limits()
+        if row is not None:
+            limits = Limits(
+                tokens_per_day=row.tokens_per_day, budget_per_month=row.budget_per_month
+            )
+        if len(self._keys) >= MAX_ENTRIES:
+            self._keys.clear()
+        self._keys[key_id] = limits
+        return limits
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """Read the user's limits again at the next answer (an admin changed them)."""
+        self._users.pop(user_id, None)
