@@ -20,6 +20,7 @@ from loguru import logger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor import __version__
+from vektor.admin.router import router as admin_router
 from vektor.answers.admission import StreamSlots
 from vektor.answers.event_log import EventLog, MemoryEventLog
 from vektor.answers.jobs import AnswerJobs
@@ -326,6 +327,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(configuration_router, responses=AUTH_RESPONSES)
     app.include_router(api_keys_router, responses=AUTH_RESPONSES)
     app.include_router(usage_router, responses=AUTH_RESPONSES)
+    app.include_router(
+        admin_router, responses={**AUTH_RESPONSES, 403: {"description": "Not an admin"}}
+    )
     app.include_router(compat_router)
     app.include_router(monitoring_router)
     return app

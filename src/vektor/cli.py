@@ -1,4 +1,4 @@
-"""The `vektor` command: serve, init-config, init-db, create-user."""
+"""The `vektor` command: serve, init-config, init-db, create-user, admin."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -173,6 +175,103 @@ async def _create_user(settings: Settings, body: object, *, admin: bool) -> int:
         await engine.dispose()
 
 
+QUOTA_OPTIONS = ("tokens_per_day", "requests_per_day", "budget_per_month")
+
+
+def _limit(convert: Any) -> Any:
+    """An argparse type: a number, or `default` (None: the DEFAULT_* setting)."""
+
+    def parse(text: str) -> object:
+        if text.strip().lower() == "default":
+            return None
+        try:
+            return convert(text)
+        except (ValueError, InvalidOperation):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+    return parse
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """`vektor admin users|set-quota|disable|enable`: the service functions behind
+    /admin/users, on the database of the settings."""
+    from vektor.admin.schemas import AdminUserUpdate
+
+    settings = _load_settings()
+    changes: AdminUserUpdate | None = None
+    try:
+        if args.action == "set-quota":
+            quota = {name: getattr(args, name) for name in QUOTA_OPTIONS if hasattr(args, name)}
+            if not quota:
+                print("vektor: give at least one limit to set", file=sys.stderr)
+                return 2
+            changes = AdminUserUpdate.model_validate({"quota": quota})
+        elif args.action in ("disable", "enable"):
+            changes = AdminUserUpdate(disabled=args.action == "disable")
+    except ValidationError as exc:
+        print(f"vektor: invalid quota: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_admin(settings, args, changes))
+
+
+async def _admin(settings: Settings, args: argparse.Namespace, changes: object) -> int:
+    from vektor.admin import service
+    from vektor.admin.schemas import AdminUserUpdate
+    from vektor.core.database import create_engine, create_sessionmaker, session_scope
+    from vektor.core.errors import Conflict, NotFound
+
+    engine = create_engine(settings.database_url)
+    try:
+        async for session in session_scope(create_sessionmaker(engine)):
+            if isinstance(changes, AdminUserUpdate):
+                user_id = await service.user_id_by_email(session, email=args.email)
+                users = [await service.update_user(session, user_id=user_id, changes=changes)]
+            else:
+                users = await service.list_users(
+                    session, query=args.q, limit=args.limit, offset=args.offset
+                )
+        for user in users:
+            print(user.model_dump_json() if args.json else _user_line(user))
+        return 0
+    except (NotFound, Conflict) as exc:
+        print(f"vektor: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+
+
+def _user_line(user: Any) -> str:
+    flags = ",".join(f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on)
+    quota = " ".join(
+        f"{name}={'default' if value is None else value}"
+        for name, value in user.quota.model_dump().items()
+    )
+    month = user.usage_month
+    return (
+        f"{user.email}\t{user.username}\t{flags or '-'}\t{quota}\t"
+        f"month: {month.requests} requests, {month.tokens} tokens, ${month.cost}"
+    )
+
+
+def _admin_parser(sub: Any) -> None:
+    admin = sub.add_parser("admin", help="list and change accounts (as /admin/users does)")
+    actions = admin.add_subparsers(dest="action", required=True)
+    users = actions.add_parser("users", help="list accounts with their quotas and usage")
+    users.add_argument("--q", default=None, help="part of an email or username")
+    users.add_argument("--limit", type=int, default=500)
+    users.add_argument("--offset", type=int, default=0)
+    quota = actions.add_parser("set-quota", help="set a user's limits (`default`: the default)")
+    quota.add_argument("email")
+    for name, convert in zip(QUOTA_OPTIONS, (int, int, Decimal), strict=True):
+        option = "--" + name.replace("_", "-")
+        quota.add_argument(option, dest=name, type=_limit(convert), default=argparse.SUPPRESS)
+    for action, text in (("disable", "disable an account"), ("enable", "enable an account")):
+        actions.add_parser(action, help=text).add_argument("email")
+    for parser in actions.choices.values():
+        parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    admin.set_defaults(func=cmd_admin)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="vektor", description="Vektor backend")
@@ -200,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password", required=True)
     create.add_argument("--admin", action="store_true")
     create.set_defaults(func=cmd_create_user)
+    _admin_parser(sub)
     return parser
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.auth.models import Device, RefreshToken, User, UserSession
@@ -51,6 +52,31 @@ class UserRepository:
         self.session.add(user)
         await self.session.flush()
         return user
+
+    async def search(self, *, query: str | None, limit: int, offset: int) -> Sequence[User]:
+        """Users whose email or username holds `query` (any case), oldest first."""
+        statement = select(User)
+        if query:
+            key = query.strip().lower()
+            statement = statement.where(
+                or_(
+                    User.email.contains(key, autoescape=True),
+                    User.username_key.contains(key, autoescape=True),
+                )
+            )
+        statement = statement.order_by(User.created_at, User.id).limit(limit).offset(offset)
+        return (await self.session.scalars(statement)).all()
+
+    async def other_active_admins(self, user_id: uuid.UUID) -> int:
+        """How many admins other than this user are not disabled; on PostgreSQL their rows
+        stay locked until the transaction ends, so two admins cannot demote each other at
+        once."""
+        rows = await self.session.scalars(
+            select(User.id)
+            .where(User.is_admin.is_(True), User.disabled.is_(False), User.id != user_id)
+            .with_for_update()
+        )
+        return len(rows.all())
 
     async def delete(self, user_id: uuid.UUID) -> None:
         """Delete a user; every owned row goes with it (ON DELETE CASCADE)."""
@@ -116,6 +142,17 @@ class SessionRepository:
         if keep is not None:
             query = query.where(UserSession.id != keep)
         await self.session.execute(query.values(revoked_at=at, revoked_reason=reason))
+
+    async def last_seen(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, datetime]:
+        """When each of these users was last active, over every session."""
+        if not user_ids:
+            return {}
+        rows = await self.session.execute(
+            select(UserSession.user_id, func.max(UserSession.last_seen_at))
+            .where(UserSession.user_id.in_(user_ids))
+            .group_by(UserSession.user_id)
+        )
+        return {user_id: seen for user_id, seen in rows.all() if seen is not None}
 
 
 class RefreshTokenRepository:

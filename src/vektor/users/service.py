@@ -62,9 +62,7 @@ async def change_password(
         raise BadRequest("Current password is incorrect")
     user.password_hash = await hash_password_async(new_password, rounds=settings.bcrypt_rounds)
     user.password_changed_at = datetime.now(UTC)
-    await revoke_sessions(
-        session, user_id=user.id, reason="password_change", keep=current_session
-    )
+    await revoke_sessions(session, user_id=user.id, reason="password_change", keep=current_session)
     logger.info("password changed user={}", user.id)
 
 
