@@ -52,7 +52,8 @@ async def test_listing_shape_search_and_pages(app, client):
         "mcp_pools",
         "usage_month",
     }
-    assert root["is_admin"] is True and root["disabled"] is False
+    assert root["is_admin"] is True
+    assert root["disabled"] is False
     assert root["last_seen"] is not None  # logged in
     assert users[1]["last_seen"] is None  # never logged in
     assert root["quota"] == {

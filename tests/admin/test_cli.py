@@ -61,7 +61,8 @@ async def test_operators_list_limit_disable_and_enable_accounts(client, vektor):
     assert [u["username"] for u in users] == ["bob", "carol"]
     assert users[0]["usage_month"] == {"requests": 0, "tokens": 0, "cost": "0.000000000"}
     plain = await vektor("users", "--q", "car")
-    assert plain.returncode == 0 and plain.stdout.startswith("carol@example.com\tcarol\t-\t")
+    assert plain.returncode == 0
+    assert plain.stdout.startswith("carol@example.com\tcarol\t-\t")
 
     quota = await vektor(
         "set-quota",
