@@ -68,7 +68,14 @@ async def test_listing_shape_search_and_pages(app, client):
         u["username"] for u in await _listed(client, admin, q="example.com", limit=2, offset=1)
     ] == ["bob", "carol"]
     assert await _listed(client, admin, q="%") == []  # no wildcard: a literal character
-    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"q": ""}, {"limit": "x"}):
+    for bad in (
+        {"limit": 0},
+        {"limit": 501},
+        {"offset": -1},
+        {"q": ""},
+        {"q": "a\x00"},
+        {"limit": "x"},
+    ):
         response = await client.get("/admin/users", params=bad, headers=admin["headers"])
         assert response.status_code == 422, bad
         assert response.json()["detail"][0]["loc"][-1] == next(iter(bad))

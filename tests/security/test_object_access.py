@@ -67,9 +67,12 @@ PROBES = [
     Probe("DELETE", "/chat/history/{conversation_id}", "conversation"),
     Probe("DELETE", "/chat/history/{conversation_id}", "running_conversation"),
 ]
+# Admin operations take any user's id: Bob, no admin, gets the same 403 for Alice's id as
+# for an unknown one, and nothing changes.
+ADMIN_PROBES = [Probe("PATCH", "/admin/users/{user_id}", "user", lambda i: {"disabled": True})]
 # The change feed and its catch-up take a cursor, not an id: checked by what Bob receives.
 FEEDS = {("GET", "/sync/events"), ("GET", "/sync/changes")}
-COVERED = {(p.method, p.path) for p in PROBES} | FEEDS
+COVERED = {(p.method, p.path) for p in PROBES + ADMIN_PROBES} | FEEDS
 
 
 def unknown_id(target):
@@ -154,6 +157,7 @@ async def test_bob_gets_404_for_every_one_of_alices_ids(chat):
             {"model": "quick", "messages": [{"role": "user", "content": "alice's secret"}]}
         )
         ids = {"conversation": events[0]["conversation_id"], "answer": events[0]["message_id"]}
+        ids["user"] = (await client.get("/users/me", headers=alice)).json()["id"]
         laptop = await login(client, "user1", device_id="alice-laptop", device_name="Laptop")
         ids["device"] = "alice-laptop"
         created = await client.post("/users/me/api-keys", json={"name": "cli"}, headers=alice)
@@ -178,6 +182,11 @@ async def test_bob_gets_404_for_every_one_of_alices_ids(chat):
                 seen = await attempt(client, probe, ids[probe.target], bob)
                 expected = await attempt(client, probe, unknown_id(probe.target), bob)
                 if expected[0] != 404 or seen != expected:
+                    failures.append(f"{probe}: Alice's id {seen}, unknown id {expected}")
+            for probe in ADMIN_PROBES:
+                seen = await attempt(client, probe, ids[probe.target], bob)
+                expected = await attempt(client, probe, unknown_id(probe.target), bob)
+                if expected[0] != 403 or seen != expected:
                     failures.append(f"{probe}: Alice's id {seen}, unknown id {expected}")
             assert not failures, "\n".join(failures)
 

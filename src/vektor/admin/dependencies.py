@@ -21,7 +21,13 @@ async def user_page(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=320, description="Part of an email or username")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=320,
+            pattern=r"^[^\x00-\x1f\x7f]+$",  # no control characters (PostgreSQL refuses NUL)
+            description="Part of an email or username",
+        ),
     ] = None,
 ) -> Page:
     """`limit` (1 to 500), `offset` and `q`, checked."""

@@ -32,6 +32,7 @@ LoginField = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
     operation_id="register",
+    responses={409: {"description": "Email or username already registered"}},
 )
 async def register(
     body: UserCreate, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
