@@ -9,10 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vektor.usage.models import Usage
+from vektor.usage.models import Usage, UsageDayModel, UsageDayUser
 
 Aggregate = tuple[str | None, int, int, int, Decimal]
 
@@ -22,6 +22,10 @@ def _day(dialect: str) -> ColumnElement[Any]:
     if dialect == "sqlite":
         return func.substr(Usage.created_at, 1, 10)
     return func.to_char(func.timezone("UTC", Usage.created_at), "YYYY-MM-DD")
+
+
+def _sums(*columns: Any) -> tuple[ColumnElement[Any], ...]:
+    return tuple(func.sum(column) for column in columns)
 
 
 class UsageRepository:
@@ -34,28 +38,39 @@ class UsageRepository:
         self, *, user_id: uuid.UUID, start: datetime, end: datetime, group_by: str
     ) -> Sequence[Aggregate]:
         """(key, requests, prompt tokens, completion tokens, cost) per group of the user's
-        rows created in [start, end); by the (user_id, created_at) index."""
+        rows created in [start, end), by day, model or API key; by the (user_id,
+        created_at) index."""
         if group_by == "day":
             key: ColumnElement[Any] = _day(self.session.get_bind().dialect.name)
         elif group_by == "model":
             key = Usage.model.expression
         else:
             key = Usage.api_key_id.expression
-        query = (
-            select(
-                key,
-                func.count(),
-                func.sum(Usage.prompt_tokens),
-                func.sum(Usage.completion_tokens),
-                func.sum(Usage.cost),
-            )
-            .where(Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end)
-            .group_by(key)
-            .order_by(key)
+        sums = (func.count(), *_sums(Usage.prompt_tokens, Usage.completion_tokens, Usage.cost))
+        query = select(key, *sums).where(
+            Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end
         )
-        rows = await self.session.execute(query)
+        return await self._groups(query, key)
+
+    async def aggregate_all(self, *, first: str, last: str, group_by: str) -> Sequence[Aggregate]:
+        """The same over every user's rows, from UTC day `first` to `last` (inclusive,
+        `YYYY-MM-DD`), by day, model or user (NULL: deleted accounts): read from the
+        per-day rollups, so the cost is days × models or days × users, not rows."""
+        table: type[UsageDayModel] | type[UsageDayUser] = UsageDayModel
+        if group_by == "day":
+            key: ColumnElement[Any] = UsageDayModel.day.expression
+        elif group_by == "model":
+            key = UsageDayModel.model.expression
+        else:
+            table, key = UsageDayUser, UsageDayUser.user_id.expression
+        sums = _sums(table.requests, table.prompt_tokens, table.completion_tokens, table.cost)
+        query = select(key, *sums).where(table.day >= first, table.day <= last)
+        return await self._groups(query, key)
+
+    async def _groups(self, query: Select[Any], key: ColumnElement[Any]) -> list[Aggregate]:
+        rows = await self.session.execute(query.group_by(key).order_by(key))
         return [
-            (None if k is None else str(k), n, int(p or 0), int(c or 0), cost or Decimal(0))
+            (None if k is None else str(k), int(n), int(p or 0), int(c or 0), cost or Decimal(0))
             for k, n, p, c, cost in rows.all()
         ]
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from vektor.usage.pricing import NANO
 
 GroupBy = Literal["day", "model", "api_key"]
+AdminGroupBy = Literal["day", "model", "user"]
 
 
 def _exact(value: Decimal) -> str:
@@ -31,22 +32,32 @@ class UsageTotals(BaseModel):
 
 
 class UsageGroup(UsageTotals):
-    """One group: a UTC day (`YYYY-MM-DD`), a public model, or an API key's id (null for
-    answers asked with an access token)."""
+    """One group: a UTC day (`YYYY-MM-DD`), a public model, an API key's id (null for
+    answers asked with an access token), or (admins) a user's id (null for deleted
+    accounts)."""
 
     key: str | None
 
 
-class UsageReport(BaseModel):
-    """GET /users/me/usage."""
-
+class _Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     from_: date = Field(alias="from", serialization_alias="from")
     to: date
-    group_by: GroupBy
     totals: UsageTotals
     rows: list[UsageGroup]
+
+
+class UsageReport(_Report):
+    """GET /users/me/usage."""
+
+    group_by: GroupBy
+
+
+class AdminUsageReport(_Report):
+    """GET /admin/usage: the same over every user's rows."""
+
+    group_by: AdminGroupBy
 
 
 class QuotaLimits(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vektor.usage.quota import Limits, used_from_rows
 from vektor.usage.repository import Aggregate, UsageRepository
 from vektor.usage.schemas import (
+    AdminGroupBy,
+    AdminUsageReport,
     GroupBy,
     QuotaLimits,
     QuotaReport,
@@ -44,6 +47,22 @@ def _every_day(groups: list[UsageGroup], first: date, last: date) -> list[UsageG
     return [found.get(day) or UsageGroup(key=day, **zero) for day in days]
 
 
+def _report(
+    aggregates: Sequence[Aggregate], first: date, last: date, group_by: str
+) -> tuple[UsageTotals, list[UsageGroup]]:
+    """The groups of the period (every day of it, by day) and their totals."""
+    groups = [_group(row) for row in aggregates]
+    if group_by == "day":
+        groups = _every_day(groups, first, last)
+    totals = UsageTotals(
+        requests=sum(g.requests for g in groups),
+        prompt_tokens=sum(g.prompt_tokens for g in groups),
+        completion_tokens=sum(g.completion_tokens for g in groups),
+        cost=sum((g.cost for g in groups), Decimal(0)),
+    )
+    return totals, groups
+
+
 async def usage_report(
     session: AsyncSession, *, user_id: uuid.UUID, first: date, last: date, group_by: GroupBy
 ) -> UsageReport:
@@ -54,16 +73,20 @@ async def usage_report(
     aggregates = await UsageRepository(session).aggregate(
         user_id=user_id, start=start, end=end, group_by=group_by
     )
-    groups = [_group(row) for row in aggregates]
-    if group_by == "day":
-        groups = _every_day(groups, first, last)
-    totals = UsageTotals(
-        requests=sum(g.requests for g in groups),
-        prompt_tokens=sum(g.prompt_tokens for g in groups),
-        completion_tokens=sum(g.completion_tokens for g in groups),
-        cost=sum((g.cost for g in groups), Decimal(0)),
-    )
+    totals, groups = _report(aggregates, first, last, group_by)
     return UsageReport(from_=first, to=last, group_by=group_by, totals=totals, rows=groups)
+
+
+async def admin_usage_report(
+    session: AsyncSession, *, first: date, last: date, group_by: AdminGroupBy
+) -> AdminUsageReport:
+    """Every user's usage from `first` to `last` (inclusive, UTC), including the rows of
+    deleted accounts (user null)."""
+    aggregates = await UsageRepository(session).aggregate_all(
+        first=first.isoformat(), last=last.isoformat(), group_by=group_by
+    )
+    totals, groups = _report(aggregates, first, last, group_by)
+    return AdminUsageReport(from_=first, to=last, group_by=group_by, totals=totals, rows=groups)
 
 
 async def quota_report(
