@@ -66,6 +66,9 @@ MCP_LATENCY = Histogram(
     ["pool", "replica"],
     buckets=LATENCY_BUCKETS,
 )
+QUOTA_REJECTIONS = Counter(
+    "vektor_quota_rejections", "Answers refused with 429 quota_exceeded, by limit", ["limit"]
+)
 RATE_LIMITED = Counter(
     "vektor_rate_limit_rejections", "Requests refused by a rate limit", ["scope"]
 )
@@ -97,6 +100,15 @@ def count_tokens(model: str, prompt: int, completion: int, cost: Decimal) -> Non
     COST.labels(model).inc(float(cost))
     TOKEN_TOTALS["in"] += prompt
     TOKEN_TOTALS["out"] += completion
+
+
+QUOTA_REFUSALS: dict[str, int] = {}  # this process's, by limit, for the dashboard
+
+
+def count_quota_rejection(limit: str) -> None:
+    """An answer refused by a quota."""
+    QUOTA_REJECTIONS.labels(limit).inc()
+    QUOTA_REFUSALS[limit] = QUOTA_REFUSALS.get(limit, 0) + 1
 
 
 def exposition() -> tuple[bytes, str]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.core.config import Settings
 from vektor.core.database import session_scope
+from vektor.core.metrics import count_quota_rejection
 from vektor.usage.errors import CountersDown, QuotaExceeded
 from vektor.usage.hot_repository import UsageRow
 from vektor.usage.repository import UsageRepository
@@ -135,7 +136,11 @@ class Quotas:
             used = await self._shared_used(self.shared, user_id, windows)
         else:
             used = await self._local_used(user_id, windows)
-        check_limits(limits, used, windows, now)
+        try:
+            check_limits(limits, used, windows, now)
+        except QuotaExceeded as refused:
+            count_quota_rejection(refused.extra["limit"])
+            raise
 
     async def _rows(self, user_id: uuid.UUID, windows: Windows) -> Used:
         async for session in session_scope(self.sessionmaker):
