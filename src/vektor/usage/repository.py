@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vektor.auth.models import User
 from vektor.usage.models import Usage, UsageDayModel, UsageDayUser
 
 Aggregate = tuple[str | None, int, int, int, Decimal]
@@ -66,6 +67,51 @@ class UsageRepository:
         sums = _sums(table.requests, table.prompt_tokens, table.completion_tokens, table.cost)
         query = select(key, *sums).where(table.day >= first, table.day <= last)
         return await self._groups(query, key)
+
+    async def tokens_by_day_and_model(
+        self, *, first: str, last: str
+    ) -> Sequence[tuple[str, str, int]]:
+        """(day, model, tokens) of every user, from UTC day `first` to `last` inclusive."""
+        tokens = func.sum(UsageDayModel.prompt_tokens + UsageDayModel.completion_tokens)
+        query = (
+            select(UsageDayModel.day, UsageDayModel.model, tokens)
+            .where(UsageDayModel.day >= first, UsageDayModel.day <= last)
+            .group_by(UsageDayModel.day, UsageDayModel.model)
+            .order_by(UsageDayModel.day, UsageDayModel.model)
+        )
+        return [(day, model, int(n or 0)) for day, model, n in await self.session.execute(query)]
+
+    async def top_spenders(
+        self, *, first: str, last: str, limit: int
+    ) -> Sequence[tuple[str | None, str | None, Aggregate]]:
+        """The `limit` users who spent most from `first` to `last` (UTC days, inclusive),
+        most first: (user id, username, their sums); deleted accounts as one NULL user."""
+        cost = func.sum(UsageDayUser.cost)
+        query = (
+            select(
+                UsageDayUser.user_id,
+                func.min(User.username),
+                *_sums(
+                    UsageDayUser.requests,
+                    UsageDayUser.prompt_tokens,
+                    UsageDayUser.completion_tokens,
+                ),
+                cost,
+            )
+            .outerjoin(User, User.id == UsageDayUser.user_id)
+            .where(UsageDayUser.day >= first, UsageDayUser.day <= last)
+            .group_by(UsageDayUser.user_id)
+            .order_by(cost.desc(), UsageDayUser.user_id)
+            .limit(limit)
+        )
+        return [
+            (
+                None if key is None else str(key),
+                name,
+                (None, int(n), int(p or 0), int(c or 0), total or Decimal(0)),
+            )
+            for key, name, n, p, c, total in await self.session.execute(query)
+        ]
 
     async def _groups(self, query: Select[Any], key: ColumnElement[Any]) -> list[Aggregate]:
         rows = await self.session.execute(query.group_by(key).order_by(key))

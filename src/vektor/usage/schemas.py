@@ -89,3 +89,29 @@ class QuotaReport(BaseModel):
     limits: QuotaLimits
     used: QuotaUsed
     resets_at: QuotaResets
+
+
+class ModelSeries(BaseModel):
+    """One model's tokens (prompt + completion) on each day of the dashboard's days."""
+
+    model: str
+    tokens: list[int]
+
+
+class Spender(UsageTotals):
+    """A user and their usage this month; `user_id` null for deleted accounts."""
+
+    user_id: str | None
+    username: str | None
+
+
+class UsageDashboard(BaseModel):
+    """GET /api/dashboard/usage: the dashboard's usage charts."""
+
+    days: list[date] = Field(description="The last 30 UTC days, oldest first")
+    tokens_per_day: list[ModelSeries]
+    month: date = Field(description="The first day of the current UTC month")
+    top_users: list[Spender] = Field(description="Who spent most this month, most first")
+    quota_rejections: dict[str, int] = Field(
+        description="Answers this process refused with 429 quota_exceeded, by limit"
+    )

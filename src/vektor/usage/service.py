@@ -15,17 +15,22 @@ from vektor.usage.schemas import (
     AdminGroupBy,
     AdminUsageReport,
     GroupBy,
+    ModelSeries,
     QuotaLimits,
     QuotaReport,
     QuotaResets,
     QuotaUsed,
+    Spender,
+    UsageDashboard,
     UsageGroup,
     UsageReport,
     UsageTotals,
 )
-from vektor.usage.windows import Windows
+from vektor.usage.windows import Windows, current_month
 
 MAX_SPAN_DAYS = 366
+DASHBOARD_DAYS = 30
+TOP_USERS = 10
 
 
 def _group(row: Aggregate) -> UsageGroup:
@@ -107,4 +112,33 @@ async def quota_report(
             cost_this_month=used.cost_this_month,
         ),
         resets_at=QuotaResets(day=windows.day_reset, month=windows.month_reset),
+    )
+
+
+async def dashboard(
+    session: AsyncSession, *, today: date, quota_rejections: dict[str, int]
+) -> UsageDashboard:
+    """Every model's tokens on each of the last 30 UTC days, and who spent most this UTC
+    month (from the per-day rollups)."""
+    repository = UsageRepository(session)
+    days = [today - timedelta(days=n) for n in range(DASHBOARD_DAYS - 1, -1, -1)]
+    index = {day.isoformat(): n for n, day in enumerate(days)}
+    series: dict[str, list[int]] = {}
+    for day, model, tokens in await repository.tokens_by_day_and_model(
+        first=days[0].isoformat(), last=today.isoformat()
+    ):
+        series.setdefault(model, [0] * len(days))[index[day]] = tokens
+    month, _ = current_month(today)
+    spenders = await repository.top_spenders(
+        first=month.isoformat(), last=today.isoformat(), limit=TOP_USERS
+    )
+    return UsageDashboard(
+        days=days,
+        tokens_per_day=[ModelSeries(model=m, tokens=t) for m, t in sorted(series.items())],
+        month=month,
+        top_users=[
+            Spender(user_id=key, username=name, **_group(sums).model_dump(exclude={"key"}))
+            for key, name, sums in spenders
+        ],
+        quota_rejections=dict(sorted(quota_rejections.items())),
     )
