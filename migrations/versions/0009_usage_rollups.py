@@ -117,6 +117,7 @@ def upgrade() -> None:
     op.create_index(
         "ux_usage_day_user_day_user_id", "usage_day_user", ["day", "user_id"], unique=True
     )
+    op.create_index("ix_usage_day_user_user_id", "usage_day_user", ["user_id"])
     if op.get_bind().dialect.name == "sqlite":
         _backfill("substr(created_at, 1, 10)")
         op.execute(_SQLITE_TRIGGER)
@@ -134,6 +135,7 @@ def downgrade() -> None:
     )
     if op.get_bind().dialect.name != "sqlite":
         op.execute("DROP FUNCTION IF EXISTS usage_rollup()")
+    op.drop_index("ix_usage_day_user_user_id", table_name="usage_day_user")
     op.drop_index("ux_usage_day_user_day_user_id", table_name="usage_day_user")
     op.drop_table("usage_day_user")
     op.drop_table("usage_day_model")

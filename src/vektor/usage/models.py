@@ -91,7 +91,10 @@ class UsageDayUser(Base):
     to user NULL like its usage rows; the report sums them into one group."""
 
     __tablename__ = "usage_day_user"
-    __table_args__ = (Index("ux_usage_day_user_day_user_id", "day", "user_id", unique=True),)
+    __table_args__ = (
+        Index("ux_usage_day_user_day_user_id", "day", "user_id", unique=True),
+        Index("ix_usage_day_user_user_id", "user_id"),  # ON DELETE SET NULL finds them
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
