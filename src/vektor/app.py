@@ -59,6 +59,7 @@ from vektor.state import AppState
 from vektor.sync.backups import BackupManager
 from vektor.sync.router import router as sync_router
 from vektor.usage.quota import Quotas
+from vektor.usage.router import admin_router as admin_usage_router
 from vektor.usage.router import router as usage_router
 from vektor.users.router import router as users_router
 
@@ -330,6 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(
         admin_router, responses={**AUTH_RESPONSES, 403: {"description": "Not an admin"}}
     )
+    app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
     app.include_router(compat_router)
     app.include_router(monitoring_router)
     return app

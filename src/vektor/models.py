@@ -5,7 +5,7 @@ from vektor.auth.models import Device, RefreshToken, User, UserSession
 from vektor.chat.models import Conversation, Message
 from vektor.core.database import Base
 from vektor.sync.models import Backup, SyncLock
-from vektor.usage.models import ApiKeyQuota, Usage, UserQuota
+from vektor.usage.models import ApiKeyQuota, Usage, UsageDayModel, UsageDayUser, UserQuota
 from vektor.users.models import Preference
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "RefreshToken",
     "SyncLock",
     "Usage",
+    "UsageDayModel",
+    "UsageDayUser",
     "User",
     "UserQuota",
     "UserSession",

@@ -119,7 +119,7 @@ async def test_listing_download_and_file_format(chat, tmp_path):
     assert lines[0]["kind"] == "header"
     assert lines[0]["version"] == 1
     assert lines[-1]["kind"] == "manifest"
-    assert lines[-1]["counts"] == {"conversations": 1, "messages": 2}
+    assert lines[-1]["counts"] == {"conversations": 1, "messages": 2, "usage": 1}
     text = gzip.decompress(download.content).decode()
     # No secrets inside.
     assert "password" not in text

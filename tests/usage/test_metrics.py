@@ -35,3 +35,18 @@ async def test_tokens_and_cost_are_counted_by_model(chat_harness, upstream):
     # 2 × (11 × $1000 + 4 × $3000) per million tokens
     assert grew("vektor_cost_usd_total", (("model", "counted"),)) == pytest.approx(0.046)
     assert "sk-test-secret" not in after
+
+
+async def test_quota_rejections_are_counted_by_limit(chat_harness, upstream):
+    chat = await chat_harness(
+        [scripted(upstream, "chunks=1", name="limited")], default_requests_per_day=1
+    )
+    before = (await chat.client.get("/metrics")).text
+    body = {"model": "limited", "messages": QUESTION}
+    statuses = [(await chat.stream(body))[0] for _ in range(3)]
+    v1 = await chat.client.post("/v1/chat/completions", json=body, headers=chat.headers)
+    assert (statuses, v1.status_code) == ([200, 429, 429], 429)
+    after = (await chat.client.get("/metrics")).text
+    labels = (("limit", "requests_per_day"),)
+    grown = samples(after, "vektor_quota_rejections_total")[labels]
+    assert grown - samples(before, "vektor_quota_rejections_total").get(labels, 0) == 3

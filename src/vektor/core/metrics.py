@@ -74,11 +74,6 @@ QUOTA_REJECTIONS = Counter(
 )
 
 
-def count_quota_rejection(limit: str) -> None:
-    """One answer refused (429 quota_exceeded) by `limit`."""
-    QUOTA_REJECTIONS.labels(limit).inc()
-
-
 STREAMS = {"active": 0}  # this process's answers in progress (chat and /v1)
 
 
@@ -105,6 +100,15 @@ def count_tokens(model: str, prompt: int, completion: int, cost: Decimal) -> Non
     COST.labels(model).inc(float(cost))
     TOKEN_TOTALS["in"] += prompt
     TOKEN_TOTALS["out"] += completion
+
+
+QUOTA_REFUSALS: dict[str, int] = {}  # this process's, by limit, for the dashboard
+
+
+def count_quota_rejection(limit: str) -> None:
+    """An answer refused by a quota."""
+    QUOTA_REJECTIONS.labels(limit).inc()
+    QUOTA_REFUSALS[limit] = QUOTA_REFUSALS.get(limit, 0) + 1
 
 
 def exposition() -> tuple[bytes, str]:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,15 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from vektor import __version__
 from vektor.auth.dependencies import AdminUser
 from vektor.core.access import declared_access
+from vektor.core.dependencies import SessionDep
 from vektor.core.errors import Unauthorized
-from vektor.core.metrics import STREAMS, TOKEN_TOTALS, exposition
+from vektor.core.metrics import QUOTA_REFUSALS, STREAMS, TOKEN_TOTALS, exposition
 from vektor.core.pages import secure_page
 from vektor.llm.providers import provider_names
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
 from vektor.state import app_state
+from vektor.usage import service as usage_service
+from vektor.usage.schemas import UsageDashboard
 
 router = APIRouter(tags=["system"])
 DASHBOARD = Path(__file__).parent / "static" / "dashboard.html"
@@ -146,6 +150,21 @@ async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
         },
         "process": {"pid": os.getpid(), "rss_bytes": memory, "cpu_percent": cpu},
     }
+
+
+@router.get(
+    "/api/dashboard/usage",
+    operation_id="api_dashboard_usage",
+    response_model=UsageDashboard,
+    responses={401: {"description": "Not signed in"}, 403: {"description": "Not an admin"}},
+)
+async def dashboard_usage(admin: AdminUser, session: SessionDep) -> UsageDashboard:
+    """Admin: the dashboard's usage charts: every model's tokens on each of the last 30
+    UTC days, the ten users who spent most this UTC month, and this process's quota
+    rejections by limit."""
+    return await usage_service.dashboard(
+        session, today=datetime.now(UTC).date(), quota_rejections=dict(QUOTA_REFUSALS)
+    )
 
 
 def _process_usage() -> tuple[int, float]:

@@ -3,7 +3,13 @@
     {"kind": "header", "format": "vektor-backup", "version": 1, "app_version", "created_at"}
     {"kind": "profile", ...}        {"kind": "preferences", "values": {...}}
     {"kind": "conversation", "id", "title", "model", ..., "messages": [...]}   (one per line)
+    {"kind": "usage", "rows": [{"id", "model", "prompt_tokens", "cost", ...}, ...]}
     {"kind": "manifest", "counts": {...}, "sha256": "<of every line above>"}
+
+`usage` lines (up to USAGE_PER_LINE rows each) carry the account's usage rows: they are the
+user's data, so a backup includes them, but a restore verifies and then ignores them (usage
+and quotas never change by a restore). `counts` has `usage` only when there are some, so a
+file written before usage was backed up still checks.
 
 Writing and reading are blocking (files, gzip): callers run them in a worker thread.
 
@@ -22,6 +28,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
@@ -37,6 +44,7 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 ROW_BYTES = 200
 MAX_CONTENT_CHARS = 1_000_000
 MAX_INT = 2**31 - 1
+USAGE_PER_LINE = 1000
 
 
 def _no_nul(value: str) -> str:
@@ -103,6 +111,26 @@ class ConversationRecord(_Record):
     messages: list[MessageRecord]
 
 
+class UsageRowRecord(_Record):
+    id: uuid.UUID
+    api_key_id: uuid.UUID | None
+    model: Short
+    deployment: Annotated[str, Field(max_length=160), AfterValidator(_no_nul)]
+    prompt_tokens: Count
+    completion_tokens: Count
+    cost: Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=9)]
+    cached: bool
+    estimated: bool
+    source: Annotated[str, Field(max_length=8), AfterValidator(_no_nul)]
+    finish_reason: Annotated[str, Field(max_length=32), AfterValidator(_no_nul)]
+    created_at: datetime
+
+
+class UsageRecord(_Record):
+    kind: Literal["usage"]
+    rows: Annotated[list[UsageRowRecord], Field(max_length=USAGE_PER_LINE)]
+
+
 class Manifest(_Record):
     kind: Literal["manifest"]
     counts: dict[str, int]
@@ -110,7 +138,8 @@ class Manifest(_Record):
 
 
 Record = Annotated[
-    Header | Profile | Preferences | ConversationRecord | Manifest, Field(discriminator="kind")
+    Header | Profile | Preferences | ConversationRecord | UsageRecord | Manifest,
+    Field(discriminator="kind"),
 ]
 _record = TypeAdapter(Record)
 
@@ -136,6 +165,8 @@ class ArchiveWriter:
             if record["kind"] == "conversation":
                 self.counts["conversations"] += 1
                 self.counts["messages"] += len(record["messages"])
+            elif record["kind"] == "usage":
+                self.counts["usage"] = self.counts.get("usage", 0) + len(record["rows"])
 
     def finish(self) -> tuple[int, str]:
         """Write the manifest, sync, rename into place; (size, sha256 of the file)."""
@@ -241,6 +272,8 @@ class _Check:
         self.content.update(line)
         if isinstance(record, ConversationRecord):
             self.conversation(record)
+        elif isinstance(record, UsageRecord):
+            self.counts["usage"] = self.counts.get("usage", 0) + len(record.rows)
 
     def conversation(self, record: ConversationRecord) -> None:
         self.counts["conversations"] += 1

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vektor import __version__
 from vektor.core.database import create_engine, create_sessionmaker, session_scope
-from vektor.sync.archive import FORMAT, FORMAT_VERSION, ArchiveWriter
+from vektor.sync.archive import FORMAT, FORMAT_VERSION, USAGE_PER_LINE, ArchiveWriter
 from vektor.sync.lock import BEAT_EVERY_S, release, take_lock, touch_lock
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
@@ -254,6 +254,21 @@ class BackupManager:
                     for part in _by_messages(page):
                         await asyncio.to_thread(writer.write, await self._records(reader, part))
                         await self._beat(backup_id, user_id)
+                await self._usage(backup_id, user_id, reader, writer)
+
+    async def _usage(
+        self,
+        backup_id: uuid.UUID,
+        user_id: uuid.UUID,
+        reader: SnapshotReader,
+        writer: ArchiveWriter,
+    ) -> None:
+        """The user's usage rows, USAGE_PER_LINE to a line, in the same snapshot."""
+        after: tuple[datetime, uuid.UUID] | None = None
+        while rows := await reader.usage(user_id, after, USAGE_PER_LINE):
+            after = (rows[-1].created_at, rows[-1].id)
+            await asyncio.to_thread(writer.write, [{"kind": "usage", "rows": _usage(rows)}])
+            await self._beat(backup_id, user_id)
 
     @staticmethod
     async def _records(reader: SnapshotReader, page: Any) -> list[dict[str, Any]]:
@@ -297,6 +312,26 @@ def _by_messages(page: Sequence[Any]) -> Iterator[list[Any]]:
         count += conversation.message_count
     if part:
         yield part
+
+
+def _usage(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": str(r.id),
+            "api_key_id": None if r.api_key_id is None else str(r.api_key_id),
+            "model": r.model,
+            "deployment": r.deployment,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "cost": format(r.cost, "f"),
+            "cached": r.cached,
+            "estimated": r.estimated,
+            "source": r.source,
+            "finish_reason": r.finish_reason,
+            "created_at": _iso(r.created_at),
+        }
+        for r in rows
+    ]
 
 
 def _iso(value: datetime) -> str:

@@ -8,13 +8,26 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, Row, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    LargeBinary,
+    Row,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from vektor.auth.models import Device, User, UserSession
 from vektor.chat.repository import CONVERSATION, MESSAGE
 from vektor.sync.archive import ROW_BYTES
 from vektor.sync.models import Backup, SyncLock
+from vektor.usage.models import Usage
 from vektor.users.models import Preference
 
 # Ids bound per IN list: asyncpg takes at most 32,767 parameters in a statement, SQLite 32,766.
@@ -209,6 +222,38 @@ class SnapshotReader:
             )
             rows.extend(result.all())
         return rows
+
+    async def usage(
+        self, user_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Any]:
+        """A page of the user's usage rows by (created_at, id), after `after`; by the
+        (user_id, created_at) index."""
+        query = select(*USAGE_COLUMNS).where(Usage.user_id == user_id)
+        if after is not None:
+            at, key = after
+            query = query.where(
+                or_(Usage.created_at > at, and_(Usage.created_at == at, Usage.id > key))
+            )
+        result = await self.connection.execute(
+            query.order_by(Usage.created_at, Usage.id).limit(limit)
+        )
+        return result.all()
+
+
+USAGE_COLUMNS = (
+    Usage.id,
+    Usage.api_key_id,
+    Usage.model,
+    Usage.deployment,
+    Usage.prompt_tokens,
+    Usage.completion_tokens,
+    Usage.cost,
+    Usage.cached,
+    Usage.estimated,
+    Usage.source,
+    Usage.finish_reason,
+    Usage.created_at,
+)
 
 
 class RestoreWriter:

@@ -97,3 +97,40 @@ class ApiKeyQuota(Base):
     )
     tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, default=None)
     budget_per_month: Mapped[Decimal | None] = mapped_column(Money, default=None)
+
+
+class UsageDayModel(Base):
+    """Every user's usage per UTC day (`YYYY-MM-DD`) and public model, kept by a trigger
+    on `usage` inserts (migration 0009): the admin report reads days × models, not rows."""
+
+    __tablename__ = "usage_day_model"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[Decimal] = mapped_column(Money)
+
+
+class UsageDayUser(Base):
+    """Usage per UTC day and user, kept by the same trigger. A deleted account's rows turn
+    to user NULL like its usage rows; the report sums them into one group."""
+
+    __tablename__ = "usage_day_user"
+    __table_args__ = (
+        Index("ux_usage_day_user_day_user_id", "day", "user_id", unique=True),
+        Index("ix_usage_day_user_user_id", "user_id"),  # ON DELETE SET NULL finds them
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    day: Mapped[str] = mapped_column(String(10))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("user.id", ondelete="SET NULL"), default=None
+    )
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[Decimal] = mapped_column(Money)

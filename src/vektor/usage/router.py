@@ -1,4 +1,4 @@
-"""/users/me/usage: what the caller's answers consumed."""
+"""/users/me/usage: what the caller's answers consumed; /admin/usage: what everyone's did."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from vektor.auth.dependencies import CallerId
+from vektor.auth.dependencies import AdminUser, CallerId
 from vektor.core.dependencies import SessionDep
 from vektor.state import app_state
 from vektor.usage import service
-from vektor.usage.dependencies import UsagePeriod
-from vektor.usage.schemas import QuotaReport, UsageReport
+from vektor.usage.dependencies import AdminUsagePeriod, UsagePeriod
+from vektor.usage.schemas import AdminUsageReport, QuotaReport, UsageReport
 
 router = APIRouter(prefix="/users/me", tags=["usage"])
+admin_router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.get(
@@ -44,4 +45,25 @@ async def read_quota(user_id: CallerId, request: Request, session: SessionDep) -
     limits = await app_state(request).pipeline.quotas.limits_for(user_id)
     return await service.quota_report(
         session, user_id=user_id, limits=limits, now=datetime.now(UTC)
+    )
+
+
+@admin_router.get(
+    "/usage",
+    response_model=AdminUsageReport,
+    response_model_by_alias=True,
+    operation_id="get_admin_usage",
+    responses={
+        403: {"description": "Not an admin"},
+        422: {"description": "Malformed date, unknown group_by, or over 366 days"},
+    },
+)
+async def read_all_usage(
+    admin: AdminUser, period: AdminUsagePeriod, session: SessionDep
+) -> AdminUsageReport:
+    """Admin: requests, tokens and cost of every user's answers from `from` to `to`
+    (inclusive UTC days; default the current month), grouped by day, model or user (the
+    user's id; null for accounts since deleted, whose rows are kept)."""
+    return await service.admin_usage_report(
+        session, first=period.first, last=period.last, group_by=period.group_by
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from vektor.usage.pricing import NANO
 
 GroupBy = Literal["day", "model", "api_key"]
+AdminGroupBy = Literal["day", "model", "user"]
 
 
 def _exact(value: Decimal) -> str:
@@ -42,22 +43,32 @@ class UsageTotals(BaseModel):
 
 
 class UsageGroup(UsageTotals):
-    """One group: a UTC day (`YYYY-MM-DD`), a public model, or an API key's id (null for
-    answers asked with an access token)."""
+    """One group: a UTC day (`YYYY-MM-DD`), a public model, an API key's id (null for
+    answers asked with an access token), or (admins) a user's id (null for deleted
+    accounts)."""
 
     key: str | None
 
 
-class UsageReport(BaseModel):
-    """GET /users/me/usage."""
-
+class _Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     from_: date = Field(alias="from", serialization_alias="from")
     to: date
-    group_by: GroupBy
     totals: UsageTotals
     rows: list[UsageGroup]
+
+
+class UsageReport(_Report):
+    """GET /users/me/usage."""
+
+    group_by: GroupBy
+
+
+class AdminUsageReport(_Report):
+    """GET /admin/usage: the same over every user's rows."""
+
+    group_by: AdminGroupBy
 
 
 class QuotaLimits(BaseModel):
@@ -89,3 +100,29 @@ class QuotaReport(BaseModel):
     limits: QuotaLimits
     used: QuotaUsed
     resets_at: QuotaResets
+
+
+class ModelSeries(BaseModel):
+    """One model's tokens (prompt + completion) on each day of the dashboard's days."""
+
+    model: str
+    tokens: list[int]
+
+
+class Spender(UsageTotals):
+    """A user and their usage this month; `user_id` null for deleted accounts."""
+
+    user_id: str | None
+    username: str | None
+
+
+class UsageDashboard(BaseModel):
+    """GET /api/dashboard/usage: the dashboard's usage charts."""
+
+    days: list[date] = Field(description="The last 30 UTC days, oldest first")
+    tokens_per_day: list[ModelSeries]
+    month: date = Field(description="The first day of the current UTC month")
+    top_users: list[Spender] = Field(description="Who spent most this month, most first")
+    quota_rejections: dict[str, int] = Field(
+        description="Answers this process refused with 429 quota_exceeded, by limit"
+    )
