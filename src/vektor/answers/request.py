@@ -59,6 +59,7 @@ class Answer:
     tool_log: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)  # handed back to the client
     reported: Usage | None = None
+    guessed: bool = False  # some of `reported` is an estimate (an attempt that died)
     finish_reason: str = "stop"
     error: str | None = None
     finished: bool = False
@@ -78,6 +79,17 @@ class Answer:
             completion_tokens=self.reported.completion_tokens + usage.completion_tokens,
         )
 
+    def add_estimate(self, prompt_chars: int, completion_chars: int) -> None:
+        """Add the estimated counts of an attempt that reported none (a deployment that
+        died mid-answer): one token per four characters."""
+        self.add_usage(
+            Usage(
+                prompt_tokens=max(1, (prompt_chars + 3) // 4),
+                completion_tokens=(completion_chars + 3) // 4,
+            )
+        )
+        self.guessed = True
+
     def use(self, key: str, config: DeploymentConfig) -> None:
         """Note the deployment answering (each tool round may be another): its name and
         prices price the whole answer."""
@@ -87,8 +99,8 @@ class Answer:
 
     @property
     def estimated(self) -> bool:
-        """No upstream reported token counts: `usage()` is an estimate."""
-        return self.reported is None
+        """Some upstream reported no token counts: `usage()` is (partly) an estimate."""
+        return self.reported is None or self.guessed
 
     def usage(self) -> Usage:
         """The upstream's counts (the local model's come from its tokenizer), or an
