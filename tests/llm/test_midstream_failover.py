@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.answers.test_websocket import chat as ws_chat
+from tests.answers.test_websocket import done_of, frames_until, signed_in, token_of
 from tests.conftest import scripted
 from tests.llm.conftest import complete, complete_streamed, only, streamed_text, text_of
 from tests.mcp.test_chat_tools import tools_ready
@@ -239,3 +241,44 @@ async def test_v1_streamed_and_not_continue_without_a_failover_chunk(
     assert answer["choices"][0]["message"]["content"] == "a b c d e f"
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert answer["usage"]["prompt_tokens"] == 12
+
+
+async def test_the_websocket_gets_the_failover_frame(chat_harness, upstreams, upstream):
+    dying, standby = upstreams[0], upstreams[1]
+    harness = await chat_harness(
+        [openai(dying, DYING.format(kind="fail")), openai(standby, CONTINUING, weight=0)],
+        live=True,
+    )
+    base = str(harness.client.base_url)
+    async with await signed_in(base, token_of(harness.headers)) as socket:
+        await socket.send(ws_chat("r1", model="m"))
+        frames = await frames_until(socket, done_of("r1"))
+    [failover] = [f for f in frames if f["type"] == "failover"]
+    assert (failover["from"], failover["to"], failover["at_chars"]) == ("m#0", "m#1", 5)
+    assert failover["request_id"] == "r1"
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    assert "".join(f["content"] for f in frames if f["type"] == "delta") == "a b c d e f"
+    assert frames[-1]["finish_reason"] == "stop"
+
+
+@pytest.mark.timeout(180)
+async def test_the_local_model_finishes_an_answer_a_remote_one_dropped(chat_harness, upstream):
+    chat = await chat_harness(
+        [
+            openai(upstream, "chunks=20;text=Hola amigo;drop=3"),
+            {"name": "m", "provider": "local", "model": "smollm2", "weight": 0, "max_tokens": 16},
+        ]
+    )
+    status, events, _ = await chat.stream(ASK)
+    assert status == 200
+    failover = only(events, "failover")
+    assert (failover["from"], failover["to"], failover["at_chars"]) == ("m#0", "m#1", 15)
+    text = text_of(events)
+    assert text.startswith("Hola amigo Hola")
+    assert len(text) > len("Hola amigo Hola")  # the local model wrote on
+    assert "error" not in [e["type"] for e in events]
+    assert events[-1]["finish_reason"] in ("stop", "length")
+    stored = await stored_answer(chat, events)
+    assert stored["content"] == text
+    usage = only(events, "usage")
+    assert usage["completion_tokens"] > (len("Hola amigo Hola") + 3) // 4  # both attempts
