@@ -10,8 +10,11 @@ drops the connection after the fifth; `next` streams ten other pieces, the first
 standby) and the model `next` (next alone). Alternately, in each run: N answers of `fo`
 over /chat/stream (the gap, from the client's clock: the last `delta` before `failover` to
 the first `delta` after), N answers of `next` through Vektor (TTFC through Vektor), and N
-requests of `next` straight to the upstream (the next deployment's own TTFC). Medians over
-the runs of each p50 and p99; CPU of the Vektor process per answer for `fo` and `next`.
+requests of `next` straight to the upstream (the next deployment's own TTFC, from the bench
+client). At the end, `/api/status` gives the TTFC Vektor itself measured on each deployment
+(request sent to first event, the last 200): `fo#1` is the next deployment taking answers
+over, `next#0` the same script answering afresh. Medians over the runs of each p50 and p99;
+CPU of the Vektor process per answer for `fo` and `next`.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -29,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import percentile, scripted_upstream, vektor_server
+from bench.common import Server, percentile, scripted_upstream, vektor_server
 from bench.stream import cpu_seconds, make_users
 
 DYING = "chunks=10;delay=0.01;text=uno dos tres;drop=5"
@@ -109,6 +115,26 @@ async def one_run(base: str, upstream: str, token: str, pid: int, answers: int) 
     return figures
 
 
+def server_ttfc(server: Server) -> dict[str, float | None]:
+    """The p50 TTFC Vektor measured on each deployment, from `/api/status` (as an admin)."""
+    env = {**os.environ, "DATABASE_URL": server.database_url, "SECRET_KEY": "b" * 64}
+    account = ["--email", "ops@example.com", "--username", "ops", "--password", "ops password"]
+    subprocess.run(
+        [sys.executable, "-m", "vektor", "create-user", *account, "--admin"],
+        env=env,
+        cwd=server.workdir,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with httpx.Client(base_url=server.base, timeout=30) as client:
+        login = client.post("/auth/login", data={"username": "ops", "password": "ops password"})
+        token = login.raise_for_status().json()["access_token"]
+        status = client.get("/api/status", headers={"Authorization": f"Bearer {token}"})
+    models = status.raise_for_status().json()["models"]
+    return {d["deployment"]: d["first_token_ms_p50"] for group in models.values() for d in group}
+
+
 def run(database: str = "sqlite", *, answers: int = 100, runs: int = 3) -> dict[str, Any]:
     """Start the upstream and Vektor, measure `runs` times; medians of the runs."""
     config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
@@ -131,12 +157,14 @@ def run(database: str = "sqlite", *, answers: int = 100, runs: int = 3) -> dict[
             asyncio.run(one_run(server.base, upstream, token, server.process.pid, answers))
             for _ in range(runs)
         ]
+        measured_inside = server_ttfc(server)
     result: dict[str, Any] = {"database": database, "answers": answers, "runs": runs}
     for name in ("gap", "ttfc_vektor", "ttfc_direct"):
         result[f"{name}_p50_ms"] = statistics.median(f[name][0] for f in figures)
         result[f"{name}_p99_ms"] = statistics.median(f[name][1] for f in figures)
     for name in ("fo", "next"):
         result[f"cpu_ms_{name}"] = statistics.median(f["cpu_ms"][name] for f in figures)
+    result["server_ttfc_p50_ms"] = {k: measured_inside[k] for k in ("fo#1", "next#0")}
     result["gap_over_direct_ttfc_p50_ms"] = result["gap_p50_ms"] - result["ttfc_direct_p50_ms"]
     result["gap_to_vektor_ttfc_p50"] = result["gap_p50_ms"] / result["ttfc_vektor_p50_ms"]
     return result
