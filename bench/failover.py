@@ -140,7 +140,7 @@ def run(database: str = "sqlite", *, answers: int = 100, runs: int = 3) -> dict[
     config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, config, True)
-        up_port, _ = stack.enter_context(scripted_upstream())
+        up_port, _ = stack.enter_context(scripted_upstream(quiet=True))
         write_models(config, up_port)
         server = stack.enter_context(
             vektor_server(

@@ -341,11 +341,15 @@ class ScriptedUpstream:
 
 
 def main() -> None:
-    """Serve a scripted upstream in the foreground: `python -m tests.support.upstream PORT`."""
+    """Serve a scripted upstream in the foreground: `python -m tests.support.upstream PORT
+    [--quiet]`; `--quiet` leaves out the traceback uvicorn logs for each scripted drop."""
+    import logging
     import sys
 
     server = ScriptedUpstream()
     server.server.config.port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+    if "--quiet" in sys.argv[2:]:
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     server.server.run()
 
 
