@@ -3,7 +3,10 @@ whatever the sizes of the pieces it arrives in."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from pydantic import ValidationError
 
 from vektor.llm.base import ChatMessage, GenerationRequest
 from vektor.llm.continuation import (
@@ -12,6 +15,7 @@ from vektor.llm.continuation import (
     continuation_request,
     overlap_trimmer,
 )
+from vektor.llm.deployments import load_deployments
 
 REQUEST = GenerationRequest(messages=[ChatMessage(role="user", content="Cuenta hasta diez")])
 
@@ -72,3 +76,25 @@ def test_nothing_written_yet_is_the_request_itself():
     assert continuation_request(REQUEST, "", prefill=False) is REQUEST
     assert continuation_request(REQUEST, "  ", prefill=True) is REQUEST
     assert overlap_trimmer("", prefill=False).feed("hola") == "hola"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("continuation", "guess"), ("mid_stream_failover", "sometimes")]
+)
+def test_an_entry_with_a_bad_failover_setting_is_refused_when_read(tmp_path, field, value):
+    entry = {"name": "m", "provider": "openai", "model": "x", field: value}
+    (tmp_path / "model_configs.json").write_text(json.dumps([entry]))
+    with pytest.raises(ValidationError) as refused:
+        load_deployments(tmp_path)
+    assert field in str(refused.value)
+
+
+def test_the_failover_settings_default_to_on_and_the_providers_way(tmp_path):
+    entries = [
+        {"name": "m", "provider": "openai", "model": "x"},
+        {"name": "m", "provider": "anthropic", "model": "y", "mid_stream_failover": False},
+    ]
+    (tmp_path / "model_configs.json").write_text(json.dumps(entries))
+    first, second = load_deployments(tmp_path)
+    assert (first.mid_stream_failover, first.continuation) == (True, None)
+    assert (second.mid_stream_failover, second.continuation) == (False, None)
