@@ -7,6 +7,7 @@ its usage adds up every attempt."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -282,3 +283,19 @@ async def test_the_local_model_finishes_an_answer_a_remote_one_dropped(chat_harn
     assert stored["content"] == text
     usage = only(events, "usage")
     assert usage["completion_tokens"] > (len("Hola amigo Hola") + 3) // 4  # both attempts
+
+
+async def test_each_attempt_is_priced_at_its_deployments_rates(chat_harness, upstreams, upstream):
+    dying, standby = upstreams[0], upstreams[1]
+    chat = await chat_harness(
+        [
+            openai(dying, DYING.format(kind="drop"), input_cost_per_mtok=1, output_cost_per_mtok=2),
+            openai(standby, CONTINUING, weight=0, input_cost_per_mtok=10, output_cost_per_mtok=20),
+        ]
+    )
+    status, events, _ = await chat.stream(ASK)
+    assert status == 200
+    assert only(events, "failover")["to"] == "m#1"
+    [row] = await usage_rows(chat.app)
+    # The dead one's estimate (1 + 2 tokens) at its rates, the next one's (11 + 5) at its own.
+    assert row.cost == Decimal(1 * 1 + 2 * 2 + 11 * 10 + 5 * 20) / 1_000_000
