@@ -99,11 +99,18 @@ def wait_upstream(port: int) -> None:
 
 
 @contextmanager
-def scripted_upstream() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """The scripted OpenAI-compatible upstream on a spare port; stopped afterwards."""
+def scripted_upstream(*, quiet: bool = False) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """The scripted OpenAI-compatible upstream on a spare port; stopped afterwards. `quiet`:
+    no traceback logged for each connection it drops on purpose."""
     port = free_port()
     process = start(
-        [sys.executable, "-m", "tests.support.upstream", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.upstream",
+            str(port),
+            *(["--quiet"] if quiet else []),
+        ],
         {**os.environ, "PYTHONPATH": str(ROOT)},
         ROOT,
     )

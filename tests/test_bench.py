@@ -1,6 +1,7 @@
 """The benchmark suite's smoke run: every kind of measure for a few seconds, so the suite
 cannot rot between full runs."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,19 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
     assert "| Vektor /v1 | 5 |" in report
     plots = {p.name for p in (tmp_path / "bench").glob("*.png")}
     assert plots == {"stream_rate.png", "stream_latency.png", "plain_rate.png", "plain_latency.png"}
+
+
+def test_the_failover_bench_measures_a_gap_and_the_next_deployments_ttfc():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.failover", "--answers", "3", "--runs", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["gap_p50_ms"] > 0
+    assert result["ttfc_direct_p50_ms"] > 0
+    assert result["server_ttfc_p50_ms"]["fo#1"] is not None  # the standby took answers over

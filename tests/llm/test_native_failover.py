@@ -45,3 +45,20 @@ async def test_a_stalled_endpoint_fails_over_after_its_timeout(chat_harness, nat
     assert text_of(events) == "ok ok"
     assert time.monotonic() - started < 2.5  # the stalled one was given up on
     assert (len(native[0].requests), len(native[1].requests)) == (1, 1)
+
+
+@pytest.mark.parametrize("kind", ["drop", "fail"])
+@pytest.mark.parametrize("provider", sorted(ENTRIES))
+async def test_an_answer_cut_off_mid_stream_is_continued(chat_harness, native, provider, kind):
+    dying = entry(provider, native[0], f"chunks=6;text=a b c d e f;{kind}=3")
+    standby = entry(provider, native[1], "chunks=5;text=b c d e f", weight=0)
+    chat = await chat_harness([dying, standby])
+    status, events, _ = await chat.stream(
+        {"model": "m", "messages": [{"role": "user", "content": "hola"}]}
+    )
+    assert status == 200
+    [failover] = [e for e in events if e["type"] == "failover"]
+    assert (failover["from"], failover["to"], failover["at_chars"]) == ("m#0", "m#1", 5)
+    assert text_of(events) == "a b c d e f"  # the repeated "b c" trimmed
+    assert events[-1]["finish_reason"] == "stop"
+    assert len(native[1].requests) == 1

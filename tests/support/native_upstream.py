@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.upstream import DropConnection, Script, ScriptedUpstream
+from tests.support.upstream import Script, ScriptedUpstream
 
 
 class NativeUpstream(ScriptedUpstream):
@@ -104,11 +104,13 @@ class NativeUpstream(ScriptedUpstream):
             return json.dumps({"model": final["model"], "message": message, **extra}) + "\n"
 
         for index, piece in enumerate(pieces):
-            if script.drop is not None and index == script.drop:
-                raise DropConnection
-            if script.bad is not None and index == script.bad:
+            fault = await script.fault(index)
+            if fault == "bad":
                 yield '{"message": "not an object"}\n'
                 continue
+            if fault == "fail":
+                yield json.dumps({"error": "scripted overload"}) + "\n"
+                return
             if script.delay:
                 await asyncio.sleep(script.delay)
             yield line({"role": "assistant", "content": piece}, done=False)
@@ -147,11 +149,14 @@ class NativeUpstream(ScriptedUpstream):
         self, script: Script, pieces: list[str], calls: list[Any], usage: dict[str, int]
     ) -> AsyncIterator[str]:
         for index, piece in enumerate(pieces):
-            if script.drop is not None and index == script.drop:
-                raise DropConnection
-            if script.bad is not None and index == script.bad:
+            fault = await script.fault(index)
+            if fault == "bad":
                 yield 'data: {"candidates": "not a list"}\r\n\r\n'
                 continue
+            if fault == "fail":
+                error = {"code": 503, "message": "scripted overload", "status": "UNAVAILABLE"}
+                yield f"data: {json.dumps({'error': error})}\r\n\r\n"
+                return
             if script.delay:
                 await asyncio.sleep(script.delay)
             partial = {**usage, "candidatesTokenCount": index + 1}

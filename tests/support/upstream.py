@@ -11,6 +11,10 @@ client asks for, a list of `key=value` items separated by `;`:
 - `tool=NAME`: emit one tool call to NAME (unless the last message is a tool result;
   with `loop`, always); `args=JSON`: its arguments (default `{}`);
 - `bad=K`: send a chunk that breaks the protocol after K pieces;
+- `fail=K`: after K pieces, send the protocol's in-band error event (a 5xx mid-stream);
+- `hang=K`: after K pieces, send nothing more (the connection stays open a minute);
+- `late`: `drop`, `bad`, `fail` and `hang` apply only when the last message is a tool
+  result (the round after a tool call);
 - `nousage`: leave out the usage chunk;
 - `drip=S`: after the first piece, send the rest one byte every S seconds;
 - `huge=N`: after the first piece, send one event of N bytes (in 64 KiB writes).
@@ -55,6 +59,9 @@ class Script:
     loop: bool = False
     drip: float = 0.0
     huge: int = 0
+    fail: int | None = None
+    hang: int | None = None
+    late: bool = False
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -87,7 +94,35 @@ class Script:
                 script.drip = float(value)
             elif key == "huge":
                 script.huge = int(value)
+            elif key == "fail":
+                script.fail = int(value)
+            elif key == "hang":
+                script.hang = int(value)
+            elif key == "late":
+                script.late = True
         return script
+
+    def for_request(self, body: dict[str, Any]) -> Script:
+        """The script for this request: with `late`, its faults only after a tool result."""
+        messages = body.get("messages") or [{}]
+        answered = isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"
+        if not self.late or answered:
+            return self
+        return Script(**{**self.__dict__, "drop": None, "bad": None, "fail": None, "hang": None})
+
+    async def fault(self, index: int) -> str | None:
+        """The fault due before piece `index`: `drop` (raises), `hang` (waits), else the
+        name of the event to send instead (`bad`, `fail`) or None."""
+        if self.drop is not None and index == self.drop:
+            raise DropConnection
+        if self.hang is not None and index == self.hang:
+            await asyncio.sleep(60)
+            raise DropConnection
+        if self.bad is not None and index == self.bad:
+            return "bad"
+        if self.fail is not None and index == self.fail:
+            return "fail"
+        return None
 
     def pieces(self) -> list[str]:
         return [(" " if i else "") + self.words[i % len(self.words)] for i in range(self.chunks)]
@@ -163,6 +198,7 @@ class ScriptedUpstream:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         script = Script.parse(model if model is not None else str(body.get("model", "")))
+        script = script.for_request(body)
         if self.forced_status is not None:
             script.status = self.forced_status
         if script.stall:
@@ -226,11 +262,14 @@ class ScriptedUpstream:
                     yield byte
                 return
             for index, piece in enumerate(pieces):
-                if script.drop is not None and index == script.drop:
-                    raise DropConnection
-                if script.bad is not None and index == script.bad:
+                fault = await script.fault(index)
+                if fault == "bad":
                     yield 'data: {"choices": [{"delta": "not an object"}]}\n\n'
                     continue
+                if fault == "fail":
+                    error = {"message": "scripted overload", "type": "server_error", "code": 500}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                    return
                 if script.delay:
                     await asyncio.sleep(script.delay)
                 yield chunk({"content": piece})
@@ -275,7 +314,15 @@ class ScriptedUpstream:
 
             yield event("message_start", {"message": {"usage": {"input_tokens": 7}}})
             yield event("content_block_start", {"index": 0, "content_block": {"type": "text"}})
-            for piece in pieces:
+            for index, piece in enumerate(pieces):
+                fault = await script.fault(index)
+                if fault == "bad":
+                    yield "event: content_block_delta\ndata: [1, 2]\n\n"
+                    continue
+                if fault == "fail":
+                    error = {"type": "overloaded_error", "message": "scripted overload"}
+                    yield event("error", {"error": error})
+                    return
                 if script.delay:
                     await asyncio.sleep(script.delay)
                 yield event(
@@ -294,11 +341,15 @@ class ScriptedUpstream:
 
 
 def main() -> None:
-    """Serve a scripted upstream in the foreground: `python -m tests.support.upstream PORT`."""
+    """Serve a scripted upstream in the foreground: `python -m tests.support.upstream PORT
+    [--quiet]`; `--quiet` leaves out the traceback uvicorn logs for each scripted drop."""
+    import logging
     import sys
 
     server = ScriptedUpstream()
     server.server.config.port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+    if "--quiet" in sys.argv[2:]:
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     server.server.run()
 
 

@@ -1,4 +1,4 @@
-"""What an answer consumed: its usage row, priced at its deployment's rates, and the
+"""What an answer consumed: its usage row, priced at its deployments' rates, and the
 token and cost metrics. `finish_answer` makes one row for every answer that reached a
 deployment, finished, cancelled or failed."""
 
@@ -11,13 +11,12 @@ from vektor.core.database import new_id
 from vektor.core.metrics import count_tokens
 from vektor.llm.base import Usage
 from vektor.usage.hot_repository import UsageRow
-from vektor.usage.pricing import cost_of
 
 
 def usage_row(answer: Answer, usage: Usage) -> UsageRow:
     """The answer's row; counted into the metrics as it is made."""
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    cost = cost_of(prompt, completion, answer.input_cost_per_mtok, answer.output_cost_per_mtok)
+    cost = answer.cost(usage)
     count_tokens(answer.model, prompt, completion, cost)
     return UsageRow(
         id=new_id(),

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from vektor.answers.admission import Slot
 from vektor.llm.base import ChatMessage, GenerationRequest, ToolCall, Usage
 from vektor.llm.config import DeploymentConfig
+from vektor.usage.pricing import cost_of
 
 Source = Literal["chat", "ws", "v1"]
 
@@ -59,6 +60,9 @@ class Answer:
     tool_log: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)  # handed back to the client
     reported: Usage | None = None
+    guessed: bool = False  # some of `reported` is an estimate (an attempt that died)
+    priced: Usage | None = None  # the counts priced at earlier deployments' rates
+    priced_cost: Decimal = Decimal(0)  # what they cost
     finish_reason: str = "stop"
     error: str | None = None
     finished: bool = False
@@ -78,17 +82,49 @@ class Answer:
             completion_tokens=self.reported.completion_tokens + usage.completion_tokens,
         )
 
+    def add_estimate(self, prompt_chars: int, completion_chars: int) -> None:
+        """Add the estimated counts of an attempt that reported none (a deployment that
+        died mid-answer): one token per four characters."""
+        self.add_usage(
+            Usage(
+                prompt_tokens=max(1, (prompt_chars + 3) // 4),
+                completion_tokens=(completion_chars + 3) // 4,
+            )
+        )
+        self.guessed = True
+
     def use(self, key: str, config: DeploymentConfig) -> None:
-        """Note the deployment answering (each tool round may be another): its name and
-        prices price the whole answer."""
+        """Note the deployment answering (each tool round or failover may be another): the
+        counts reported so far are priced at the rates of the deployment that produced
+        them; its name goes on the usage row."""
+        if self.deployment and key != self.deployment and self.reported is not None:
+            done = self.priced or Usage(0, 0)
+            self.priced_cost += cost_of(
+                self.reported.prompt_tokens - done.prompt_tokens,
+                self.reported.completion_tokens - done.completion_tokens,
+                self.input_cost_per_mtok,
+                self.output_cost_per_mtok,
+            )
+            self.priced = self.reported
         self.deployment = key
         self.input_cost_per_mtok = config.input_cost_per_mtok
         self.output_cost_per_mtok = config.output_cost_per_mtok
 
+    def cost(self, usage: Usage) -> Decimal:
+        """What `usage` (the answer's whole counts) costs: the part priced at earlier
+        deployments' rates, the rest at the latest one's."""
+        done = self.priced or Usage(0, 0)
+        return self.priced_cost + cost_of(
+            usage.prompt_tokens - done.prompt_tokens,
+            usage.completion_tokens - done.completion_tokens,
+            self.input_cost_per_mtok,
+            self.output_cost_per_mtok,
+        )
+
     @property
     def estimated(self) -> bool:
-        """No upstream reported token counts: `usage()` is an estimate."""
-        return self.reported is None
+        """Some upstream reported no token counts: `usage()` is (partly) an estimate."""
+        return self.reported is None or self.guessed
 
     def usage(self) -> Usage:
         """The upstream's counts (the local model's come from its tokenizer), or an

@@ -1,11 +1,12 @@
 """Load balancing over the deployments of each public model: weighted choice, failover
-before the first token, a circuit breaker per deployment, and per-deployment counters."""
+before the first token and in the middle of an answer (`take_over`), a circuit breaker per
+deployment, and per-deployment counters."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from vektor.core.metrics import LLM_FIRST_TOKEN, LLM_REQUESTS
 from vektor.core.secrets import mask_text, mask_url
 from vektor.llm.base import GenerationRequest, Provider, ProviderError, ProviderEvent
 from vektor.llm.config import DeploymentConfig
+from vektor.llm.continuation import continuation_request
 from vektor.llm.providers import ProviderContext, provider_class
 from vektor.llm.providers.local import LocalModel
 
@@ -38,6 +40,13 @@ class Deployment:
     failures: int = 0
     last_error: str | None = None
     first_token_ms: list[float] = field(default_factory=list)
+
+    @property
+    def prefills(self) -> bool:
+        """Whether it is asked to continue an answer by prefill (else by instruction)."""
+        if self.config.continuation is not None:
+            return self.config.continuation == "prefill"
+        return bool(getattr(self.provider, "continues_prefill", False))
 
     def available(self, now: float) -> bool:
         """Not cooling down, and not being tested by another request (half-open)."""
@@ -130,7 +139,7 @@ class OpenedStream:
                 except asyncio.CancelledError:
                     if watchdog.expired():
                         raise ProviderError(
-                            f"upstream stalled: no event for {limit:g} s", retryable=False
+                            f"upstream stalled: no event for {limit:g} s", retryable=True
                         ) from None
                     raise
                 finally:
@@ -230,13 +239,52 @@ class ModelBalancer:
         candidates = self._candidates(name)
         if not candidates:
             raise self._unavailable(name)
+        opened = await self._first_of(candidates, lambda _deployment: request)
+        if opened is None:
+            raise self._unavailable(name)
+        return opened
+
+    async def take_over(
+        self, name: str, request: GenerationRequest, partial: str, failed: OpenedStream, error: str
+    ) -> OpenedStream | None:
+        """After `failed` died in the middle of an answer, start another deployment of the
+        model on `request` plus the `partial` answer to continue; None when none can (the
+        model has no other deployment available, or failover is off on either side)."""
+        dead = failed.deployment
+        if not dead.config.mid_stream_failover:
+            return None
+        candidates = [
+            d for d in self._candidates(name) if d is not dead and d.config.mid_stream_failover
+        ]
+        if not candidates:
+            return None
+        message = mask_text(error)
+        dead.record_failure(message, time.monotonic())
+        logger.warning("deployment {} failed mid-answer: {}", dead.key, message)
+
+        def continuing(deployment: Deployment) -> GenerationRequest:
+            return continuation_request(request, partial, prefill=deployment.prefills)
+
+        try:
+            return await self._first_of(candidates, continuing)
+        except UpstreamError as exc:
+            logger.warning("no deployment of {} continued the answer: {}", name, exc)
+            return None
+
+    async def _first_of(
+        self,
+        candidates: list[Deployment],
+        request_for: Callable[[Deployment], GenerationRequest],
+    ) -> OpenedStream | None:
+        """The stream of the first candidate that produces an event, in order; None if every
+        one failed in a way worth failing over from."""
         for deployment in candidates:
             breaker = deployment.breaker
             if not breaker.acquire(time.monotonic()):
                 continue  # another request took the half-open probe since the choice
             probe = breaker.probing
             try:
-                opened = await self._attempt(deployment, request)
+                opened = await self._attempt(deployment, request_for(deployment))
             finally:
                 # However the attempt ended (a refusal, a cancellation), it no longer tests
                 # the deployment: a probe left set would keep it out of rotation for good.
@@ -244,7 +292,7 @@ class ModelBalancer:
                     breaker.release()
             if opened is not None:
                 return opened
-        raise self._unavailable(name)
+        return None
 
     async def _attempt(
         self, deployment: Deployment, request: GenerationRequest

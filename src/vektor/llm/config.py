@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,11 @@ class DeploymentConfig(BaseModel):
     context_window: Annotated[int, Field(ge=1)] | None = None
     streaming: bool = True
     tools: bool = True
+    # Failover in the middle of an answer: whether this deployment hands a half-written
+    # answer over (and takes one over), and how it is asked to continue one (None: its
+    # provider's way, see vektor.llm.continuation).
+    mid_stream_failover: bool = True
+    continuation: Literal["prefill", "instruct"] | None = None
     # USD per million tokens; decimals (a JSON number is read through its text, no float).
     input_cost_per_mtok: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)] = Decimal(
         0

@@ -38,6 +38,8 @@ class AnthropicProvider(HttpProvider):
     """POST /v1/messages with `stream: true`."""
 
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    # The Messages API continues a trailing assistant message (prefill).
+    continues_prefill: ClassVar[bool] = True
 
     def __init__(self, config: DeploymentConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)
