@@ -17,7 +17,15 @@ from vektor.llm.providers.openai import OpenAIProvider
 
 
 def test_built_in_providers_are_registered():
-    assert provider_names() == ["anthropic", "azure", "bedrock", "gemini", "local", "ollama", "openai"]
+    assert provider_names() == [
+        "anthropic",
+        "azure",
+        "bedrock",
+        "gemini",
+        "local",
+        "ollama",
+        "openai",
+    ]
     assert provider_class("openai") is OpenAIProvider
     assert provider_class("local") is LocalProvider
 
