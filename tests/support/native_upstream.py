@@ -190,3 +190,16 @@ def _tool_calls(answered: bool, script: Script, shape: Any) -> list[Any]:
 
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": {"code": str(status), "message": message}}, status_code=status)
+
+
+def main() -> None:
+    """Serve it in the foreground: `python -m tests.support.native_upstream PORT`."""
+    import sys
+
+    server = NativeUpstream()
+    server.server.config.port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+    server.server.run()
+
+
+if __name__ == "__main__":
+    main()
