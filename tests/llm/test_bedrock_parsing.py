@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.bedrock_upstream import event, exception, frame
 from vektor.llm.base import Finish, ProviderError, TextDelta, ToolCall, Usage
-from vektor.llm.providers.bedrock import FrameDecoder, _ConverseState
+from vektor.llm.providers.bedrock import FrameDecoder, _ConverseState, _RepeatedHeaders
 
 
 def run(*frames: bytes, split: int = 7) -> tuple[list, _ConverseState]:
@@ -117,3 +117,16 @@ def test_a_whole_converse_answer():
     assert state.finish() == [ToolCall("t", "f", '{"a":1}'), Usage(3, 5), Finish("tool_calls")]
     with pytest.raises(ProviderError, match="malformed answer"):
         _ConverseState().whole(json.dumps({"output": {}}))
+
+
+def test_remembered_header_blocks_are_bounded_and_parsed_right():
+    many = [frame({":message-type": "event", ":event-type": f"kind{n}"}, b"{}") for n in range(100)]
+    large = frame({":message-type": "event", ":event-type": "x" * 300}, b"{}")
+    decoder = FrameDecoder()
+    messages = decoder.feed(b"".join([*many, large, *many]))
+    kinds = [m.headers[":event-type"] for m in messages]
+    assert kinds == [f"kind{n}" for n in range(100)] + ["x" * 300] + [
+        f"kind{n}" for n in range(100)
+    ]
+    assert len(_RepeatedHeaders.seen) <= _RepeatedHeaders.KEEP
+    assert all(len(block) <= _RepeatedHeaders.LARGEST for block in _RepeatedHeaders.seen)

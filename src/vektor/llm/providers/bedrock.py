@@ -195,20 +195,22 @@ class BedrockProvider(HttpProvider):
 
 
 class _RepeatedHeaders(EventStreamHeaderParser):  # type: ignore[misc]
-    """botocore's header parser, remembering the last few header blocks it parsed: a
-    stream's messages repeat a handful of them (`contentBlockDelta` twenty times an
-    answer), and parsing them was half of the decoding's CPU. The dicts are only read."""
+    """botocore's header parser, remembering the header blocks it parsed: every stream
+    repeats the same handful (`contentBlockDelta` twenty times an answer, and the same
+    few in every answer), and parsing them was over half of the decoding's CPU. At most
+    `KEEP` blocks of at most `LARGEST` bytes are kept, shared by every stream (an upstream
+    sending others costs only their parsing); the dicts are only read."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: dict[bytes, dict[str, Any]] = {}
+    KEEP = 64
+    LARGEST = 256
+    seen: ClassVar[dict[bytes, dict[str, Any]]] = {}
 
     def parse(self, data: bytes) -> dict[str, Any]:
         """The headers of one message."""
         headers = self.seen.get(data)
         if headers is None:
             headers = super().parse(data)
-            if len(self.seen) < 16:
+            if len(self.seen) < self.KEEP and len(data) <= self.LARGEST:
                 self.seen[data] = headers
         return headers
 
