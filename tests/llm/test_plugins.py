@@ -26,7 +26,8 @@ ECHO = {"name": "echo", "provider": "echo", "model": "echo-1", "greeting": "Eco:
 
 def install_plugin(folder: Path) -> Path:
     """Build and install the plug-in (from a copy: a build writes into its tree) into
-    `folder`/site, offline, with the setuptools Vektor's environment has."""
+    `folder`/site, offline, with the pip and setuptools of Vektor's environment (in
+    uv.lock; today through `llm`)."""
     source = shutil.copytree(PLUGIN, folder / "plugin-source")
     site = folder / "site"
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
