@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ChatHarness
 from tests.mcp.conftest import mcp_servers, url
+from tests.support.bedrock_upstream import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from tests.support.native_upstream import NativeUpstream
 
 __all__ = ["mcp_servers", "url"]
@@ -33,6 +34,13 @@ def native(native_upstreams: list[NativeUpstream]) -> list[NativeUpstream]:
     for server in native_upstreams:
         server.reset()
     return native_upstreams
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scripted Bedrock's credentials, in the variables the Bedrock entries name."""
+    monkeypatch.setenv("TEST_AWS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("TEST_AWS_SECRET", SECRET_ACCESS_KEY)
 
 
 def text_of(events: list[dict[str, Any]]) -> str:

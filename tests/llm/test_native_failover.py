@@ -9,10 +9,11 @@ import pytest
 
 from tests.llm.conftest import text_of
 from tests.llm.test_azure import azure
+from tests.llm.test_bedrock import bedrock
 from tests.llm.test_gemini import gemini
 from tests.llm.test_ollama import ollama
 
-ENTRIES = {"azure": azure, "gemini": gemini, "ollama": ollama}
+ENTRIES = {"azure": azure, "bedrock": bedrock, "gemini": gemini, "ollama": ollama}
 
 
 def entry(provider: str, server, script: str, **extra: object) -> dict[str, object]:

@@ -17,7 +17,15 @@ from vektor.llm.providers.openai import OpenAIProvider
 
 
 def test_built_in_providers_are_registered():
-    assert provider_names() == ["anthropic", "azure", "gemini", "local", "ollama", "openai"]
+    assert provider_names() == [
+        "anthropic",
+        "azure",
+        "bedrock",
+        "gemini",
+        "local",
+        "ollama",
+        "openai",
+    ]
     assert provider_class("openai") is OpenAIProvider
     assert provider_class("local") is LocalProvider
 
@@ -36,7 +44,7 @@ def test_an_unknown_provider_fails_the_file_and_names_the_known_ones(tmp_path):
     (tmp_path / "model_configs.json").write_text(json.dumps([entry]))
     with pytest.raises(ValidationError) as failure:
         load_deployments(tmp_path)
-    known = "registered: anthropic, azure, gemini, local, ollama, openai"
+    known = "registered: anthropic, azure, bedrock, gemini, local, ollama, openai"
     assert f"unknown provider 'bogus' ({known})" in str(failure.value)
 
 

@@ -4,7 +4,8 @@ from tests.conftest import scripted
 from tests.mcp.test_chat_tools import tools_ready
 
 
-async def test_models_config_masks_secrets(chat_harness, upstream):
+async def test_models_config_masks_secrets(chat_harness, upstream, monkeypatch):
+    monkeypatch.setenv("SOME_KEY_VAR", "sk-from-the-environment")  # a named variable must be set
     chat = await chat_harness(
         [scripted(upstream), scripted(upstream, name="other", api_key_env="SOME_KEY_VAR")]
     )
@@ -13,6 +14,7 @@ async def test_models_config_masks_secrets(chat_harness, upstream):
     rows = response.json()
     assert rows[0]["api_key"] == "***"
     assert "sk-test-secret" not in response.text
+    assert "sk-from-the-environment" not in response.text
     assert rows[1]["api_key_env"] == "SOME_KEY_VAR"
     assert {row["state"] for row in rows} == {"healthy"}
     assert (await chat.client.get("/config/models")).status_code == 401

@@ -11,6 +11,8 @@ references:
   of GenerateContentResponse objects) and `:generateContent`, key in `x-goog-api-key`; the
   model name is the script; `usageMetadata` with `promptTokenCount` 17; a tool call is a
   `functionCall` part carrying a `thoughtSignature`.
+- Bedrock: `POST /model/{modelId}/converse-stream` and `/converse`, SigV4-checked, in
+  `bedrock_upstream.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support import bedrock_upstream
 from tests.support.upstream import Script, ScriptedUpstream
 
 
@@ -34,6 +37,7 @@ class NativeUpstream(ScriptedUpstream):
         super().__init__()
         self.queries: list[dict[str, str]] = []
         self.paths: list[str] = []
+        self.signature_failures: list[str] = []
         self.app.router.routes.extend(
             [
                 Route(
@@ -46,6 +50,8 @@ class NativeUpstream(ScriptedUpstream):
                     "/v1beta/models/{model}:streamGenerateContent", self.gemini, methods=["POST"]
                 ),
                 Route("/v1beta/models/{model}:generateContent", self.gemini, methods=["POST"]),
+                Route("/model/{model}/converse", self.bedrock, methods=["POST"]),
+                Route("/model/{model}/converse-stream", self.bedrock, methods=["POST"]),
             ]
         )
 
@@ -58,6 +64,11 @@ class NativeUpstream(ScriptedUpstream):
         super().reset()
         self.queries.clear()
         self.paths.clear()
+        self.signature_failures.clear()
+
+    async def bedrock(self, request: Request) -> Response:
+        """Bedrock's Converse and ConverseStream (SigV4 checked)."""
+        return await bedrock_upstream.converse(self, request)
 
     def _seen(self, request: Request) -> None:
         self.queries.append(dict(request.query_params))
@@ -184,3 +195,16 @@ def _tool_calls(answered: bool, script: Script, shape: Any) -> list[Any]:
 
 def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": {"code": str(status), "message": message}}, status_code=status)
+
+
+def main() -> None:
+    """Serve it in the foreground: `python -m tests.support.native_upstream PORT`."""
+    import sys
+
+    server = NativeUpstream()
+    server.server.config.port = int(sys.argv[1]) if len(sys.argv) > 1 else server.port
+    server.server.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vektor.core.secrets import SECRET_MASK, mask_url
 
+# An environment variable's name, as an entry's `*_env` fields give it.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
 
 class DeploymentConfig(BaseModel):
     """One entry of model_configs.json."""
@@ -22,9 +25,14 @@ class DeploymentConfig(BaseModel):
     description: str | None = None
     base_url: str | None = None
     api_key: str | None = None
-    api_key_env: str | None = None
+    api_key_env: EnvName | None = None
     deployment: Annotated[str, Field(min_length=1, max_length=256)] | None = None  # azure
     api_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None  # azure
+    region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] | None = None  # bedrock
+    # bedrock: the variables holding its credentials (else the standard AWS_* ones)
+    aws_access_key_id_env: EnvName | None = None
+    aws_secret_access_key_env: EnvName | None = None
+    aws_session_token_env: EnvName | None = None
     weight: Annotated[float, Field(ge=0)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60
     max_tokens: Annotated[int, Field(ge=1)] | None = None

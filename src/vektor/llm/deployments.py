@@ -5,6 +5,7 @@ entry's schema, imported by every provider) cannot do without importing the prov
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,16 +16,32 @@ from vektor.llm.providers import provider_class
 
 
 def _registered(config: DeploymentConfig) -> DeploymentConfig:
-    """An entry whose provider some module registered (the error lists the registered ones)
-    and which sets every field that provider needs (the error names the entry and field)."""
+    """An entry whose provider some module registered (the error lists the registered ones),
+    which sets every field that provider needs and whose credential variables are set (the
+    error names the entry and the field)."""
     kind = provider_class(config.provider)
+    entry = f"model entry '{config.name}' (provider '{config.provider}')"
     for name in kind.required_fields:
         if getattr(config, name, None) in (None, ""):
+            raise ValueError(f"{entry} needs the field '{name}'")
+    for field, variable in _credential_variables(config, kind):
+        if not os.environ.get(variable):
             raise ValueError(
-                f"model entry '{config.name}' (provider '{config.provider}') "
-                f"needs the field '{name}'"
+                f"{entry}: the variable '{variable}' named by '{field}' is not set"
+                if getattr(config, field, None)
+                else f"{entry} needs credentials: the variable '{variable}' is not set "
+                f"(or name another in '{field}')"
             )
     return config
+
+
+def _credential_variables(config: DeploymentConfig, kind: object) -> list[tuple[str, str]]:
+    """(field, variable) for every `*_env` field of the entry (plug-ins' own included), and
+    for each field with a standard variable (`default_env` of the provider) it leaves out."""
+    values = {**config.model_dump(exclude_none=True), **(config.model_extra or {})}
+    named = [(k, v) for k, v in values.items() if k.endswith("_env") and isinstance(v, str)]
+    defaults: dict[str, str] = getattr(kind, "default_env", {})
+    return named + [(k, v) for k, v in defaults.items() if k not in values]
 
 
 DEFAULT_DEPLOYMENTS: list[dict[str, object]] = [

@@ -62,21 +62,22 @@ def upstream_timeout(timeout_s: float) -> aiohttp.ClientTimeout:
 @asynccontextmanager
 async def post_json(
     session: aiohttp.ClientSession,
-    url: str,
-    body: dict[str, Any],
+    url: str | URL,
+    body: dict[str, Any] | bytes,
     headers: dict[str, str],
     timeouts: aiohttp.ClientTimeout,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
-    """POST a JSON body; an error status, a failure to connect and a timeout or a broken
-    connection while reading are ProviderErrors (the last two retryable)."""
-    target = URL(url)
+    """POST a JSON body (an object, or its bytes when they were signed); an error status, a
+    failure to connect and a timeout or a broken connection while reading are
+    ProviderErrors (the last two retryable). A URL object is sent as it is encoded."""
+    target = url if isinstance(url, URL) else URL(url)
     if target.user is not None and "Authorization" in headers:
         # The deployment's key wins over credentials in its URL: aiohttp refuses both.
         target = target.with_user(None)
     try:
         async with session.post(
             target,
-            data=orjson.dumps(body),
+            data=body if isinstance(body, bytes) else orjson.dumps(body),
             headers={**headers, "Content-Type": "application/json"},
             timeout=timeouts,
             allow_redirects=False,

@@ -3,17 +3,20 @@ module of this package registered with `@register(name)`. Adding a provider is o
 module here; nothing else lists them.
 
 The modules are imported on the first lookup (importing one is cheap: the local model's
-llama.cpp is loaded only when it first generates). This is also where providers from
-other packages would plug in, through an entry-point group `vektor.providers` read in
-`_load`.
+llama.cpp is loaded only when it first generates). Providers from other packages plug in
+through the entry-point group `vektor.providers`: each entry point's name is the
+provider's name and its object the class, loaded after the built-ins. A plug-in may not
+take a built-in's name, and one that fails to import is reported when an entry names it.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -47,9 +50,13 @@ class ProviderClass(Protocol):
         ...
 
 
+ENTRY_POINT_GROUP = "vektor.providers"
+PROTOCOL_ATTRIBUTES = ("build", "default_context_window", "required_fields")
 _P = TypeVar("_P", bound="type[ProviderClass]")
 _registry: dict[str, type[ProviderClass]] = {}
+_broken: dict[str, str] = {}  # plug-ins that could not be loaded, and why
 _loaded = False
+logger = logging.getLogger(__name__)
 
 
 def register(name: str) -> Callable[[_P], _P]:
@@ -65,12 +72,33 @@ def register(name: str) -> Callable[[_P], _P]:
 
 
 def _load() -> None:
-    """Import every module of this package once, so that each registers its provider."""
+    """Import every module of this package once, so that each registers its provider, then
+    the plug-ins."""
     global _loaded
     if not _loaded:
         for module in pkgutil.iter_modules(__path__):
             importlib.import_module(f"{__name__}.{module.name}")
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            _load_plugin(point.name, point.load)
         _loaded = True
+
+
+def _load_plugin(name: str, load: Callable[[], object]) -> None:
+    """Register one plug-in's class; a failure is logged and kept for `provider_class`."""
+    if name in _registry:
+        _broken[name] = "a built-in provider has that name"
+        logger.error("provider plug-in '%s' ignored: a built-in has that name", name)
+        return
+    try:
+        cls = load()
+        missing = [a for a in PROTOCOL_ATTRIBUTES if not hasattr(cls, a)]
+        if not isinstance(cls, type) or missing:
+            raise TypeError(f"{cls!r} is not a provider class (missing {', '.join(missing)})")
+    except Exception as exc:  # any error of foreign code: the plug-in is unusable, not Vektor
+        _broken[name] = f"{type(exc).__name__}: {exc}"
+        logger.error("provider plug-in '%s' could not be loaded: %s", name, _broken[name])
+        return
+    register(name)(cls)
 
 
 def provider_names() -> list[str]:
@@ -83,6 +111,8 @@ def provider_class(name: str) -> type[ProviderClass]:
     """The class registered under `name`; a ValueError naming the registered ones if none."""
     _load()
     cls = _registry.get(name)
+    if cls is None and name in _broken:
+        raise ValueError(f"provider plug-in '{name}' could not be loaded ({_broken[name]})")
     if cls is None:
         known = ", ".join(provider_names())
         raise ValueError(f"unknown provider '{name}' (registered: {known})")
