@@ -5,6 +5,7 @@ deployment, finished, cancelled or failed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from vektor.answers.request import Answer
 from vektor.core.database import new_id
@@ -17,7 +18,11 @@ from vektor.usage.pricing import cost_of
 def usage_row(answer: Answer, usage: Usage) -> UsageRow:
     """The answer's row; counted into the metrics as it is made."""
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    cost = cost_of(prompt, completion, answer.input_cost_per_mtok, answer.output_cost_per_mtok)
+    cost = (
+        Decimal(0)  # nothing was asked of a deployment
+        if answer.cached
+        else cost_of(prompt, completion, answer.input_cost_per_mtok, answer.output_cost_per_mtok)
+    )
     count_tokens(answer.model, prompt, completion, cost)
     return UsageRow(
         id=new_id(),
@@ -28,7 +33,7 @@ def usage_row(answer: Answer, usage: Usage) -> UsageRow:
         prompt_tokens=prompt,
         completion_tokens=completion,
         cost=cost,
-        cached=False,
+        cached=answer.cached,
         estimated=answer.estimated,
         source=answer.source,
         finish_reason=answer.finish_reason,

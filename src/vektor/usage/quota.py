@@ -169,7 +169,8 @@ class Quotas:
         if self.limits.unlimited:
             return
         day = row.created_at.astimezone(UTC).date()
-        tokens = row.prompt_tokens + row.completion_tokens
+        # A cached answer counts against the requests quota only (SPEC §3.11); cost 0.
+        tokens = 0 if row.cached else row.prompt_tokens + row.completion_tokens
         if self.shared is not None:
             try:
                 await self.shared.add(row.user_id, day, tokens, row.cost)

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.usage.models import Usage
@@ -62,9 +62,13 @@ class UsageRepository:
     async def tokens_and_requests(
         self, *, user_id: uuid.UUID, start: datetime, end: datetime
     ) -> tuple[int, int]:
-        """The user's tokens and answers in [start, end)."""
+        """The user's tokens and answers in [start, end); cached answers' tokens are not
+        counted (they count against the requests quota only)."""
+        tokens = case(
+            (Usage.cached.is_(False), Usage.prompt_tokens + Usage.completion_tokens), else_=0
+        )
         query = select(
-            func.coalesce(func.sum(Usage.prompt_tokens + Usage.completion_tokens), 0),
+            func.coalesce(func.sum(tokens), 0),
             func.count(),
         ).where(Usage.user_id == user_id, Usage.created_at >= start, Usage.created_at < end)
         tokens, requests = (await self.session.execute(query)).one()
