@@ -6,6 +6,7 @@ counted at the scripted upstream."""
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -361,3 +362,22 @@ def test_entries_round_trip_compressed():
     long = CachedAnswer(("palabra ",) * 500, "stop", "c#0")
     assert len(long.encode()) < 500  # 4,000 characters of text, compressed
     assert CachedAnswer.decode(long.encode()) == long
+
+
+async def test_a_websocket_chat_frame_gets_the_cached_answer(chat_harness, upstream):
+    from tests.answers.test_websocket import done_of, frames_until, signed_in, token_of
+
+    chat = await cache_app(chat_harness, upstream, live=True)
+    body = {"model": "c", "messages": QUESTION, "temperature": 0}
+    _, fresh, _ = await chat.stream(body)
+    base = str(chat.client.base_url)
+    async with await signed_in(base, token_of(chat.headers)) as socket:
+        await socket.send(json.dumps({"type": "chat", "request_id": "r1", **body}))
+        frames = await frames_until(socket, done_of("r1"))
+        await socket.send(json.dumps({"type": "chat", "request_id": "r2", **body, "cache": False}))
+        bypassed = await frames_until(socket, done_of("r2"))
+    assert frames[0]["type"] == "start"
+    assert frames[0]["cached"] is True
+    assert [f["content"] for f in frames if f["type"] == "delta"] == texts(fresh)
+    assert "cached" not in bypassed[0]
+    assert len(upstream.requests) == 2

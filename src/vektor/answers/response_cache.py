@@ -15,6 +15,7 @@ from vektor.answers.cache_keys import CachePolicy, cache_key, wants_cache
 from vektor.answers.request import AnswerRequest
 from vektor.answers.single_flight import Flight
 from vektor.core.config import Settings
+from vektor.core.errors import NotFound
 from vektor.core.metrics import CACHE_REQUESTS
 from vektor.llm.balancer import Deployment, ModelBalancer, OpenedStream
 from vektor.llm.base import Finish, GenerationRequest, ProviderEvent, TextDelta, ToolCall, Usage
@@ -115,7 +116,9 @@ class AnswerCache:
 
     def _deployment(self, model: str, key: str) -> Deployment:
         """The deployment that made a kept answer, or (gone since) the model's first."""
-        group = self.balancer.deployments[model]
+        group = self.balancer.deployments.get(model)
+        if not group:  # removed by a reload since the request was checked
+            raise NotFound(f"Unknown model '{model}'")
         return next((d for d in group if d.key == key), group[0])
 
     async def clear(self) -> int:
