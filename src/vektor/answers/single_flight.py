@@ -59,6 +59,7 @@ class Flight:
         """A reader is gone; the last one to leave stops the upstream request."""
         self.subscribers -= 1
         if self.subscribers <= 0 and not self.finished and not self._task.done():
+            self.error = "cancelled"  # no longer joinable, from now
             self._task.cancel()
 
     async def deployment(self) -> Deployment:
