@@ -50,6 +50,19 @@ from bench.stream import (
 MESSAGES = [{"role": "user", "content": "Hola"}]
 
 
+def _drop_namespace(url: str, namespace: str) -> None:
+    """Delete the run's keys from Redis."""
+    from redis import Redis
+
+    client = Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def _deployments(up_port: int) -> list[dict[str, Any]]:
     base = {"provider": "openai", "model": SCRIPT, "base_url": f"http://127.0.0.1:{up_port}/v1"}
     return [
@@ -99,7 +112,10 @@ def measure(
         stack.callback(shutil.rmtree, config, True)
         up_port, upstream = stack.enter_context(scripted_upstream())
         (config / "model_configs.json").write_text(json.dumps(_deployments(up_port)))
-        extra = {"REDIS_URL": redis_url, "REDIS_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}"}
+        namespace = f"bench-{uuid.uuid4().hex[:8]}"
+        extra = {"REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
+        if redis_url:
+            stack.callback(_drop_namespace, redis_url, namespace)
         server = stack.enter_context(
             vektor_server(
                 database,
