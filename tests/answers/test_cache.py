@@ -180,6 +180,11 @@ async def test_a_cancelled_answer_is_not_kept(chat_harness, upstream):
                 assert cancel.status_code == 202
                 cancelled = True
     assert parse_sse(raw)[-1]["finish_reason"] == "cancelled"
+    # its only reader left: the flight stopped the upstream request
+    async with asyncio.timeout(10):
+        while upstream.disconnects < 1:
+            await asyncio.sleep(0.02)
+    assert upstream.completed == 0
     again = await chat.client.post(
         "/v1/chat/completions", json={**body, "max_tokens": 2048}, headers=chat.headers
     )
