@@ -24,6 +24,8 @@ from vektor.admin.router import router as admin_router
 from vektor.answers.admission import StreamSlots
 from vektor.answers.event_log import EventLog, MemoryEventLog
 from vektor.answers.jobs import AnswerJobs
+from vektor.answers.response_cache import AnswerCache
+from vektor.answers.router import admin_router as cache_admin_router
 from vektor.answers.router import router as answers_router
 from vektor.answers.service import Pipeline
 from vektor.answers.socket_watch import SocketWatch
@@ -113,7 +115,13 @@ async def _answering(
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
     quotas = Quotas.from_settings(settings, sessionmaker, getattr(slots, "redis", None))
     pipeline = Pipeline(
-        settings=settings, balancer=balancer, slots=slots, store=store, tools=tools, quotas=quotas
+        settings=settings,
+        balancer=balancer,
+        slots=slots,
+        store=store,
+        tools=tools,
+        quotas=quotas,
+        cache=AnswerCache.from_settings(settings, balancer),
     )
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
@@ -176,6 +184,7 @@ async def _close_state(state: AppState) -> None:
     await state.backups.shutdown()
     await state.event_log.aclose()
     await state.pipeline.slots.aclose()
+    await state.pipeline.cache.aclose()
     await state.events.aclose()
     await state.adapters.aclose()
     await state.mcp.aclose()
@@ -322,6 +331,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
     app.include_router(answers_router, responses=AUTH_RESPONSES)
+    app.include_router(cache_admin_router, responses=AUTH_RESPONSES)
     app.include_router(socket_router)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
     app.include_router(sync_router, responses=AUTH_RESPONSES)

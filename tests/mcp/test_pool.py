@@ -282,3 +282,22 @@ def test_a_lost_session_is_safe_to_retry():
     assert isinstance(_classify(lost), SessionLost)
     assert isinstance(_classify(MCPError(-32001, "Session not found")), SessionLost)
     assert isinstance(_classify(MCPError(-32603, "Internal error")), Broken)
+
+
+async def test_tool_lists_are_asked_again_only_when_the_servers_ttl_ran_out(mcp_servers, url):
+    hinted = mcp_servers.start("hinted", "--ttl-ms=60000")
+    brief = mcp_servers.start("brief", "--ttl-ms=1")
+    plain = mcp_servers.start("plain")
+    pools = [pool_of({"url": url(port)}) for port in (hinted, brief, plain)]
+    for _ in range(3):
+        for pool in pools:
+            await pool.refresh()
+            assert "whoami" in pool.tools
+    # fresh for a minute: listed once; stale after 1 ms, or no hint (ttlMs 0): every probe
+    assert [pool.replicas[0].listings for pool in pools] == [1, 3, 3]
+    fresh_for = pools[0].replicas[0].tools_fresh_until - time.monotonic()
+    assert 0 < fresh_for <= 60
+    # a replica that failed is asked again whatever its hint said
+    pools[0].replicas[0].record_failure("down")
+    await pools[0].refresh()
+    assert pools[0].replicas[0].listings == 2

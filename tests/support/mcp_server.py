@@ -5,6 +5,7 @@ Tools: `whoami` (the replica's name), `add` (read-only), `lookup` (read-only, sl
 `slow` (reports progress step by step and writes `started`, then `finished` or `cancelled`
 to a file, so a test can see whether the server's handler was cancelled).
 `--extra` adds a tool, to make a replica whose catalog differs from its pool's.
+`--ttl-ms=N` makes tools/list results carry the cache hint `ttlMs: N`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 
 import anyio
+from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
@@ -22,8 +24,9 @@ async def _mark(path: anyio.Path, word: str) -> None:
         await handle.write(f"{word}\n")
 
 
-def build(name: str, extra: bool) -> MCPServer:
-    server = MCPServer(f"test-{name}")
+def build(name: str, extra: bool, ttl_ms: int | None = None) -> MCPServer:
+    hints = {"tools/list": CacheHint(ttl_ms=ttl_ms)} if ttl_ms is not None else None
+    server = MCPServer(f"test-{name}", cache_hints=hints)
 
     @server.tool()
     def whoami() -> str:
@@ -83,7 +86,8 @@ def build(name: str, extra: bool) -> MCPServer:
 def main() -> None:
     """`PORT NAME [--extra]` serves streamable HTTP; `stdio NAME` serves on stdin/stdout."""
     where, name = sys.argv[1], sys.argv[2]
-    server = build(name, "--extra" in sys.argv)
+    ttl = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--ttl-ms=")), None)
+    server = build(name, "--extra" in sys.argv, ttl)
     if where == "stdio":
         server.run("stdio")
     elif "--sse" in sys.argv:

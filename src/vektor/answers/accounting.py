@@ -5,6 +5,7 @@ deployment, finished, cancelled or failed."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from vektor.answers.request import Answer
 from vektor.core.database import new_id
@@ -16,7 +17,7 @@ from vektor.usage.hot_repository import UsageRow
 def usage_row(answer: Answer, usage: Usage) -> UsageRow:
     """The answer's row; counted into the metrics as it is made."""
     prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    cost = answer.cost(usage)
+    cost = Decimal(0) if answer.cached else answer.cost(usage)  # a hit asked no deployment
     count_tokens(answer.model, prompt, completion, cost)
     return UsageRow(
         id=new_id(),
@@ -27,7 +28,7 @@ def usage_row(answer: Answer, usage: Usage) -> UsageRow:
         prompt_tokens=prompt,
         completion_tokens=completion,
         cost=cost,
-        cached=False,
+        cached=answer.cached,
         estimated=answer.estimated,
         source=answer.source,
         finish_reason=answer.finish_reason,

@@ -44,15 +44,15 @@ class AnswerJobs:
     def start(self, answer: Answer, opened: OpenedStream) -> None:
         """Open the answer's event log and run it; `start` is its first event."""
         self.log.create(answer.id, answer.user_id)
-        self.log.publish(
-            answer.id,
-            {
-                "type": "start",
-                "conversation_id": str(answer.conversation_id),
-                "message_id": str(answer.id),
-                "model": answer.model,
-            },
-        )
+        start: dict[str, object] = {
+            "type": "start",
+            "conversation_id": str(answer.conversation_id),
+            "message_id": str(answer.id),
+            "model": answer.model,
+        }
+        if answer.cached:
+            start["cached"] = True
+        self.log.publish(answer.id, start)
         job = self.running[answer.id] = Job(answer)
         job.task = asyncio.create_task(self._run(job, opened), name=f"answer-{answer.id}")
 

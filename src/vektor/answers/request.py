@@ -35,6 +35,7 @@ class AnswerRequest:
     hands_back_tools: bool = False  # calls Vektor does not run go back to the client
     tool_choice: str | dict[str, Any] | None = None
     api_key_id: uuid.UUID | None = None
+    cache: bool | None = None  # `"cache"` of the request (False also from Cache-Control)
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ class Answer:
     finish_reason: str = "stop"
     error: str | None = None
     finished: bool = False
+    cached: bool = False  # served from the response cache: no upstream call of its own
 
     @property
     def text(self) -> str:

@@ -7,10 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, status
 
+from vektor.answers.cache_keys import no_cache_header
 from vektor.answers.dependencies import ChatCaller, LastEventId, OwnedStream
 from vektor.answers.request import AnswerRequest, Source
 from vektor.answers.service import open_answer
 from vektor.answers.sse import sse_response
+from vektor.auth.dependencies import AdminUser
 from vektor.chat.schemas import ChatRequest
 from vektor.core.errors import Conflict, Invalid
 from vektor.core.openapi import sse_content
@@ -19,6 +21,7 @@ from vektor.llm.base import ChatMessage
 from vektor.state import app_state
 
 router = APIRouter(prefix="/chat", tags=["chat"])
+admin_router = APIRouter(prefix="/admin", tags=["admin"])
 
 SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
@@ -35,8 +38,11 @@ def answer_request(
     user_id: uuid.UUID,
     source: Source = "chat",
     api_key_id: uuid.UUID | None = None,
+    *,
+    no_cache: bool = False,
 ) -> AnswerRequest:
-    """A chat request as the pipeline's: stored, with Vektor's tools unless turned off."""
+    """A chat request as the pipeline's: stored, with Vektor's tools unless turned off;
+    `no_cache` (the Cache-Control header) bypasses the response cache."""
     if body.messages[-1].role != "user":
         raise Invalid("The last message must be the user's")
     return AnswerRequest(
@@ -49,6 +55,7 @@ def answer_request(
         max_tokens=body.max_tokens,
         conversation_id=body.conversation_id,
         mcp_tools=body.tools,
+        cache=False if no_cache else body.cache,
     )
 
 
@@ -66,7 +73,9 @@ async def chat_stream(
     The app's machinery is read from its state, not taken as dependencies: this is the
     busiest route, and FastAPI walks the whole dependency tree on every request."""
     state = app_state(request)
-    answer, opened = await open_answer(state.pipeline, answer_request(body, user_id))
+    no_cache = no_cache_header(request.headers.get("cache-control"))
+    asked = answer_request(body, user_id, no_cache=no_cache)
+    answer, opened = await open_answer(state.pipeline, asked)
     state.jobs.start(answer, opened)
     jobs, message_id = state.jobs, answer.id
     on_disconnect = (
@@ -110,3 +119,17 @@ async def cancel_stream(message_id: OwnedStream, request: Request) -> dict[str, 
     if not state.jobs.cancel(message_id) and not await state.event_log.cancel_elsewhere(message_id):
         raise Conflict("The answer has already finished")
     return {"detail": "Cancelling"}
+
+
+@admin_router.delete(
+    "/cache",
+    operation_id="admin_cache_clear",
+    responses={
+        403: {"description": "Not an admin"},
+        503: {"description": "The shared cache (Redis) cannot be reached"},
+    },
+)
+async def clear_cache(request: Request, admin: AdminUser) -> dict[str, int]:
+    """Admin: empty the response cache (with REDIS_URL, every instance's); how many
+    answers it held."""
+    return {"removed": await app_state(request).pipeline.cache.clear()}

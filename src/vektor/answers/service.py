@@ -13,6 +13,7 @@ from vektor.answers.accounting import usage_row
 from vektor.answers.admission import Slot, StreamSlots
 from vektor.answers.prepare import Plan, prepare
 from vektor.answers.request import Answer, AnswerRequest
+from vektor.answers.response_cache import AnswerCache
 from vektor.answers.store import AnswerStore, StoredQuestion
 from vektor.answers.tools import ToolRunner
 from vektor.core.config import Settings
@@ -32,6 +33,7 @@ class Pipeline:
     store: AnswerStore
     tools: ToolRunner
     quotas: Quotas
+    cache: AnswerCache
 
 
 async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
@@ -68,7 +70,7 @@ async def _route(
     window = pipeline.balancer.context_window(request.model)
     generation = plan.generation_request(request, context, window)
     try:
-        opened = await pipeline.balancer.open(request.model, generation)
+        opened, cached = await pipeline.cache.open(request, generation)
     except BaseException:
         if stored is not None:
             await pipeline.store.undo(stored)
@@ -85,6 +87,7 @@ async def _route(
         prompt_chars=sum(len(m.content) for m in generation.messages),
         slot=slot,
         api_key_id=request.api_key_id,
+        cached=cached,
     )
     answer.use(opened.deployment.key, opened.deployment.config)
     return answer, opened

@@ -29,6 +29,8 @@ class ChatRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     tools: bool = True
+    # The response cache (SPEC §3.11): true asks for it at any temperature, false bypasses it.
+    cache: bool | None = None
 
 
 class ConversationSummary(BaseModel):

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.background import BackgroundTask
 
+from vektor.answers.cache_keys import no_cache_header
 from vektor.answers.dependencies import charge_chat_budget
 from vektor.answers.service import finish_answer, open_answer
 from vektor.apikeys.dependencies import API_BEARER, ApiUserId, get_api_user, used_api_key
@@ -22,6 +23,7 @@ from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.state import app_state
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+CACHE_HEADER = "X-Vektor-Cache"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, invalid, expired or revoked API key"},
@@ -78,19 +80,27 @@ async def chat_completions(
     user_id: Annotated[uuid.UUID, Depends(get_completions_caller)],
     x_vektor_tools: Annotated[str | None, Header()] = None,
     x_vektor_store: Annotated[str | None, Header()] = None,
+    cache_control: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Answer like OpenAI's chat completions, through Vektor's router and limits.
 
     `X-Vektor-Tools: mcp` adds Vektor's MCP tools (run by Vektor); `X-Vektor-Store: true`
     stores the exchange as a conversation (its id in the `X-Vektor-Conversation-Id` header
-    of a non-streamed answer).
+    of a non-streamed answer). `X-Vektor-Cache` says whether the answer came from the
+    response cache (`hit`) or not (`miss`); `Cache-Control: no-cache` bypasses it.
     """
     pipeline = app_state(request).pipeline
     use_mcp = (x_vektor_tools or "").strip().lower() == "mcp"
     asked = service.answer_request(
-        body, user_id, use_mcp=use_mcp, store=_flag(x_vektor_store), api_key=used_api_key(request)
+        body,
+        user_id,
+        use_mcp=use_mcp,
+        store=_flag(x_vektor_store),
+        api_key=used_api_key(request),
+        no_cache=no_cache_header(cache_control),
     )
     answer, opened = await open_answer(pipeline, asked)
+    cache = {CACHE_HEADER: "hit" if answer.cached else "miss"}
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -100,11 +110,12 @@ async def chat_completions(
 
         return EventStreamResponse(
             service.chunks(pipeline, answer, opened, usage),
-            headers=SSE_HEADERS,
+            headers={**SSE_HEADERS, **cache},
             background=BackgroundTask(cleanup),
         )
     stored = await service.complete(pipeline, answer, opened)
     if answer.error is not None:
-        return JSONResponse(service.error_object(answer.error), status_code=502)
-    headers = {"X-Vektor-Conversation-Id": str(answer.conversation_id)} if stored else None
-    return JSONResponse(service.completion_object(answer), headers=headers)
+        return JSONResponse(service.error_object(answer.error), status_code=502, headers=cache)
+    if stored:
+        cache["X-Vektor-Conversation-Id"] = str(answer.conversation_id)
+    return JSONResponse(service.completion_object(answer), headers=cache)

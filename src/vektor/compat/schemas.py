@@ -117,6 +117,9 @@ class ChatCompletionRequest(BaseModel):
     tools: Annotated[list[V1Tool] | None, Field(max_length=128)] = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     n: Annotated[int | None, Field(ge=1, le=1, description="Only one choice is supported")] = None
+    # Vektor's response cache (SPEC §3.11): true asks for it at any temperature, false
+    # bypasses it (as does `Cache-Control: no-cache`).
+    cache: bool | None = None
 
     @field_validator("messages")
     @classmethod

@@ -29,8 +29,10 @@ def answer_request(
     use_mcp: bool,
     store: bool,
     api_key: uuid.UUID | None = None,
+    no_cache: bool = False,
 ) -> AnswerRequest:
-    """A completion request as the pipeline's: the client's context as given."""
+    """A completion request as the pipeline's: the client's context as given; `no_cache`
+    (the Cache-Control header) bypasses the response cache."""
     choice = body.tool_choice
     return AnswerRequest(
         user_id=user_id,
@@ -45,6 +47,7 @@ def answer_request(
         client_tools=[tool.model_dump(exclude_none=True) for tool in body.tools or []],
         hands_back_tools=True,
         api_key_id=api_key,
+        cache=False if no_cache else body.cache,
         tool_choice=choice.model_dump()
         if choice is not None and not isinstance(choice, str)
         else choice,

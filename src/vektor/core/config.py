@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     default_tokens_per_day: int | None = Field(default=None, ge=0)
     default_requests_per_day: int | None = Field(default=None, ge=0)
     default_budget_per_month: Decimal | None = Field(default=None, ge=0)
+    # The response cache (SPEC §3.11), for the models whose entry sets `cache_ttl_s`. In
+    # memory its LRU holds at most this many answers and bytes; with REDIS_URL, Redis holds it.
+    response_cache: bool = False
+    response_cache_max_entries: int = Field(default=10_000, ge=1)
+    response_cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cancel_on_disconnect: bool = False

@@ -66,6 +66,11 @@ MCP_LATENCY = Histogram(
     ["pool", "replica"],
     buckets=LATENCY_BUCKETS,
 )
+CACHE_REQUESTS = Counter(
+    "vektor_cache_requests",
+    "Requests to models that use the response cache: hit, miss or bypass",
+    ["result"],
+)
 RATE_LIMITED = Counter(
     "vektor_rate_limit_rejections", "Requests refused by a rate limit", ["scope"]
 )

@@ -52,6 +52,11 @@ class DeploymentConfig(BaseModel):
         Decimal(0)
     )
 
+    # The response cache (SPEC §3.11): how long an answer of this model is kept (0: never
+    # cached), and whether it is served to its user only or to every user.
+    cache_ttl_s: Annotated[int, Field(ge=0, le=30 * 24 * 3600)] = 0
+    cache_scope: Literal["user", "global"] = "user"
+
     def resolve_api_key(self) -> str | None:
         """The key from the entry, else from the named environment variable."""
         if self.api_key:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mcp import Client
     from mcp.types import CallToolResult, Tool
 
+MAX_TOOLS_TTL_MS = 3_600_000  # a longer `ttlMs` is read as an hour
 _SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
 
 
@@ -86,6 +87,10 @@ class Replica:
     last_error: str | None = None
     excluded: str | None = None
     tools: dict[str, Tool] = field(default_factory=dict)
+    # Until when (monotonic) the server said its tool list stays fresh (`ttlMs` of
+    # tools/list, protocol 2026-07-28; 0 or absent in older revisions: listed every probe).
+    tools_fresh_until: float = 0.0
+    listings: int = 0  # tools/list round trips made to this replica
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(COOLDOWN_BASE_S))
     _http: httpx2.AsyncClient | None = None
@@ -231,9 +236,11 @@ class McpPool:
         self.tools: dict[str, Tool] = {}
 
     async def refresh(self) -> None:
-        """List every replica's tools; a replica whose catalog differs is excluded."""
+        """List every replica's tools; a replica whose catalog differs is excluded. A
+        healthy replica whose list is still fresh by its server's `ttlMs` is not asked again
+        (its calls report its health meanwhile)."""
         await load_sdk()  # a call needs the listing first, so the SDK is loaded by then
-        catalogs = await asyncio.gather(*(self._list(r) for r in self.replicas))
+        catalogs = await asyncio.gather(*(self._fresh_or_list(r) for r in self.replicas))
         reference: dict[str, Tool] | None = None
         for replica, tools in zip(self.replicas, catalogs, strict=True):
             if tools is None:
@@ -248,16 +255,26 @@ class McpPool:
             replica.tools = tools
         self.tools = reference or {}
 
+    async def _fresh_or_list(self, replica: Replica) -> dict[str, Tool] | None:
+        now = time.monotonic()
+        if replica.tools and now < replica.tools_fresh_until and replica.available(now):
+            return replica.tools
+        return await self._list(replica)
+
     async def _list(self, replica: Replica) -> dict[str, Tool] | None:
         async def listing() -> dict[str, Tool]:
             tools: dict[str, Tool] = {}
+            ttl_ms = MAX_TOOLS_TTL_MS
+            replica.listings += 1
             async with _connected(replica, replica.config.timeout_s) as client:
                 cursor = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
                     tools.update({tool.name: tool for tool in page.tools})
+                    ttl_ms = min(ttl_ms, getattr(page, "ttl_ms", 0) or 0)  # the shortest page's
                     cursor = page.next_cursor
                     if not cursor:
+                        replica.tools_fresh_until = time.monotonic() + ttl_ms / 1000
                         return tools
 
         try:

@@ -180,7 +180,8 @@ class Quotas:
         if row.api_key_id is not None and not (await self.book.for_key(row.api_key_id)).unlimited:
             owners.append(("key", row.api_key_id))
         day = row.created_at.astimezone(UTC).date()
-        tokens = row.prompt_tokens + row.completion_tokens
+        # A cached answer counts against the requests quota only (SPEC §3.11); cost 0.
+        tokens = 0 if row.cached else row.prompt_tokens + row.completion_tokens
         for owner in owners:
             await self._advance(owner, day, tokens, row.cost)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vektor.auth.models import User
@@ -131,9 +131,13 @@ class UsageRepository:
     async def tokens_and_requests(
         self, *, owner: Owner, start: datetime, end: datetime
     ) -> tuple[int, int]:
-        """The user's (or API key's) tokens and answers in [start, end)."""
+        """The user's (or API key's) tokens and answers in [start, end); cached answers'
+        tokens are not counted (they count against the requests quota only)."""
+        tokens = case(
+            (Usage.cached.is_(False), Usage.prompt_tokens + Usage.completion_tokens), else_=0
+        )
         query = select(
-            func.coalesce(func.sum(Usage.prompt_tokens + Usage.completion_tokens), 0),
+            func.coalesce(func.sum(tokens), 0),
             func.count(),
         ).where(_owned(owner), Usage.created_at >= start, Usage.created_at < end)
         tokens, requests = (await self.session.execute(query)).one()
