@@ -20,7 +20,7 @@ from vektor.auth.repository import (
     UserRepository,
 )
 from vektor.core.config import Settings
-from vektor.core.errors import Conflict, Unauthorized
+from vektor.core.errors import Conflict, NotFound, Unauthorized
 from vektor.core.ratelimit import RateLimiter
 from vektor.core.security import (
     create_access_token,
@@ -199,3 +199,15 @@ async def logout(session: AsyncSession, *, refresh_token: str) -> None:
     if await sessions.get_active(stored.session_id) is None:
         raise Unauthorized(BAD_REFRESH)
     await sessions.revoke(stored.session_id, reason="logout", at=datetime.now(UTC))
+
+
+async def set_mcp_pools(
+    session: AsyncSession, *, user_id: uuid.UUID, pools: list[str] | None
+) -> User:
+    """Limit the MCP pools a user may use, in chat and through /mcp (None: every pool)."""
+    user = await UserRepository(session).get(user_id)
+    if user is None:
+        raise NotFound("User not found")
+    user.mcp_pools = sorted(set(pools)) if pools is not None else None
+    await session.flush()
+    return user

@@ -73,6 +73,7 @@ class ToolResult:
     content: str
     is_error: bool
     replica: str | None = None
+    raw: CallToolResult | None = None  # the server's own answer, which /mcp passes on
 
 
 @dataclass
@@ -343,7 +344,9 @@ class McpPool:
         replica.record_success(elapsed)
         MCP_CALLS.labels(self.name, replica.label, "success").inc()
         MCP_LATENCY.labels(self.name, replica.label).observe(elapsed)
-        return ToolResult(_text(result), is_error=bool(result.is_error), replica=replica.label)
+        return ToolResult(
+            _text(result), is_error=bool(result.is_error), replica=replica.label, raw=result
+        )
 
     async def _attempt(
         self,
