@@ -60,10 +60,12 @@ async def start_gateway(
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str, mode: str = "auto") -> AsyncIterator[Client]:
+async def mcp_client(
+    url: str, token: str, mode: str = "auto", **options: Any
+) -> AsyncIterator[Client]:
     """The current SDK's client on /mcp with a bearer token (`mode="legacy"`: 2025-11-25
     with initialize and a session; "auto": 2026-07-28, stateless)."""
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode=mode, read_timeout_seconds=30) as client:
+        async with Client(transport, mode=mode, read_timeout_seconds=30, **options) as client:
             yield client

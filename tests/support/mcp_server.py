@@ -4,7 +4,9 @@ Tools: `whoami` (the replica's name), `add` (read-only), `lookup` (read-only, sl
 `increment` (not idempotent: appends a line to a file, then waits), `fail` (raises),
 `slow` (reports progress step by step and writes `started`, then `finished` or `cancelled`
 to a file, so a test can see whether the server's handler was cancelled).
-`--extra` adds a tool, to make a replica whose catalog differs from its pool's.
+`--extra` adds a tool, to make a replica whose catalog differs from its pool's;
+`--minimal` offers only `whoami` and `add`, the catalog of mcp_server_v1.py, so that both
+SDKs' servers can be replicas of one pool.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ async def _mark(path: anyio.Path, word: str) -> None:
         await handle.write(f"{word}\n")
 
 
-def build(name: str, extra: bool) -> MCPServer:
+def build(name: str, extra: bool, minimal: bool = False) -> MCPServer:
     server = MCPServer(f"test-{name}")
 
     @server.tool()
@@ -34,6 +36,9 @@ def build(name: str, extra: bool) -> MCPServer:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+    if minimal:
+        return server
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def lookup(key: str, delay: float = 0.0) -> str:
@@ -83,7 +88,7 @@ def build(name: str, extra: bool) -> MCPServer:
 def main() -> None:
     """`PORT NAME [--extra]` serves streamable HTTP; `stdio NAME` serves on stdin/stdout."""
     where, name = sys.argv[1], sys.argv[2]
-    server = build(name, "--extra" in sys.argv)
+    server = build(name, "--extra" in sys.argv, "--minimal" in sys.argv)
     if where == "stdio":
         server.run("stdio")
     elif "--sse" in sys.argv:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
 
 CALLER_KEY = "vektor.mcp_caller"  # the ASGI scope key holding the caller's user id
 WATCH_INTERVAL_S = 1.0  # how often the pooled catalog is compared for list changes
+MAX_LISTENERS = 10_000  # the SDK's own default limit of open sessions
 RATE_LIMITED_CODE = -32029  # a server error code (JSON-RPC reserves -32000..-32099)
 _SDK = (
     "mcp.server.auth.middleware.bearer_auth",
@@ -74,8 +74,10 @@ class GatewayServer:
         self._starting: asyncio.Lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        # Sessions (2025 revisions) that listed tools: told when the catalog changes.
-        self._listeners: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        # Sessions (2025 revisions) that listed tools, by Mcp-Session-Id: told when the
+        # catalog changes. The SDK builds a ServerSession per request; any of a session's
+        # sends on its standalone stream.
+        self._listeners: dict[str, ServerSession] = {}
 
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, *, caller: uuid.UUID
@@ -124,12 +126,20 @@ class GatewayServer:
         self, ctx: ServerRequestContext[Any, Any], params: Paginated | None
     ) -> ListToolsResult:
         """tools/list: the caller's pooled tools, all on one page."""
-        from mcp.server.session import ServerSession
         from mcp.types import ListToolsResult
 
-        if isinstance(ctx.session, ServerSession) and ctx.request is not None:
-            self._listeners.add(ctx.session)
+        self._listen(ctx)
         return ListToolsResult(tools=await self.gateway.list_tools(_caller(ctx)))
+
+    def _listen(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        """Remember a 2025-revision session to tell of list changes (2026-07-28 has no
+        standing stream to tell it on)."""
+        session_id = ctx.request.headers.get("mcp-session-id") if ctx.request else None
+        if session_id is None or session_id in self._listeners:
+            return
+        if len(self._listeners) >= MAX_LISTENERS:  # forget the oldest
+            self._listeners.pop(next(iter(self._listeners)))
+        self._listeners[session_id] = ctx.session
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
@@ -168,10 +178,11 @@ class GatewayServer:
             if current == seen:
                 continue
             seen = current
-            for session in list(self._listeners):
+            for session_id, session in list(self._listeners.items()):
                 try:
                     await session.send_tool_list_changed()
                 except Exception as exc:  # a session that went away: nothing to tell
+                    self._listeners.pop(session_id, None)
                     logger.debug("tools/list_changed not delivered: {}", type(exc).__name__)
 
 
