@@ -165,7 +165,7 @@ def run(calls: int = 200, runs: int = 3, database: str = "sqlite") -> dict[str, 
         try:
             asyncio.run(_wait_listening(port))
             settings = {"VEKTOR_CONFIG_DIR": str(config), "RATE_LIMIT_MCP": "10000000/minute"}
-            with vektor_server(database, **settings) as vektor:
+            with vektor_server(database, workers=1, **settings) as vektor:
                 figures = asyncio.run(
                     measure(direct_url, vektor.base, vektor.process.pid, calls, runs)
                 )
