@@ -61,3 +61,22 @@ async def test_list_changes_are_notified(chat_harness, upstream, mcp_servers, ur
         await asyncio.wait_for(told.wait(), 20)
         after = {tool.name for tool in (await c.list_tools()).tools}
         assert after == before | {"more__whoami", "more__add"}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_progress_is_passed_on(chat_harness, upstream, mcp_servers, url, tmp_path, mode):
+    port = mcp_servers.start("one")
+    gateway = await start_gateway(chat_harness, upstream, [{"name": "tools", "url": url(port)}])
+    heard = []
+
+    async def progressed(progress, total, message):
+        heard.append((progress, total, message))
+
+    async with mcp_client(gateway.url, gateway.key, mode) as client:
+        result = await client.call_tool(
+            "tools__slow",
+            {"path": str(tmp_path / "marks"), "steps": 3, "step_s": 0.1},
+            progress_callback=progressed,
+        )
+    assert result.content[0].text == "done in 3 steps"
+    assert heard == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]
