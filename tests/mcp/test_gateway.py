@@ -167,7 +167,7 @@ async def test_sdk_1x_client_lists_and_calls(
             await process.wait()
     assert process.returncode == 0, err.decode()[-2000:]
     seen = json.loads(out.decode().strip().splitlines()[-1])
-    assert seen["protocol_version"] in {"2025-06-18", "2025-11-25"}
+    assert seen["protocol_version"] == "2025-11-25"  # 1.30, the last 1.x, says so
     assert seen["server"] == "vektor"
     assert "tools__add" in seen["tools"]
     assert seen["add_read_only"] is True
