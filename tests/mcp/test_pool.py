@@ -282,3 +282,18 @@ def test_a_lost_session_is_safe_to_retry():
     assert isinstance(_classify(lost), SessionLost)
     assert isinstance(_classify(MCPError(-32001, "Session not found")), SessionLost)
     assert isinstance(_classify(MCPError(-32603, "Internal error")), Broken)
+
+
+async def test_calls_to_a_stateless_server_adopt_the_probe_s_discovery(
+    mcp_servers, url, mcp_v1_python
+):
+    current = pool_of({"url": url(mcp_servers.start("new"))})
+    await current.refresh()
+    version, discovered = current.replicas[0].modern
+    assert version == "2026-07-28"
+    assert "2026-07-28" in discovered.supported_versions
+    assert (await current.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"
+    older = pool_of({"url": url(mcp_servers.start("old", python=mcp_v1_python))})
+    await older.refresh()
+    assert older.replicas[0].modern is None  # 2025-11-25: initialize, sessions
+    assert (await older.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"

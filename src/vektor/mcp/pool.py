@@ -32,7 +32,7 @@ from vektor.mcp.config import McpServerConfig
 # contacted, so a deployment without MCP servers never pays for it.
 if TYPE_CHECKING:
     from mcp import Client
-    from mcp.types import CallToolResult, Tool
+    from mcp.types import CallToolResult, DiscoverResult, Tool
 
 _SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
 
@@ -89,6 +89,9 @@ class Replica:
     tools: dict[str, Tool] = field(default_factory=dict)
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(COOLDOWN_BASE_S))
+    # A stateless (2026-07-28) server's `server/discover` answer and version, learnt by the
+    # listing probe: calls adopt it instead of asking again, one round trip fewer per call.
+    modern: tuple[str, DiscoverResult] | None = None
     _http: httpx2.AsyncClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
@@ -119,7 +122,9 @@ class Replica:
         self.breaker.record_success()
 
     def record_failure(self, error: str) -> None:
-        """Open the breaker for a growing cooldown."""
+        """Open the breaker for a growing cooldown; the next probe asks for its revision
+        again (it may have been replaced by a server of another one)."""
+        self.modern = None
         self.failures += 1
         self.last_error = mask_text(error)  # the HTTP client's errors quote the URL
         self.breaker.record_failure(time.monotonic())
@@ -170,8 +175,10 @@ def _classify(exc: BaseException) -> Exception:
 
 
 @asynccontextmanager
-async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
-    """A client connected to the replica by its transport, for one attempt."""
+async def _connected(replica: Replica, read_s: float, probe: bool = False) -> AsyncIterator[Client]:
+    """A client connected to the replica by its transport, for one attempt. A probe
+    negotiates the revision afresh (`server/discover`, else `initialize`); a call to a
+    stateless server adopts what the last probe learnt."""
     from mcp import Client, StdioServerParameters
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
@@ -188,7 +195,14 @@ async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
             yield client
     else:
         transport = streamable_http_client(str(config.url), http_client=replica.http())
-        async with Client(transport, read_timeout_seconds=read_s) as client:
+        known = None if probe else replica.modern
+        mode, prior = known if known is not None else ("auto", None)
+        async with Client(
+            transport, read_timeout_seconds=read_s, mode=mode, prior_discover=prior
+        ) as client:
+            if probe:
+                found = client.session.discover_result
+                replica.modern = (client.protocol_version, found) if found else None
             yield client
 
 
@@ -252,7 +266,7 @@ class McpPool:
     async def _list(self, replica: Replica) -> dict[str, Tool] | None:
         async def listing() -> dict[str, Tool]:
             tools: dict[str, Tool] = {}
-            async with _connected(replica, replica.config.timeout_s) as client:
+            async with _connected(replica, replica.config.timeout_s, probe=True) as client:
                 cursor = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
