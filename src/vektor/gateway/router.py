@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from vektor.apikeys.dependencies import get_api_user
 from vektor.core.access import who_may_call
-from vektor.core.errors import Unauthorized
+from vektor.core.errors import NotFound
 from vektor.state import app_state
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class GatewayEndpoint:
         request = Request(scope, receive)
         state = app_state(request)
         if state.gateway is None:  # MCP_GATEWAY=off: the route is not even mounted
-            raise Unauthorized("Not authenticated")
+            raise NotFound("Not Found")
         credentials = _credentials(request)
         user_id = await get_api_user(request, credentials)
         await state.gateway.handle(scope, receive, send, caller=user_id)
