@@ -28,7 +28,7 @@ DOCS = ROOT / "docs"
 
 def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[str, Any]:
     """Run every measure and return the results (JSON-ready)."""
-    from bench import history, mcp_tool, memory, stream, websocket
+    from bench import history, mcp_gateway, mcp_tool, memory, stream, websocket
 
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -83,6 +83,9 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
     print("== MCP tool call", flush=True)
     results["mcp"] = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
     print(json.dumps(results["mcp"], indent=1), flush=True)
+    print("== MCP tool call through /mcp", flush=True)
+    results["mcp_gateway"] = mcp_gateway.run(calls=20 if quick else 200, runs=1 if quick else 3)
+    print(json.dumps(results["mcp_gateway"], indent=1), flush=True)
     results["versions"] = report.versions(extra_versions)
     results["loop_seconds"]["end"] = report.loop_seconds()
     results["duration_s"] = time.monotonic() - started

@@ -282,6 +282,8 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         "",
         *mcp_section(results.get("mcp")),
         "",
+        *gateway_section(results.get("mcp_gateway")),
+        "",
         "## Reproduce",
         "",
         "```sh",
@@ -446,3 +448,31 @@ def _cdf(axis: Any, database: str, rows: list[dict[str, Any]], top: int, latency
     axis.set_title(f"{DATABASES[database]}, c={top}")
     axis.set_xlabel(f"{latency} (ms, log)")
     axis.set_ylabel("share of requests")
+
+
+def gateway_section(gateway: dict[str, Any] | None) -> list[str]:
+    """Measure 7."""
+    lines = ["## 7. An MCP tool call through the /mcp gateway", ""]
+    if not gateway:
+        return [*lines, "Not measured in this run."]
+    body = [
+        [
+            name,
+            _ms(gateway[key]["p50_ms"]),
+            _ms(gateway[key]["p99_ms"]),
+            f"{gateway[key]['calls_per_s_c20']:.0f}",
+        ]
+        for name, key in (("direct", "direct"), ("through /mcp", "gateway"))
+    ]
+    return [
+        *lines,
+        "The official client (one open client per caller, protocol 2026-07-28) calls the test "
+        "MCP server's `add` directly and through `vektor serve`'s /mcp, alternating run by "
+        "run. Goals: p50 at c=1 at most +2 ms, calls/s at c=20 at least 80 % of direct.",
+        "",
+        *_table(["way", "p50 (c=1)", "p99 (c=1)", "calls/s (c=20)"], body),
+        "",
+        f"Added p50: {gateway['gateway_added_p50_ms']:+.2f} ms; c=20 throughput "
+        f"{gateway['gateway_share_of_direct_c20']:.0%} of direct; Vektor's CPU "
+        f"{gateway['vektor_cpu_ms_per_call']:.2f} ms per relayed call.",
+    ]

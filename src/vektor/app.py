@@ -34,7 +34,7 @@ from vektor.answers.tools import ToolRunner
 from vektor.answers.websocket import router as socket_router
 from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.router import router as api_keys_router
-from vektor.auth.hot_repository import SessionHotRepository
+from vektor.auth.hot_repository import McpPoolsHotRepository, SessionHotRepository
 from vektor.auth.router import router as auth_router
 from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
@@ -51,6 +51,9 @@ from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
+from vektor.gateway.router import gateway_route
+from vektor.gateway.server import GatewayServer
+from vektor.gateway.service import Gateway
 from vektor.llm.balancer import ModelBalancer
 from vektor.llm.deployments import load_deployments
 from vektor.llm.http import new_session
@@ -122,6 +125,7 @@ async def _answering(
         tools=tools,
         quotas=quotas,
         cache=AnswerCache.from_settings(settings, balancer),
+        pools=McpPoolsHotRepository(direct),
     )
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
@@ -152,6 +156,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     http = public_http_client(settings.adapter_url_allowlist)
     answering = await _answering(settings, sessionmaker, direct, http, upstream)
     session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
+    limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     return AppState(
         settings=settings,
         stats=stats,
@@ -161,7 +166,8 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         session_check=session_check,
         key_check=key_check,
         sockets=SocketWatch(session_check, key_check, settings.ws_revocation_check_seconds),
-        rate_limiter=RateLimiter(settings.redis_url, namespace=settings.redis_namespace),
+        rate_limiter=limiter,
+        gateway=_gateway(settings, answering["mcp"], direct, limiter),
         upstream_session=upstream,
         http_client=http,
         backups=BackupManager(
@@ -177,9 +183,27 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     )
 
 
+def _gateway(
+    settings: Settings, mcp: McpRegistry, direct: DirectDatabase, limiter: RateLimiter
+) -> GatewayServer | None:
+    """/mcp's server, when MCP_GATEWAY is on (the SDK loads on its first request)."""
+    if not settings.mcp_gateway:
+        return None
+    gateway = Gateway(
+        mcp,
+        McpPoolsHotRepository(direct),
+        limiter,
+        rate_limit=settings.rate_limit_mcp,
+        timeout_s=settings.tool_call_timeout_seconds,
+    )
+    return GatewayServer(gateway, max_body_bytes=settings.max_body_bytes)
+
+
 async def _close_state(state: AppState) -> None:
     """Stop answering, then release every resource, innermost last."""
     await state.sockets.aclose()
+    if state.gateway is not None:
+        await state.gateway.aclose()
     await state.jobs.shutdown()
     await state.backups.shutdown()
     await state.event_log.aclose()
@@ -344,4 +368,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
     app.include_router(compat_router)
     app.include_router(monitoring_router)
+    if settings.mcp_gateway:
+        app.router.routes.append(gateway_route())
     return app

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from vektor.core.events import EventBus
     from vektor.core.metrics import RequestStats
     from vektor.core.ratelimit import RateLimiter
+    from vektor.gateway.server import GatewayServer
     from vektor.llm.balancer import ModelBalancer
     from vektor.mcp.registry import McpRegistry
     from vektor.sync.backups import BackupManager
@@ -58,6 +59,7 @@ class AppState:
     sockets: SocketWatch
     backups: BackupManager
     started_at: float
+    gateway: GatewayServer | None = None  # /mcp, when MCP_GATEWAY is on
     ready: bool = False  # /health/ready answers 503 until started and once shutting down
     draining: asyncio.Future[None] | None = None
 

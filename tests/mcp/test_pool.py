@@ -301,3 +301,18 @@ async def test_tool_lists_are_asked_again_only_when_the_servers_ttl_ran_out(mcp_
     pools[0].replicas[0].record_failure("down")
     await pools[0].refresh()
     assert pools[0].replicas[0].listings == 2
+
+
+async def test_calls_to_a_stateless_server_adopt_the_probe_s_discovery(
+    mcp_servers, url, mcp_v1_python
+):
+    current = pool_of({"url": url(mcp_servers.start("new"))})
+    await current.refresh()
+    version, discovered = current.replicas[0].modern
+    assert version == "2026-07-28"
+    assert "2026-07-28" in discovered.supported_versions
+    assert (await current.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"
+    older = pool_of({"url": url(mcp_servers.start("old", python=mcp_v1_python))})
+    await older.refresh()
+    assert older.replicas[0].modern is None  # 2025-11-25: initialize, sessions
+    assert (await older.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"

@@ -4,7 +4,9 @@ Tools: `whoami` (the replica's name), `add` (read-only), `lookup` (read-only, sl
 `increment` (not idempotent: appends a line to a file, then waits), `fail` (raises),
 `slow` (reports progress step by step and writes `started`, then `finished` or `cancelled`
 to a file, so a test can see whether the server's handler was cancelled).
-`--extra` adds a tool, to make a replica whose catalog differs from its pool's.
+`--extra` adds a tool, to make a replica whose catalog differs from its pool's;
+`--minimal` offers only `whoami` and `add`, the catalog of mcp_server_v1.py, so that both
+SDKs' servers can be replicas of one pool.
 `--ttl-ms=N` makes tools/list results carry the cache hint `ttlMs: N`.
 """
 
@@ -24,7 +26,7 @@ async def _mark(path: anyio.Path, word: str) -> None:
         await handle.write(f"{word}\n")
 
 
-def build(name: str, extra: bool, ttl_ms: int | None = None) -> MCPServer:
+def build(name: str, extra: bool, minimal: bool = False, ttl_ms: int | None = None) -> MCPServer:
     hints = {"tools/list": CacheHint(ttl_ms=ttl_ms)} if ttl_ms is not None else None
     server = MCPServer(f"test-{name}", cache_hints=hints)
 
@@ -37,6 +39,9 @@ def build(name: str, extra: bool, ttl_ms: int | None = None) -> MCPServer:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+    if minimal:
+        return server
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def lookup(key: str, delay: float = 0.0) -> str:
@@ -87,7 +92,7 @@ def main() -> None:
     """`PORT NAME [--extra]` serves streamable HTTP; `stdio NAME` serves on stdin/stdout."""
     where, name = sys.argv[1], sys.argv[2]
     ttl = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--ttl-ms=")), None)
-    server = build(name, "--extra" in sys.argv, ttl)
+    server = build(name, "--extra" in sys.argv, "--minimal" in sys.argv, ttl)
     if where == "stdio":
         server.run("stdio")
     elif "--sse" in sys.argv:

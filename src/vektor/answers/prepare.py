@@ -70,15 +70,17 @@ def prepare(
     settings: Settings,
     balancer: ModelBalancer,
     registry: McpRegistry | None,
+    pools: frozenset[str] | None = None,
 ) -> Plan:
-    """Check sizes, the model and the tools (422/404 before anything is stored or sent)."""
+    """Check sizes, the model and the tools (422/404 before anything is stored or sent).
+    Only the MCP pools in `pools` (None: every pool) are offered."""
     if len(request.messages) > settings.max_messages_per_request:
         raise Invalid(f"At most {settings.max_messages_per_request} messages per request")
     if any(len(m.content) > settings.max_message_chars for m in request.messages):
         raise Invalid(f"A message may have at most {settings.max_message_chars} characters")
     if not balancer.has_model(request.model):
         raise NotFound(f"Unknown model '{request.model}'")
-    mcp_specs = registry.tool_specs() if registry is not None and request.mcp_tools else []
+    mcp_specs = registry.tool_specs(pools) if registry is not None and request.mcp_tools else []
     tools = [*request.client_tools, *mcp_specs]
     names = [t["function"]["name"] for t in tools]
     if len(names) != len(set(names)):

@@ -16,6 +16,7 @@ from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.response_cache import AnswerCache
 from vektor.answers.store import AnswerStore, StoredQuestion
 from vektor.answers.tools import ToolRunner
+from vektor.auth.hot_repository import McpPoolsHotRepository
 from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.metrics import stream_ended, stream_started
@@ -34,17 +35,22 @@ class Pipeline:
     tools: ToolRunner
     quotas: Quotas
     cache: AnswerCache
+    pools: McpPoolsHotRepository  # the MCP pools each user may use
 
 
 async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
     """Check and admit the request (limits, quotas, a stream slot), store the question, and
     open a deployment whose first event has arrived. The caller must `finish_answer` the
     answer it gets."""
+    registry = pipeline.tools.registry
+    offers_tools = request.mcp_tools and bool(registry.pools)
+    pools = await pipeline.pools.allowed(request.user_id) if offers_tools else None
     plan = prepare(
         request,
         settings=pipeline.settings,
         balancer=pipeline.balancer,
-        registry=pipeline.tools.registry,
+        registry=registry,
+        pools=pools,
     )
     await pipeline.quotas.check(request.user_id, request.api_key_id)
     slot = await pipeline.slots.take(request.user_id)

@@ -10,7 +10,7 @@ from typing import Any
 from vektor.answers.request import Answer
 from vektor.llm.balancer import ModelBalancer, OpenedStream
 from vektor.llm.base import ChatMessage, ToolCall
-from vektor.mcp.pool import SEPARATOR, ProgressFn
+from vektor.mcp.pool import SEPARATOR, ProgressFn, ToolResult
 from vektor.mcp.registry import McpRegistry
 
 # Receives the tool events of an answer (`tool_call`, `tool_progress`, `tool_result`), which
@@ -38,22 +38,28 @@ class ToolRunner:
             ChatMessage(role="assistant", content=text, tool_calls=tuple(calls)),
         ]
         for call in calls:
-            content, is_error = await self._call(call, observe)
+            content, is_error = await self._call(call, observe, call.name in answer.mcp_tools)
             answer.tool_log.append(tool_record(call, content, is_error))
             messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id))
         answer.request = replace(answer.request, messages=messages)
         return await self.balancer.open(answer.model, answer.request)
 
-    async def _call(self, call: ToolCall, observe: Observer | None) -> tuple[str, bool]:
+    async def _call(
+        self, call: ToolCall, observe: Observer | None, offered: bool
+    ) -> tuple[str, bool]:
+        """Run one call; a tool the model was not offered (a pool the user may not use) is
+        never run, and answers as an unknown tool does."""
         server = call.name.partition(SEPARATOR)[0]
-        if observe is None:
-            result = await self.registry.call(call.name, call.arguments, self.timeout_s)
-            return result.content, result.is_error
         event = {"id": call.id, "name": call.name}
-        observe({"type": "tool_call", **event, "arguments": call.arguments, "server": server})
-        result = await self.registry.call(
-            call.name, call.arguments, self.timeout_s, _progress(observe, event)
-        )
+        if observe is not None:
+            observe({"type": "tool_call", **event, "arguments": call.arguments, "server": server})
+        if not offered:
+            result = ToolResult(f"Unknown tool {call.name}", is_error=True)
+        else:
+            progress = _progress(observe, event) if observe is not None else None
+            result = await self.registry.call(call.name, call.arguments, self.timeout_s, progress)
+        if observe is None:
+            return result.content, result.is_error
         observe(
             {"type": "tool_result", **event, "content": result.content, "is_error": result.is_error}
         )

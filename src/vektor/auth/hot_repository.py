@@ -6,6 +6,7 @@ that need the user's row use `get_principal` and the ORM instead."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -96,3 +97,36 @@ class SessionHotRepository:
             return {uuid.UUID(str(row[0])) for row in rows}
 
         return await self.database.run(sqlite=check, postgres=check_pg)
+
+
+_MCP_POOLS = statement('SELECT mcp_pools FROM "user" WHERE id = $1')
+
+
+class McpPoolsHotRepository:
+    """The MCP pools a user may use, read on every answer that offers tools and every
+    gateway request: one statement on the driver connection, never cached, so an admin's
+    change applies to the next request on every instance."""
+
+    def __init__(self, database: DirectDatabase) -> None:
+        self.database = database
+
+    async def allowed(self, user_id: uuid.UUID) -> frozenset[str] | None:
+        """The pools the user may use; None when every pool is allowed (or no such user)."""
+
+        def read(connection: sqlite3.Connection) -> object:
+            row = connection.execute(_MCP_POOLS.sqlite, (sqlite_uuid(user_id),)).fetchone()
+            return None if row is None else row[0]
+
+        async def read_pg(connection: asyncpg.Connection) -> object:
+            return await connection.fetchval(_MCP_POOLS.postgres, user_id)
+
+        return _pools(await self.database.run(sqlite=read, postgres=read_pg))
+
+
+def _pools(stored: object) -> frozenset[str] | None:
+    """A stored JSON list (text on both drivers unless decoded) as a set; NULL is None."""
+    if isinstance(stored, str | bytes):
+        stored = json.loads(stored)
+    if not isinstance(stored, list):
+        return None
+    return frozenset(str(name) for name in stored)

@@ -20,7 +20,7 @@ from vektor.auth.repository import (
     UserRepository,
 )
 from vektor.core.config import Settings
-from vektor.core.errors import Conflict, Forbidden, Unauthorized
+from vektor.core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from vektor.core.ratelimit import RateLimiter
 from vektor.core.security import (
     create_access_token,
@@ -221,3 +221,15 @@ async def revoke_sessions(
         user_id, reason=reason, at=datetime.now(UTC), keep=keep
     )
     logger.info("sessions revoked user={} reason={}", user_id, reason)
+
+
+async def set_mcp_pools(
+    session: AsyncSession, *, user_id: uuid.UUID, pools: list[str] | None
+) -> User:
+    """Limit the MCP pools a user may use, in chat and through /mcp (None: every pool)."""
+    user = await UserRepository(session).get(user_id)
+    if user is None:
+        raise NotFound("User not found")
+    user.mcp_pools = sorted(set(pools)) if pools is not None else None
+    await session.flush()
+    return user

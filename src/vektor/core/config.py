@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     adapter_url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_auth: str = "10/minute"
     rate_limit_chat: str = "60/minute"
+    # /mcp (SPEC §3.12): served when on; tool calls through it per user (`limits` notation).
+    mcp_gateway: bool = True
+    rate_limit_mcp: str = "600/minute"
     max_concurrent_streams: int = Field(default=4, ge=1)
     # Each user's quotas (SPEC §3.9); unset or empty = unlimited. The budget is USD.
     default_tokens_per_day: int | None = Field(default=None, ge=0)
@@ -164,7 +167,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry, strict=False)
         return value
 
-    @field_validator("rate_limit_auth", "rate_limit_chat")
+    @field_validator("rate_limit_auth", "rate_limit_chat", "rate_limit_mcp")
     @classmethod
     def _check_limit(cls, value: str) -> str:
         """Refuse a rate limit that `limits` cannot parse."""

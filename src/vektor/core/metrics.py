@@ -71,6 +71,15 @@ CACHE_REQUESTS = Counter(
     "Requests to models that use the response cache: hit, miss or bypass",
     ["result"],
 )
+GATEWAY_CALLS = Counter(
+    "vektor_mcp_gateway_calls",
+    "Tool calls through /mcp by pool and result (ok, tool_error, refused)",
+    ["pool", "result"],
+)
+# Per user: one series per user who called through /mcp, named by the user's id (no secret).
+GATEWAY_USER_CALLS = Counter(
+    "vektor_mcp_gateway_user_calls", "Tool calls through /mcp by user id", ["user"]
+)
 RATE_LIMITED = Counter(
     "vektor_rate_limit_rejections", "Requests refused by a rate limit", ["scope"]
 )

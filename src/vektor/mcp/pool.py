@@ -32,7 +32,7 @@ from vektor.mcp.config import McpServerConfig
 # contacted, so a deployment without MCP servers never pays for it.
 if TYPE_CHECKING:
     from mcp import Client
-    from mcp.types import CallToolResult, Tool
+    from mcp.types import CallToolResult, DiscoverResult, Tool
 
 MAX_TOOLS_TTL_MS = 3_600_000  # a longer `ttlMs` is read as an hour
 _SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
@@ -74,6 +74,7 @@ class ToolResult:
     content: str
     is_error: bool
     replica: str | None = None
+    raw: CallToolResult | None = None  # the server's own answer, which /mcp passes on
 
 
 @dataclass
@@ -93,6 +94,9 @@ class Replica:
     listings: int = 0  # tools/list round trips made to this replica
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(COOLDOWN_BASE_S))
+    # A stateless (2026-07-28) server's `server/discover` answer and version, learnt by the
+    # listing probe: calls adopt it instead of asking again, one round trip fewer per call.
+    modern: tuple[str, DiscoverResult] | None = None
     _http: httpx2.AsyncClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
@@ -123,7 +127,9 @@ class Replica:
         self.breaker.record_success()
 
     def record_failure(self, error: str) -> None:
-        """Open the breaker for a growing cooldown."""
+        """Open the breaker for a growing cooldown; the next probe asks for its revision
+        again (it may have been replaced by a server of another one)."""
+        self.modern = None
         self.failures += 1
         self.last_error = mask_text(error)  # the HTTP client's errors quote the URL
         self.breaker.record_failure(time.monotonic())
@@ -174,8 +180,10 @@ def _classify(exc: BaseException) -> Exception:
 
 
 @asynccontextmanager
-async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
-    """A client connected to the replica by its transport, for one attempt."""
+async def _connected(replica: Replica, read_s: float, probe: bool = False) -> AsyncIterator[Client]:
+    """A client connected to the replica by its transport, for one attempt. A probe
+    negotiates the revision afresh (`server/discover`, else `initialize`); a call to a
+    stateless server adopts what the last probe learnt."""
     from mcp import Client, StdioServerParameters
     from mcp.client.sse import sse_client
     from mcp.client.streamable_http import streamable_http_client
@@ -192,7 +200,14 @@ async def _connected(replica: Replica, read_s: float) -> AsyncIterator[Client]:
             yield client
     else:
         transport = streamable_http_client(str(config.url), http_client=replica.http())
-        async with Client(transport, read_timeout_seconds=read_s) as client:
+        known = None if probe else replica.modern
+        mode, prior = known if known is not None else ("auto", None)
+        async with Client(
+            transport, read_timeout_seconds=read_s, mode=mode, prior_discover=prior
+        ) as client:
+            if probe:
+                found = client.session.discover_result
+                replica.modern = (client.protocol_version, found) if found else None
             yield client
 
 
@@ -266,7 +281,7 @@ class McpPool:
             tools: dict[str, Tool] = {}
             ttl_ms = MAX_TOOLS_TTL_MS
             replica.listings += 1
-            async with _connected(replica, replica.config.timeout_s) as client:
+            async with _connected(replica, replica.config.timeout_s, probe=True) as client:
                 cursor = None
                 while True:
                     page = await client.list_tools(cursor=cursor)
@@ -360,7 +375,9 @@ class McpPool:
         replica.record_success(elapsed)
         MCP_CALLS.labels(self.name, replica.label, "success").inc()
         MCP_LATENCY.labels(self.name, replica.label).observe(elapsed)
-        return ToolResult(_text(result), is_error=bool(result.is_error), replica=replica.label)
+        return ToolResult(
+            _text(result), is_error=bool(result.is_error), replica=replica.label, raw=result
+        )
 
     async def _attempt(
         self,

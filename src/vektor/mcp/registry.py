@@ -65,10 +65,16 @@ class McpRegistry:
             for replica in pool.replicas:
                 await replica.aclose()
 
-    def tool_specs(self) -> list[dict[str, Any]]:
-        """The tools in the chat-completions `tools` shape."""
+    def visible(self, allowed: frozenset[str] | None) -> dict[str, McpPool]:
+        """The pools a user may use (`allowed` None: every pool)."""
+        if allowed is None:
+            return self.pools
+        return {name: pool for name, pool in self.pools.items() if name in allowed}
+
+    def tool_specs(self, allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """The tools of the allowed pools in the chat-completions `tools` shape."""
         specs = []
-        for name, pool in self.pools.items():
+        for name, pool in self.visible(allowed).items():
             for tool in pool.tools.values():
                 specs.append(
                     {

@@ -16,6 +16,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from starlette.routing import Route
 
 from vektor import __version__
 from vektor.auth.dependencies import AdminUser
@@ -26,7 +27,7 @@ from vektor.core.metrics import QUOTA_REFUSALS, STREAMS, TOKEN_TOTALS, expositio
 from vektor.core.pages import secure_page
 from vektor.llm.providers import provider_names
 from vektor.monitoring.service import check_database, check_redis, mcp_check, models_check
-from vektor.state import app_state
+from vektor.state import AppState, app_state
 from vektor.usage import service as usage_service
 from vektor.usage.schemas import UsageDashboard
 
@@ -143,6 +144,7 @@ async def status(request: Request, admin: AdminUser) -> dict[str, Any]:
         "tokens": dict(TOKEN_TOTALS),
         "models": state.balancer.status(),
         "mcp": state.mcp.status(),
+        "mcp_gateway": _gateway_status(state),
         "database": {
             "dialect": state.engine.dialect.name,
             "pool": pool.status(),
@@ -167,6 +169,13 @@ async def dashboard_usage(admin: AdminUser, session: SessionDep) -> UsageDashboa
     )
 
 
+def _gateway_status(state: AppState) -> dict[str, Any]:
+    """Calls through /mcp per pool and per user (this process's), when it is served."""
+    if state.gateway is None:
+        return {"enabled": False, "calls": 0, "refused": 0, "pools": {}, "users": []}
+    return {"enabled": True, **state.gateway.gateway.stats.summary()}
+
+
 def _process_usage() -> tuple[int, float]:
     return _process.memory_info().rss, _process.cpu_percent(interval=None)
 
@@ -189,6 +198,7 @@ async def info(request: Request) -> dict[str, Any]:
             "max_answer_tokens": settings.max_answer_tokens,
             "max_concurrent_streams": settings.max_concurrent_streams,
             "max_tool_rounds": settings.max_tool_rounds,
+            "rate_limit_mcp": settings.rate_limit_mcp,
         },
         "capabilities": {
             "streaming": "sse",
@@ -196,6 +206,7 @@ async def info(request: Request) -> dict[str, Any]:
             "providers": provider_names(),
             "mcp_transports": ["streamable-http", "sse", "stdio"],
             "openai_compatible_api": "/v1",
+            "mcp_gateway": "/mcp" if settings.mcp_gateway else None,
             "database": app_state(request).engine.dialect.name,
             "shared_state": "redis" if settings.redis_url else "memory",
             "metrics": "/metrics",
@@ -232,6 +243,9 @@ async def endpoints(request: Request) -> list[dict[str, Any]]:
             needs = _auth(route.dependant)
             path, methods = context.path or route.path, sorted(context.methods or ())
             tags = list(route.tags)
+        elif isinstance(route, Route) and declared_access(route.endpoint):  # /mcp, plain ASGI
+            needs = declared_access(route.endpoint)
+            path, methods, tags = route.path, ["DELETE", "GET", "POST"], ["mcp"]
         else:
             continue
         who = needs or "anyone"
