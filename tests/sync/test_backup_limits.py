@@ -172,7 +172,7 @@ async def test_backups_of_many_users_leave_requests_their_connections(chat_harne
         await seed(chat, 5000, headers)
     started = await asyncio.gather(*(chat.client.post("/sync/backup", headers=h) for h in users))
     assert [s.status_code for s in started] == [202] * 4
-    slowest, probes = 0.0, 0
+    slowest, probes, jobs_began = 0.0, 0, time.monotonic()
     last = f"/sync/backup/{started[-1].json()['task_id']}"
     while True:  # while the jobs run, requests find a connection at once
         began = time.monotonic()
@@ -184,7 +184,8 @@ async def test_backups_of_many_users_leave_requests_their_connections(chat_harne
             break
         probes += 1
     assert probes >= 3
-    assert slowest < 1.0
+    # a request that had to wait for a job's connection would wait for the job itself
+    assert slowest < (time.monotonic() - jobs_began) / 3
     for headers in users:
         assert [b["status"] for b in await settle(chat, headers)] == ["completed"]
 
@@ -239,7 +240,7 @@ async def test_restores_of_many_users_leave_requests_their_connections(chat_harn
         users.append(bearer(await login(chat.client, name)))
     data = build_backup([wide_record(2) for _ in range(3000)])
     restores = [asyncio.create_task(upload(chat, data, headers=h)) for h in users]
-    slowest, probes = 0.0, 0
+    slowest, probes, jobs_began = 0.0, 0, time.monotonic()
     while not all(task.done() for task in restores):  # requests find a connection at once
         began = time.monotonic()
         assert (await chat.client.get("/users/me", headers=chat.headers)).status_code == 200
@@ -247,4 +248,5 @@ async def test_restores_of_many_users_leave_requests_their_connections(chat_harn
         await asyncio.sleep(0.02)
     assert [task.result().status_code for task in restores] == [200] * 3
     assert probes >= 3
-    assert slowest < 1.0
+    # a request that had to wait for a job's connection would wait for the job itself
+    assert slowest < (time.monotonic() - jobs_began) / 3
