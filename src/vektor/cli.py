@@ -62,6 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if args.workers > 1 and not settings.redis_url:
             print(SHARED_STATE_WARNING % args.workers, file=sys.stderr)
+            # A revocation in one worker could not reach another's cached sessions.
+            os.environ["SESSION_CACHE"] = "off"
 
         run_gunicorn(
             host=args.host,

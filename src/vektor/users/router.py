@@ -9,6 +9,7 @@ from vektor.auth.dependencies import (
     AuthRateLimit,
     CurrentPrincipal,
     CurrentUser,
+    credentials_revoked,
 )
 from vektor.auth.schemas import UserRead
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
@@ -52,6 +53,7 @@ async def delete_me(
     """Delete the account and all its data."""
     await app_state(request).backups.cancel_user(user.id)
     await service.delete_account(session, user_id=user.id, backup_dir=settings.backup_dir)
+    await credentials_revoked(request, user.id)  # delete_account has committed
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -62,7 +64,11 @@ async def delete_me(
     dependencies=AUTH_LIMITED,
 )
 async def change_password(
-    body: PasswordChange, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+    request: Request,
+    body: PasswordChange,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Detail:
     """Change the password; every other session of the account is signed out."""
     await service.change_password(
@@ -73,6 +79,8 @@ async def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
     )
+    await session.commit()  # before the caches forget the other sessions
+    await credentials_revoked(request, principal.user.id)
     return Detail(detail="Contraseña cambiada")
 
 
