@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from vektor.auth.dependencies import (
     AccountRateLimit,
     AuthRateLimit,
+    CallerId,
     CurrentPrincipal,
     CurrentUser,
     credentials_revoked,
@@ -22,9 +23,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserRead, operation_id="get_users_me")
-async def read_me(user: CurrentUser) -> UserRead:
+async def read_me(request: Request, user_id: CallerId) -> UserRead:
     """The caller's profile."""
-    return UserRead.model_validate(user)
+    return await service.read_profile(app_state(request).direct, user_id)
 
 
 # A 409 tells whether an email or username is taken, and a password check costs a bcrypt
