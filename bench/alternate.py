@@ -22,13 +22,15 @@ RUN_TIMEOUT_S = 600
 
 
 def run_once(
-    checkout: Path, database: str, concurrency: int, targets: list[str]
+    checkout: Path, database: str, concurrency: int, targets: list[str], plain: bool = False
 ) -> dict[str, tuple[float, float, float]]:
     """One `bench.stream` run with the checkout's interpreter: per target, (streams/s,
     TTFC p50 ms, CPU ms per answer)."""
     python = checkout / ".venv" / "bin" / "python"
     command = [str(python), "-m", "bench.stream", "--database", database, "--repeats", "1"]
     command += ["--concurrency", str(concurrency), "--targets", *targets]
+    if plain:
+        command.append("--plain")
     done = subprocess.run(
         command, cwd=HERE, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=True
     )
@@ -50,7 +52,12 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--targets", nargs="+", choices=["vektor", "v1"], default=["vektor"])
+    parser.add_argument(
+        "--targets", nargs="+", choices=["direct", "vektor", "v1"], default=["vektor"]
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="non-streamed completions (`bench.stream --plain`)"
+    )
     args = parser.parse_args()
     sides = {"old": args.old.resolve(), "new": args.new.resolve()}
     ratios: dict[str, list[float]] = {t: [] for t in args.targets}
@@ -60,7 +67,7 @@ def main() -> None:
         # The side that goes first alternates too.
         order = ["old", "new"] if pair % 2 else ["new", "old"]
         got = {
-            side: run_once(sides[side], args.database, args.concurrency, args.targets)
+            side: run_once(sides[side], args.database, args.concurrency, args.targets, args.plain)
             for side in order
         }
         for target in args.targets:
@@ -79,6 +86,14 @@ def main() -> None:
             rate, p50, cpu = (statistics.median(v) for v in zip(*seen[(target, side)], strict=True))
             print(f"{target} {side}: medians {rate:.1f}/s, TTFC {p50:.1f} ms, CPU {cpu:.2f} ms")
         print(f"{target}: median new/old CPU per answer {statistics.median(values):.3f}")
+    if "direct" in args.targets:
+        # The upstream's own CPU per request, measured beside each side: the goal's yardstick.
+        for target in (t for t in args.targets if t != "direct"):
+            for side in sides:
+                mine = [cpu for _, _, cpu in seen[(target, side)]]
+                theirs = [cpu for _, _, cpu in seen[("direct", side)]]
+                ratio = statistics.median(m / u for m, u in zip(mine, theirs, strict=True))
+                print(f"{target} {side}: median CPU per request / upstream's {ratio:.2f}")
     sys.stdout.flush()
 
 

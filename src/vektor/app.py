@@ -33,8 +33,10 @@ from vektor.answers.store import AnswerStore
 from vektor.answers.tools import ToolRunner
 from vektor.answers.websocket import router as socket_router
 from vektor.apikeys.hot_repository import ApiKeyHotRepository
+from vektor.apikeys.live_cache import LiveKeys
 from vektor.apikeys.router import router as api_keys_router
-from vektor.auth.hot_repository import McpPoolsHotRepository, SessionHotRepository
+from vektor.auth.hot_repository import TOUCH_INTERVAL, McpPoolsHotRepository, SessionHotRepository
+from vektor.auth.live_cache import LiveSessions
 from vektor.auth.router import router as auth_router
 from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
@@ -43,6 +45,7 @@ from vektor.configuration.egress import public_http_client
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
+from vektor.core.credential_cache import CredentialCache, Epochs, LocalEpochs
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.direct import DirectDatabase
 from vektor.core.error_handlers import install_error_handlers
@@ -157,6 +160,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     answering = await _answering(settings, sessionmaker, direct, http, upstream)
     session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
     limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
+    revocations = revocation_epochs(settings)
     return AppState(
         settings=settings,
         stats=stats,
@@ -165,6 +169,9 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         direct=direct,
         session_check=session_check,
         key_check=key_check,
+        live_sessions=LiveSessions(session_check, _credential_cache(settings, revocations)),
+        live_keys=LiveKeys(key_check, _credential_cache(settings, revocations)),
+        revocations=revocations,
         sockets=SocketWatch(session_check, key_check, settings.ws_revocation_check_seconds),
         rate_limiter=limiter,
         gateway=_gateway(settings, answering["mcp"], direct, limiter),
@@ -199,6 +206,31 @@ def _gateway(
     return GatewayServer(gateway, max_body_bytes=settings.max_body_bytes)
 
 
+def revocation_epochs(settings: Settings) -> Epochs:
+    """What makes a cached session or key stale: this process's own counter, or with
+    REDIS_URL counters in Redis that every instance reads."""
+    if not settings.redis_url or not settings.session_cache:
+        return LocalEpochs()
+    from redis.asyncio import Redis
+
+    from vektor.core.credential_cache import RedisEpochs
+
+    # Read with every cached answer: a Redis slower than this counts as unreachable, and
+    # the database answers instead.
+    client = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=EPOCH_READ_TIMEOUT_S
+    )
+    per_user = settings.session_cache_epoch == "user"
+    return RedisEpochs(client, settings.redis_namespace, per_user=per_user)
+
+
+def _credential_cache(settings: Settings, epochs: Epochs) -> CredentialCache[Any, Any] | None:
+    if not settings.session_cache:
+        return None
+    lifetime = TOUCH_INTERVAL.total_seconds()  # activity is still recorded every minute
+    return CredentialCache(epochs, max_entries=settings.session_cache_entries, lifetime_s=lifetime)
+
+
 async def _close_state(state: AppState) -> None:
     """Stop answering, then release every resource, innermost last."""
     await state.sockets.aclose()
@@ -216,6 +248,7 @@ async def _close_state(state: AppState) -> None:
     await state.http_client.aclose()
     await state.upstream_session.close()
     await state.rate_limiter.close()
+    await state.revocations.aclose()
     await state.direct.aclose()
     await state.engine.dispose()
 
@@ -224,6 +257,7 @@ async def _close_state(state: AppState) -> None:
 # objects; the default (700) collects many times per answer.
 GC_THRESHOLD = (50_000, 50, 100)
 REDIS_COMMAND_TIMEOUT_S = 5.0  # redis-py's default: a command to a Redis gone silent fails
+EPOCH_READ_TIMEOUT_S = 1.0
 
 
 def _settle_collector() -> None:
@@ -352,9 +386,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         larger_bodies={"/sync/restore": settings.max_upload_bytes},
         stats=stats,
     )
+    # The busiest routes first: a request is matched against every route of every router
+    # included before the one that serves it (twice, in this FastAPI), and /v1 used to be
+    # tenth.
+    app.include_router(compat_router)
+    app.include_router(answers_router, responses=AUTH_RESPONSES)
     app.include_router(auth_router)
     app.include_router(users_router, responses=AUTH_RESPONSES)
-    app.include_router(answers_router, responses=AUTH_RESPONSES)
     app.include_router(cache_admin_router, responses=AUTH_RESPONSES)
     app.include_router(socket_router)
     app.include_router(chat_router, responses=AUTH_RESPONSES)
@@ -366,7 +404,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_router, responses={**AUTH_RESPONSES, 403: {"description": "Not an admin"}}
     )
     app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
-    app.include_router(compat_router)
     app.include_router(monitoring_router)
     if settings.mcp_gateway:
         app.router.routes.append(gateway_route())

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -64,6 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if args.workers > 1 and not settings.redis_url:
             print(SHARED_STATE_WARNING % args.workers, file=sys.stderr)
+            # A revocation in one worker could not reach another's cached sessions.
+            os.environ["SESSION_CACHE"] = "off"
 
         run_gunicorn(
             host=args.host,
@@ -214,6 +217,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return asyncio.run(_admin(settings, args, changes))
 
 
+async def _forget_credentials(settings: Settings, user_id: uuid.UUID) -> None:
+    """Make running instances that share Redis forget the account's cached sessions and
+    keys at once; a server without Redis holds them at most SESSION_CACHE's minute."""
+    from vektor.app import revocation_epochs
+
+    epochs = revocation_epochs(settings)
+    await epochs.bump(user_id)
+    redis = getattr(epochs, "redis", None)
+    if redis is not None:
+        await redis.aclose()
+
+
 async def _admin(settings: Settings, args: argparse.Namespace, changes: object) -> int:
     from vektor.admin import service
     from vektor.admin.schemas import AdminUserUpdate
@@ -226,6 +241,9 @@ async def _admin(settings: Settings, args: argparse.Namespace, changes: object) 
             if isinstance(changes, AdminUserUpdate):
                 user_id = await service.user_id_by_email(session, email=args.email)
                 users = [await service.update_user(session, user_id=user_id, changes=changes)]
+                if changes.disabled:
+                    await session.commit()
+                    await _forget_credentials(settings, user_id)
             else:
                 users = await service.list_users(
                     session, query=args.q, limit=args.limit, offset=args.offset

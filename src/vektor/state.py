@@ -22,9 +22,12 @@ if TYPE_CHECKING:
     from vektor.answers.service import Pipeline
     from vektor.answers.socket_watch import SocketWatch
     from vektor.apikeys.hot_repository import ApiKeyHotRepository
+    from vektor.apikeys.live_cache import LiveKeys
     from vektor.auth.hot_repository import SessionHotRepository
+    from vektor.auth.live_cache import LiveSessions
     from vektor.configuration.notifier import AdapterNotifier
     from vektor.core.config import Settings
+    from vektor.core.credential_cache import Epochs
     from vektor.core.direct import DirectDatabase
     from vektor.core.events import EventBus
     from vektor.core.metrics import RequestStats
@@ -46,6 +49,9 @@ class AppState:
     direct: DirectDatabase
     session_check: SessionHotRepository
     key_check: ApiKeyHotRepository
+    live_sessions: LiveSessions  # the session check through the per-process cache
+    live_keys: LiveKeys
+    revocations: Epochs  # bumped after every committed revocation (auth.dependencies)
     rate_limiter: RateLimiter
     upstream_session: aiohttp.ClientSession
     http_client: httpx.AsyncClient

@@ -392,3 +392,14 @@ def test_statement_written_once_binds_alike_on_sqlite() -> None:
     assert both.sqlite == "SELECT ?2, ?1, ?2"
     with sqlite3.connect(":memory:") as connection:
         assert connection.execute(both.sqlite, ("a", "b")).fetchone() == ("b", "a", "b")
+
+
+def test_a_server_out_of_connection_slots_counts_as_down() -> None:
+    """PostgreSQL at max_connections refuses a new connection: a 503, not a 500."""
+    import asyncpg
+
+    from vektor.core.database import is_database_down
+
+    refused = asyncpg.TooManyConnectionsError("sorry, too many clients already")
+    assert is_database_down(refused)
+    assert not is_database_down(ValueError("a bug"))

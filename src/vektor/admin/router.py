@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from vektor.admin import service
 from vektor.admin.dependencies import UserPage
 from vektor.admin.schemas import AdminUserRead, AdminUserUpdate
-from vektor.auth.dependencies import AdminUser
+from vektor.auth.dependencies import AdminUser, credentials_revoked
 from vektor.core.dependencies import SessionDep
 from vektor.state import app_state
 
@@ -43,4 +43,8 @@ async def update_user(
     signs the user out on every device and stops their API keys at once, on every
     instance; enabling lets them sign in again (old sessions stay ended)."""
     limits = app_state(request).pipeline.quotas.book
-    return await service.update_user(session, user_id=user_id, changes=body, limits=limits)
+    updated = await service.update_user(session, user_id=user_id, changes=body, limits=limits)
+    if body.disabled or body.is_admin is False:
+        await session.commit()  # before the caches forget the user's sessions and keys
+        await credentials_revoked(request, user_id)
+    return updated

@@ -104,7 +104,7 @@ async def identify(state: AppState, token: str) -> Credential | None:
     """Who an access token (its session live) or an API key (live) belongs to."""
     now = datetime.now(UTC)
     if looks_like_api_key(token):
-        found = await state.key_check.owner(token, now)
+        found = await state.live_keys.owner(token, now)
         if found is None:
             return None
         return Credential(found[0], key_hash=hash_token(token), key_id=found[1])
@@ -118,6 +118,8 @@ async def identify(state: AppState, token: str) -> Credential | None:
         )
     except TokenError:
         return None
-    if not await state.session_check.live(claims.session_id, claims.user_id, now):
+    if not await state.live_sessions.live(
+        claims.session_id, claims.user_id, now, claims.expires_at
+    ):
         return None
     return Credential(claims.user_id, session_id=claims.session_id)

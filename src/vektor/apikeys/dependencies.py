@@ -30,7 +30,7 @@ async def get_api_user(
         raise Unauthorized("Not authenticated")
     if not looks_like_api_key(credentials.credentials):
         return await get_caller_id(request, credentials)
-    check = app_state(request).key_check
+    check = app_state(request).live_keys
     found = await check.owner(credentials.credentials, datetime.now(UTC))
     if found is None:
         raise Unauthorized("Invalid, expired or revoked API key")

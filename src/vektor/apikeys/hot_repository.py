@@ -52,22 +52,33 @@ class ApiKeyHotRepository:
 
     async def owner(self, key: str, now: datetime) -> tuple[uuid.UUID, uuid.UUID] | None:
         """The user owning a live key and the key's id, or None (also when the owner's
-        account is disabled: the key stops at once, on every instance)."""
-        digest = hash_token(key)
+        account is disabled)."""
+        found = await self.live_key(hash_token(key), now)
+        return None if found is None else (found[0], found[1])
 
-        def check(connection: sqlite3.Connection) -> tuple[uuid.UUID, uuid.UUID] | None:
+    async def live_key(
+        self, digest: str, now: datetime
+    ) -> tuple[uuid.UUID, uuid.UUID, datetime | None] | None:
+        """The owner, id and expiry of the live key with this hash, or None."""
+
+        def check(
+            connection: sqlite3.Connection,
+        ) -> tuple[uuid.UUID, uuid.UUID, datetime | None] | None:
             row = connection.execute(_KEY.sqlite, (digest,)).fetchone()
             if row is None:
                 return None
             key_id, user_id, expires, last_used = row
-            if expires is not None and sqlite_time_value(expires) <= now:
+            expiry = None if expires is None else sqlite_time_value(expires)
+            if expiry is not None and expiry <= now:
                 return None
             if _stale(None if last_used is None else sqlite_time_value(last_used), now):
                 with sqlite_transaction(connection):
                     connection.execute(_TOUCH.sqlite, (sqlite_time(now), key_id))
-            return uuid.UUID(hex=user_id), uuid.UUID(hex=key_id)
+            return uuid.UUID(hex=user_id), uuid.UUID(hex=key_id), expiry
 
-        async def check_pg(connection: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID] | None:
+        async def check_pg(
+            connection: asyncpg.Connection,
+        ) -> tuple[uuid.UUID, uuid.UUID, datetime | None] | None:
             row = await connection.fetchrow(_KEY.postgres, digest)
             if row is None:
                 return None
@@ -76,7 +87,7 @@ class ApiKeyHotRepository:
                 return None
             if _stale(last_used, now):
                 await connection.execute(_TOUCH.postgres, now, key_id)
-            return uuid.UUID(str(user_id)), uuid.UUID(str(key_id))
+            return uuid.UUID(str(user_id)), uuid.UUID(str(key_id)), expires
 
         return await self.database.run(sqlite=check, postgres=check_pg)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from vektor.apikeys import service
 from vektor.apikeys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
-from vektor.auth.dependencies import CurrentUser
+from vektor.auth.dependencies import CurrentUser, credentials_revoked
 from vektor.core.dependencies import SessionDep
 
 router = APIRouter(prefix="/users/me/api-keys", tags=["openai"])
@@ -50,9 +50,13 @@ async def list_api_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRe
     operation_id="delete_api_key",
     responses={404: {"description": "No such key of yours"}},
 )
-async def delete_api_key(key_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def delete_api_key(
+    request: Request, key_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> Response:
     """Revoke a key: it stops working at once."""
     await service.revoke_key(session, user.id, key_id)
+    await session.commit()  # before the caches forget it: none may learn it again
+    await credentials_revoked(request, user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from vektor.auth.models import User
 from vektor.core.access import who_may_call
@@ -51,8 +52,9 @@ async def _live_claims(
 ) -> AccessClaims:
     """A verified access token whose session is still active (activity recorded)."""
     claims = _claims(credentials, settings)
-    check = app_state(request).session_check
-    if not await check.live(claims.session_id, claims.user_id, datetime.now(UTC)):
+    check = app_state(request).live_sessions
+    now = datetime.now(UTC)
+    if not await check.live(claims.session_id, claims.user_id, now, claims.expires_at):
         raise Unauthorized("Session is no longer valid")
     request_context(request.scope)["user_id"] = str(claims.user_id)
     return claims
@@ -88,6 +90,14 @@ async def get_caller_id(
     and each node costs more than reading them."""
     settings = app_state(request).settings
     return (await _live_claims(request, settings, credentials)).user_id
+
+
+async def credentials_revoked(connection: HTTPConnection, user_id: uuid.UUID) -> None:
+    """Forget every cached session and API key of the user, on every instance. Call it
+    once a change that ends any of them is committed (logout, a reused refresh token,
+    password change, device removal, key deletion, account deletion, disabling): from
+    then on every instance asks the database about them again."""
+    await app_state(connection).revocations.bump(user_id)
 
 
 async def get_current_user(principal: CurrentPrincipal) -> User:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, status
+from fastapi import APIRouter, Form, Header, Request, status
 from pydantic import StringConstraints
 
 from vektor.auth import service
-from vektor.auth.dependencies import AuthRateLimit
+from vektor.auth.dependencies import AuthRateLimit, credentials_revoked
 from vektor.auth.schemas import (
     DEVICE_ID_PATTERN,
     LogoutRequest,
@@ -86,11 +87,23 @@ async def login(
     responses={401: {"description": "Unknown, expired or already used refresh token"}},
 )
 async def refresh(
-    body: RefreshRequest, session: SessionDep, settings: SettingsDep, limiter: RateLimiterDep
+    request: Request,
+    body: RefreshRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
 ) -> TokenRead:
     """Exchange a refresh token for new tokens; the old refresh token stops working."""
+
+    async def revoked(user_id: uuid.UUID) -> None:
+        await credentials_revoked(request, user_id)
+
     issued = await service.refresh(
-        session, settings=settings, limiter=limiter, refresh_token=body.refresh_token
+        session,
+        settings=settings,
+        limiter=limiter,
+        refresh_token=body.refresh_token,
+        revoked=revoked,
     )
     return _tokens(issued)
 
@@ -101,9 +114,11 @@ async def refresh(
     operation_id="logout",
     responses={401: {"description": "Unknown or expired refresh token"}},
 )
-async def logout(body: LogoutRequest, session: SessionDep) -> Detail:
+async def logout(request: Request, body: LogoutRequest, session: SessionDep) -> Detail:
     """End the session of this refresh token; its access tokens stop working."""
-    await service.logout(session, refresh_token=body.refresh_token)
+    user_id = await service.logout(session, refresh_token=body.refresh_token)
+    await session.commit()  # before the caches forget the session: none may learn it again
+    await credentials_revoked(request, user_id)
     return Detail(detail="Logout successful")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -160,9 +161,15 @@ async def _issue(
 
 
 async def refresh(
-    session: AsyncSession, *, settings: Settings, limiter: RateLimiter, refresh_token: str
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    limiter: RateLimiter,
+    refresh_token: str,
+    revoked: Callable[[uuid.UUID], Awaitable[None]],
 ) -> IssuedTokens:
-    """Rotate a refresh token; a reused one revokes its whole session (RFC 9700 §4.14)."""
+    """Rotate a refresh token; a reused one revokes its whole session (RFC 9700 §4.14),
+    and `revoked` is told whose, once that is committed."""
     tokens, sessions = RefreshTokenRepository(session), SessionRepository(session)
     stored = await tokens.get_by_hash(hash_token(refresh_token))
     if stored is None:
@@ -181,6 +188,7 @@ async def refresh(
         await sessions.revoke(user_session.id, reason="refresh_reuse", at=now)
         # Committed here, not at the request boundary: the error below rolls back.
         await session.commit()
+        await revoked(user_session.user_id)
         logger.warning("refresh token reuse: session {} revoked", user_session.id)
         raise Unauthorized(BAD_REFRESH)
     device = await session.get(Device, user_session.device_pk)
@@ -196,15 +204,17 @@ async def session_is_active(
         return await SessionRepository(session).get_active(session_id) is not None
 
 
-async def logout(session: AsyncSession, *, refresh_token: str) -> None:
-    """End the session the refresh token belongs to."""
+async def logout(session: AsyncSession, *, refresh_token: str) -> uuid.UUID:
+    """End the session the refresh token belongs to; its user's id."""
     stored = await RefreshTokenRepository(session).get_by_hash(hash_token(refresh_token))
     if stored is None:
         raise Unauthorized(BAD_REFRESH)
     sessions = SessionRepository(session)
-    if await sessions.get_active(stored.session_id) is None:
+    active = await sessions.get_active(stored.session_id)
+    if active is None:
         raise Unauthorized(BAD_REFRESH)
     await sessions.revoke(stored.session_id, reason="logout", at=datetime.now(UTC))
+    return active.user_id
 
 
 async def revoke_sessions(

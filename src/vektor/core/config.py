@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # After start, freeze what was built so far and collect young objects less often: the
     # cyclic collector otherwise rescans every module and class many times a second.
     gc_freeze: bool = True
+    # Live sessions and API keys remembered per process (core/credential_cache.py): `off`
+    # asks the database on every request. With REDIS_URL each cached answer is checked
+    # against a revocation counter in Redis, per user (`user`) or one for all (`global`).
+    session_cache: bool = True
+    session_cache_entries: int = Field(default=100_000, ge=1)
+    session_cache_epoch: Literal["user", "global"] = "user"
     secret_key_is_ephemeral: bool = Field(default=False, exclude=True)
 
     @field_validator(

@@ -177,6 +177,8 @@ DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
+    # the server has no connection slot left (max_connections): busy, not a bug of the request
+    asyncpg.InsufficientResourcesError,
     # a connection dropped in the middle of an operation leaves asyncpg's protocol in a
     # state it reports as an internal error
     asyncpg.InternalClientError,

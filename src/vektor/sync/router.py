@@ -18,7 +18,7 @@ from fastapi.sse import format_sse_event
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from vektor.auth.dependencies import CurrentPrincipal, CurrentUser
+from vektor.auth.dependencies import CurrentPrincipal, CurrentUser, credentials_revoked
 from vektor.auth.service import session_is_active
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
 from vektor.core.errors import BadRequest, Invalid
@@ -63,6 +63,7 @@ async def devices(user: CurrentUser, session: SessionDep) -> list[DeviceRead]:
     responses=NOT_FOUND,
 )
 async def remove_device(
+    request: Request,
     device_id: Annotated[str, PathParam(max_length=128)],
     user: CurrentUser,
     session: SessionDep,
@@ -70,6 +71,8 @@ async def remove_device(
 ) -> Response:
     """Forget a device; its sessions and tokens stop working at once."""
     await service.remove_device(session, events=events, user_id=user.id, device_id=device_id)
+    await session.commit()  # before the caches forget its sessions: none may learn them again
+    await credentials_revoked(request, user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,8 +7,10 @@ from fastapi import APIRouter, Request, Response, status
 from vektor.auth.dependencies import (
     AccountRateLimit,
     AuthRateLimit,
+    CallerId,
     CurrentPrincipal,
     CurrentUser,
+    credentials_revoked,
 )
 from vektor.auth.schemas import UserRead
 from vektor.core.dependencies import EventsDep, SessionDep, SettingsDep
@@ -21,9 +23,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserRead, operation_id="get_users_me")
-async def read_me(user: CurrentUser) -> UserRead:
+async def read_me(request: Request, user_id: CallerId) -> UserRead:
     """The caller's profile."""
-    return UserRead.model_validate(user)
+    return await service.read_profile(app_state(request).direct, user_id)
 
 
 # A 409 tells whether an email or username is taken, and a password check costs a bcrypt
@@ -52,6 +54,7 @@ async def delete_me(
     """Delete the account and all its data."""
     await app_state(request).backups.cancel_user(user.id)
     await service.delete_account(session, user_id=user.id, backup_dir=settings.backup_dir)
+    await credentials_revoked(request, user.id)  # delete_account has committed
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -62,7 +65,11 @@ async def delete_me(
     dependencies=AUTH_LIMITED,
 )
 async def change_password(
-    body: PasswordChange, principal: CurrentPrincipal, session: SessionDep, settings: SettingsDep
+    request: Request,
+    body: PasswordChange,
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Detail:
     """Change the password; every other session of the account is signed out."""
     await service.change_password(
@@ -73,6 +80,8 @@ async def change_password(
         current_password=body.current_password,
         new_password=body.new_password,
     )
+    await session.commit()  # before the caches forget the other sessions
+    await credentials_revoked(request, principal.user.id)
     return Detail(detail="Contraseña cambiada")
 
 

@@ -13,15 +13,26 @@ from loguru import logger
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vektor.auth.hot_repository import UserHotRepository
 from vektor.auth.models import User
 from vektor.auth.repository import UserRepository
+from vektor.auth.schemas import UserRead
 from vektor.auth.service import revoke_sessions
 from vektor.core.config import Settings
-from vektor.core.errors import BadRequest, Conflict
+from vektor.core.direct import DirectDatabase
+from vektor.core.errors import BadRequest, Conflict, Unauthorized
 from vektor.core.events import EventBus
 from vektor.core.security import hash_password_async, verify_password_async
 from vektor.users.repository import PreferenceRepository
 from vektor.users.schemas import PreferencesRead
+
+
+async def read_profile(database: DirectDatabase, user_id: uuid.UUID) -> UserRead:
+    """The user's profile; Unauthorized if the account is gone (deleted meanwhile)."""
+    found = await UserHotRepository(database).profile(user_id)
+    if found is None:
+        raise Unauthorized("Session is no longer valid")
+    return UserRead.model_validate(found)
 
 
 async def update_profile(

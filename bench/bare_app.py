@@ -1,0 +1,43 @@
+"""The reference for authenticated reads: a bare FastAPI app answering a constant JSON,
+served by Uvicorn with the settings `vektor serve` uses.
+
+    uv run python -m bench.bare_app --port 8123
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from fastapi import FastAPI
+
+from vektor.server import WS_OPTIONS
+
+app = FastAPI()
+BODY = {"id": "00000000-0000-0000-0000-000000000000", "email": "bench@example.com"}
+
+
+@app.get("/users/me")
+async def me() -> dict[str, str]:
+    """The same constant every time."""
+    return BODY
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(
+        "bench.bare_app:app",
+        host="127.0.0.1",
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        **WS_OPTIONS,
+    )
+
+
+if __name__ == "__main__":
+    main()
