@@ -10,16 +10,22 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from tests.conftest import PASSWORD, bearer, login, register
+from tests.conftest import PASSWORD, bearer, login, make_settings, register
+from tests.support.redis_keys import drop_namespace
 from vektor.auth.models import User
 from vektor.cli import main
+from vektor.core.config import Settings
 
 pytestmark = pytest.mark.usefixtures("app")
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass
@@ -30,10 +36,21 @@ class Ran:
 
 
 @pytest.fixture
-def vektor(monkeypatch, database_url):
+async def settings(database_url: str, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The app shares Redis with the command, as the instances of a deployment do: that is
+    how a disabling on the command line reaches the app's session cache at once."""
+    namespace = f"vektor-test-{uuid.uuid4().hex[:8]}"
+    yield make_settings(database_url, tmp_path, redis_url=REDIS_URL, redis_namespace=namespace)
+    await drop_namespace(REDIS_URL, namespace)
+
+
+@pytest.fixture
+def vektor(monkeypatch, database_url, settings):
     """`vektor admin …` on the test's database, through the command's own `main` (a fresh
     event loop in a thread, as the command has; the process itself is tested once below)."""
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("REDIS_NAMESPACE", settings.redis_namespace)
 
     def run(*args: str) -> Ran:
         out, err = io.StringIO(), io.StringIO()
