@@ -30,6 +30,7 @@ __all__ = [
     "bench_database",
     "free_port",
     "percentile",
+    "redis_layout",
     "scripted_upstream",
     "start",
     "stop",
@@ -43,6 +44,7 @@ PG_ADMIN_DSN = os.environ.get(
     "VEKTOR_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("VEKTOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -112,6 +114,25 @@ def scripted_upstream() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         yield port, process
     finally:
         stop(process)
+
+
+@contextmanager
+def redis_layout() -> Iterator[dict[str, str]]:
+    """The production layout's settings: REDIS_URL on the machine's Redis, in a namespace of
+    the run's own whose keys are deleted afterwards."""
+    from redis import Redis
+
+    namespace = f"vektor-bench-{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": namespace}
+    finally:
+        client = Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+        finally:
+            client.close()
 
 
 @contextmanager

@@ -32,7 +32,7 @@ import httpx
 import psutil
 import uvloop
 
-from bench.common import percentile, scripted_upstream, vektor_server
+from bench.common import percentile, redis_layout, scripted_upstream, vektor_server
 from bench.report import loop_seconds
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
@@ -255,9 +255,11 @@ def measure(
     modes: tuple[str, ...] = ("stream",),
     workers: int = 1,
     single_requests: int = 30,
+    redis: bool = False,
 ) -> list[Result]:
     """Start the upstream, Vektor (and peers), run every mode × concurrency × target,
-    alternating targets within each repeat; stop everything. Returns medians."""
+    alternating targets within each repeat; stop everything. Returns medians. `redis`: the
+    production layout, REDIS_URL set (streams, change feed, limits and slots on Redis)."""
     names = [t for t in targets if t != "litellm"] + (["litellm"] if "litellm" in peers else [])
     results: list[Result] = []
     config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
@@ -282,6 +284,7 @@ def measure(
                 VEKTOR_CONFIG_DIR=str(config),
                 RATE_LIMIT_CHAT="1000000/minute",
                 BCRYPT_ROUNDS="4",
+                **(stack.enter_context(redis_layout()) if redis else {}),
             )
         )
         litellm = None
@@ -367,9 +370,10 @@ def main() -> None:
     )
     parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
     parser.add_argument("--plain", action="store_true", help="non-streaming completions instead")
+    parser.add_argument("--redis", action="store_true", help="with REDIS_URL (production layout)")
     args = parser.parse_args()
     print(
-        f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
+        f"database={args.database} workers={args.workers} redis={args.redis} upstream: {SCRIPT}; "
         f"medians of {args.repeats} runs; machine speed: {loop_seconds():.2f} s per loop"
     )
     results = measure(
@@ -381,6 +385,7 @@ def main() -> None:
         peers=args.peers,
         modes=("plain",) if args.plain else ("stream",),
         workers=args.workers,
+        redis=args.redis,
     )
     print_table(results)
 
