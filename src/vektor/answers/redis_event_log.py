@@ -229,14 +229,18 @@ class RedisEventLog:
                 logger.warning("chat streams: cancel channel lost: {}", type(exc).__name__)
                 await asyncio.sleep(1.0)
 
-    async def subscribe(
+    def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
     ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
-        """Local streams from memory; others from the Redis Stream, replay then live."""
+        """Local streams from memory (their own generator: no layer per event); others from
+        the Redis Stream, replay then live."""
         if self.local.local_owner(message_id) is not None:
-            async for ready in self.local.subscribe(message_id, after, ping_s):
-                yield ready
-            return
+            return self.local.subscribe(message_id, after, ping_s)
+        return self._follow(message_id, after, ping_s)
+
+    async def _follow(
+        self, message_id: uuid.UUID, after: int, ping_s: float
+    ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
         key = self._events_key(message_id)
         position = "0-0"
         block_ms = max(1, int(ping_s * 1000))

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from vektor.core.events import HISTORY_PER_USER, RESYNC, ChangeEvent
+from vektor.core.redis_batch import CommandBatch
 
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
 FEED_TTL_S = 30 * 24 * 3600
@@ -44,6 +45,7 @@ class RedisEventBus:
         # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
         self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
+        self.batch = CommandBatch(redis)
         # When this process last pushed back a feed's expiry (monotonic seconds).
         self._expiry_set: dict[uuid.UUID, float] = {}
 
@@ -69,14 +71,11 @@ class RedisEventBus:
         if object_id is not None:
             fields["id"] = str(object_id)
         key = self._key(user_id)
+        pairs = [part for pair in fields.items() for part in pair]
         try:
+            await self.batch.call("XADD", key, "MAXLEN", HISTORY_PER_USER, "*", *pairs)
             if self._expiry_due(user_id):
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.xadd(key, fields, maxlen=HISTORY_PER_USER, approximate=False)
-                    pipe.expire(key, FEED_TTL_S)
-                    await pipe.execute()
-            else:
-                await self.redis.xadd(key, fields, maxlen=HISTORY_PER_USER, approximate=False)
+                await self.batch.call("EXPIRE", key, FEED_TTL_S)
         except (RedisError, OSError) as exc:
             self._expiry_set.pop(user_id, None)
             logger.warning(
