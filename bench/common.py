@@ -154,9 +154,12 @@ class Server:
 
 
 @contextmanager
-def vektor_server(database: str, workers: int = 1, **settings: str) -> Iterator[Server]:
+def vektor_server(
+    database: str, workers: int = 1, server: str = "uvicorn", **settings: str
+) -> Iterator[Server]:
     """`vektor serve` on a spare port with its own database and folder; stopped afterwards.
-    `workers` > 1 serves with Gunicorn and that many Uvicorn workers."""
+    `workers` > 1 serves with Gunicorn and that many Uvicorn workers. `server="granian"`
+    serves the same app with Granian instead (bench/granian_server.py)."""
     workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
     with bench_database(database, workdir) as url, _removed(workdir):
         port = free_port()
@@ -172,6 +175,15 @@ def vektor_server(database: str, workers: int = 1, **settings: str) -> Iterator[
         command = [sys.executable, "-m", "vektor", "serve", "--port", str(port)]
         if workers > 1:
             command += ["--workers", str(workers)]
+        if server == "granian":
+            from bench import granian_server
+
+            extra = granian_server.ensure_installed()
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(extra)])
+            # `vektor serve` migrates the database before serving; Granian runs the app only.
+            migrate = [sys.executable, "-m", "vektor", "init-db"]
+            subprocess.run(migrate, env=env, cwd=workdir, check=True, timeout=120)
+            command = granian_server.command(port, workers)
         process = start(command, env, workdir)
         try:
             base = f"http://127.0.0.1:{port}"

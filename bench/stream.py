@@ -256,6 +256,7 @@ def measure(
     workers: int = 1,
     single_requests: int = 30,
     redis: bool = False,
+    server: str = "uvicorn",
 ) -> list[Result]:
     """Start the upstream, Vektor (and peers), run every mode × concurrency × target,
     alternating targets within each repeat; stop everything. Returns medians. `redis`: the
@@ -281,6 +282,7 @@ def measure(
             vektor_server(
                 database,
                 workers,
+                server,
                 VEKTOR_CONFIG_DIR=str(config),
                 RATE_LIMIT_CHAT="1000000/minute",
                 BCRYPT_ROUNDS="4",
@@ -371,9 +373,11 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
     parser.add_argument("--plain", action="store_true", help="non-streaming completions instead")
     parser.add_argument("--redis", action="store_true", help="with REDIS_URL (production layout)")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     args = parser.parse_args()
     print(
-        f"database={args.database} workers={args.workers} redis={args.redis} upstream: {SCRIPT}; "
+        f"database={args.database} workers={args.workers} server={args.server} "
+        f"redis={args.redis} upstream: {SCRIPT}; "
         f"medians of {args.repeats} runs; machine speed: {loop_seconds():.2f} s per loop"
     )
     results = measure(
@@ -386,6 +390,7 @@ def main() -> None:
         modes=("plain",) if args.plain else ("stream",),
         workers=args.workers,
         redis=args.redis,
+        server=args.server,
     )
     print_table(results)
 
