@@ -35,9 +35,10 @@ def run_once(
     figures: dict[str, tuple[float, float, float]] = {}
     for line in done.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 9 and parts[0] == database and parts[2] in targets:
+        target = parts[2].removesuffix("+redis") if len(parts) == 9 else ""
+        if parts and parts[0] == database and target in targets:
             p50, rate, cpu = parts[5], parts[7], parts[8]
-            figures[parts[2]] = (float(rate), float(p50[:-2]), float(cpu[:-2]))
+            figures[target] = (float(rate), float(p50[:-2]), float(cpu[:-2]))
     if set(figures) != set(targets):
         raise RuntimeError(f"bench.stream printed no result for {targets}:\n{done.stdout}")
     return figures
