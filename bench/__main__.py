@@ -1,6 +1,7 @@
 """The benchmark suite: `uv run python -m bench all [--peers litellm]`.
 
-    all      every measure on SQLite and PostgreSQL, then docs/BENCHMARKS.md and its plots
+    all      every measure on SQLite and PostgreSQL, then docs/BENCHMARKS.md and its plots;
+             with --redis the completions also in the production layout (REDIS_URL set)
     smoke    a few seconds of each kind of measure, report written to a temporary folder
              (what CI runs, so the suite cannot rot)
     report   rewrite docs/BENCHMARKS.md and the plots from docs/bench/results.json
@@ -26,8 +27,11 @@ from bench.common import ROOT
 DOCS = ROOT / "docs"
 
 
-def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[str, Any]:
-    """Run every measure and return the results (JSON-ready)."""
+def run_suite(
+    *, quick: bool, peers: list[str], databases: list[str], redis: bool = False
+) -> dict[str, Any]:
+    """Run every measure and return the results (JSON-ready). `redis`: the completions also
+    on a second server with REDIS_URL set, measured alternately with the first."""
     from bench import history, mcp_gateway, mcp_tool, memory, stream, websocket
 
     started = time.monotonic()
@@ -37,6 +41,7 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
         "loop_seconds": {"start": report.loop_seconds()},
         "peers": peers,
         "quick": quick,
+        "redis": redis,
         "completions": [],
     }
     extra_versions: dict[str, str] = {}
@@ -51,6 +56,7 @@ def run_suite(*, quick: bool, peers: list[str], databases: list[str]) -> dict[st
             targets=("direct", "vektor", "v1"),
             peers=peers if index == 0 else (),  # the peer does not use Vektor's database
             modes=("stream", "plain"),
+            layouts=("embedded", "redis") if redis else ("embedded",),
         )
         stream.print_table(rows)
         results["completions"] += [asdict(r) for r in rows]
@@ -98,6 +104,9 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--docs", type=Path, default=None, help="where the report goes")
+    parser.add_argument(
+        "--redis", action="store_true", help="completions with REDIS_URL set too, alternately"
+    )
     args = parser.parse_args()
     if args.command == "report":
         docs = args.docs or DOCS
@@ -106,7 +115,7 @@ def main() -> None:
         return
     quick = args.command == "smoke"
     databases = args.databases or (["sqlite"] if quick else ["sqlite", "postgresql"])
-    results = run_suite(quick=quick, peers=args.peers, databases=databases)
+    results = run_suite(quick=quick, peers=args.peers, databases=databases, redis=args.redis)
     if quick and args.docs is None:
         with tempfile.TemporaryDirectory() as folder:
             written = report.write(results, Path(folder))

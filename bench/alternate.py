@@ -6,7 +6,7 @@ this checkout's `bench.stream` for both; each side's server is its own code, sta
 interpreter (`python -m vektor serve`).
 
     uv run python -m bench.alternate --old ../old-checkout [--new .] [--database postgresql]
-        [--pairs 6] [--concurrency 50] [--targets vektor v1]
+        [--pairs 6] [--concurrency 50] [--targets vektor v1] [--redis] [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,24 +22,23 @@ RUN_TIMEOUT_S = 600
 
 
 def run_once(
-    checkout: Path, database: str, concurrency: int, targets: list[str], plain: bool = False
+    checkout: Path, database: str, concurrency: int, targets: list[str], extra: list[str]
 ) -> dict[str, tuple[float, float, float]]:
     """One `bench.stream` run with the checkout's interpreter: per target, (streams/s,
-    TTFC p50 ms, CPU ms per answer)."""
+    TTFC p50 ms, CPU ms per answer). `extra`: more options of `bench.stream`."""
     python = checkout / ".venv" / "bin" / "python"
     command = [str(python), "-m", "bench.stream", "--database", database, "--repeats", "1"]
-    command += ["--concurrency", str(concurrency), "--targets", *targets]
-    if plain:
-        command.append("--plain")
+    command += ["--concurrency", str(concurrency), "--targets", *targets, *extra]
     done = subprocess.run(
         command, cwd=HERE, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=True
     )
     figures: dict[str, tuple[float, float, float]] = {}
     for line in done.stdout.splitlines():
         parts = line.split()
-        if len(parts) == 9 and parts[0] == database and parts[2] in targets:
+        target = parts[2].removesuffix("+redis") if len(parts) == 9 else ""
+        if parts and parts[0] == database and target in targets:
             p50, rate, cpu = parts[5], parts[7], parts[8]
-            figures[parts[2]] = (float(rate), float(p50[:-2]), float(cpu[:-2]))
+            figures[target] = (float(rate), float(p50[:-2]), float(cpu[:-2]))
     if set(figures) != set(targets):
         raise RuntimeError(f"bench.stream printed no result for {targets}:\n{done.stdout}")
     return figures
@@ -58,16 +57,23 @@ def main() -> None:
     parser.add_argument(
         "--plain", action="store_true", help="non-streamed completions (`bench.stream --plain`)"
     )
+    parser.add_argument("--redis", action="store_true", help="both sides with REDIS_URL set")
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    extra = ["--workers", str(args.workers)] + (["--redis"] if args.redis else [])
+    extra += ["--plain"] if args.plain else []
     sides = {"old": args.old.resolve(), "new": args.new.resolve()}
     ratios: dict[str, list[float]] = {t: [] for t in args.targets}
     seen: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    print(f"database={args.database} c={args.concurrency}; streams/s, TTFC p50, CPU per answer")
+    print(
+        f"database={args.database} c={args.concurrency} workers={args.workers} "
+        f"redis={args.redis}; streams/s, TTFC p50, CPU per answer"
+    )
     for pair in range(1, args.pairs + 1):
         # The side that goes first alternates too.
         order = ["old", "new"] if pair % 2 else ["new", "old"]
         got = {
-            side: run_once(sides[side], args.database, args.concurrency, args.targets, args.plain)
+            side: run_once(sides[side], args.database, args.concurrency, args.targets, extra)
             for side in order
         }
         for target in args.targets:

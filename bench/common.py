@@ -30,6 +30,7 @@ __all__ = [
     "bench_database",
     "free_port",
     "percentile",
+    "redis_layout",
     "scripted_upstream",
     "start",
     "stop",
@@ -43,6 +44,7 @@ PG_ADMIN_DSN = os.environ.get(
     "VEKTOR_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("VEKTOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -122,6 +124,25 @@ def scripted_upstream(*, quiet: bool = False) -> Iterator[tuple[int, subprocess.
 
 
 @contextmanager
+def redis_layout() -> Iterator[dict[str, str]]:
+    """The production layout's settings: REDIS_URL on the machine's Redis, in a namespace of
+    the run's own whose keys are deleted afterwards."""
+    from redis import Redis
+
+    namespace = f"vektor-bench-{uuid.uuid4().hex[:12]}"
+    try:
+        yield {"REDIS_URL": REDIS_URL, "REDIS_NAMESPACE": namespace}
+    finally:
+        client = Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+        finally:
+            client.close()
+
+
+@contextmanager
 def _removed(folder: Path) -> Iterator[None]:
     try:
         yield
@@ -140,9 +161,12 @@ class Server:
 
 
 @contextmanager
-def vektor_server(database: str, workers: int = 1, **settings: str) -> Iterator[Server]:
+def vektor_server(
+    database: str, workers: int = 1, server: str = "uvicorn", **settings: str
+) -> Iterator[Server]:
     """`vektor serve` on a spare port with its own database and folder; stopped afterwards.
-    `workers` > 1 serves with Gunicorn and that many Uvicorn workers."""
+    `workers` > 1 serves with Gunicorn and that many Uvicorn workers. `server="granian"`
+    serves the same app with Granian instead (bench/granian_server.py)."""
     workdir = Path(tempfile.mkdtemp(prefix="vektor-bench-"))
     with bench_database(database, workdir) as url, _removed(workdir):
         port = free_port()
@@ -158,6 +182,15 @@ def vektor_server(database: str, workers: int = 1, **settings: str) -> Iterator[
         command = [sys.executable, "-m", "vektor", "serve", "--port", str(port)]
         if workers > 1:
             command += ["--workers", str(workers)]
+        if server == "granian":
+            from bench import granian_server
+
+            extra = granian_server.ensure_installed()
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(extra)])
+            # `vektor serve` migrates the database before serving; Granian runs the app only.
+            migrate = [sys.executable, "-m", "vektor", "init-db"]
+            subprocess.run(migrate, env=env, cwd=workdir, check=True, timeout=120)
+            command = granian_server.command(port, workers)
         process = start(command, env, workdir)
         try:
             base = f"http://127.0.0.1:{port}"

@@ -32,7 +32,7 @@ import httpx
 import psutil
 import uvloop
 
-from bench.common import percentile, scripted_upstream, vektor_server
+from bench.common import percentile, redis_layout, scripted_upstream, vektor_server
 from bench.report import loop_seconds
 
 SCRIPT = "chunks=20;delay=0.01;text=word"
@@ -255,9 +255,14 @@ def measure(
     modes: tuple[str, ...] = ("stream",),
     workers: int = 1,
     single_requests: int = 30,
+    layouts: tuple[str, ...] = ("embedded",),
+    server: str = "uvicorn",
 ) -> list[Result]:
     """Start the upstream, Vektor (and peers), run every mode × concurrency × target,
-    alternating targets within each repeat; stop everything. Returns medians."""
+    alternating targets within each repeat; stop everything. Returns medians. `layouts`:
+    "embedded" (one process's own state), "redis" (the production layout, REDIS_URL set:
+    streams, change feed, limits and slots on Redis), or both: one server each, measured
+    alternately in the same run; the Redis one's targets are `vektor+redis` and `v1+redis`."""
     names = [t for t in targets if t != "litellm"] + (["litellm"] if "litellm" in peers else [])
     results: list[Result] = []
     config = Path(tempfile.mkdtemp(prefix="vektor-bench-config-"))
@@ -275,15 +280,20 @@ def measure(
             for name, script in (("bench", SCRIPT), ("bench-plain", PLAIN_SCRIPT))
         ]
         (config / "model_configs.json").write_text(json.dumps(deployments))
-        server = stack.enter_context(
-            vektor_server(
-                database,
-                workers,
-                VEKTOR_CONFIG_DIR=str(config),
-                RATE_LIMIT_CHAT="1000000/minute",
-                BCRYPT_ROUNDS="4",
+        servers = {
+            layout: stack.enter_context(
+                vektor_server(
+                    database,
+                    workers,
+                    server,
+                    VEKTOR_CONFIG_DIR=str(config),
+                    RATE_LIMIT_CHAT="1000000/minute",
+                    BCRYPT_ROUNDS="4",
+                    **(stack.enter_context(redis_layout()) if layout == "redis" else {}),
+                )
             )
-        )
+            for layout in layouts
+        }
         litellm = None
         if "litellm" in names:
             from bench.peers import litellm_proxy
@@ -292,19 +302,25 @@ def measure(
                 litellm_proxy(f"http://127.0.0.1:{up_port}/v1", [SCRIPT, PLAIN_SCRIPT])
             )
             litellm = (peer.port, peer.pid, peer.headers["Authorization"].split(" ", 1)[1])
-        vk_port = int(server.base.rsplit(":", 1)[1])
         clients = max(concurrency)
-        users = make_users(server.base, clients)
+        users = {layout: make_users(s.base, clients) for layout, s in servers.items()}
         for mode in modes:
-            built = build_targets(
-                stream=mode == "stream",
-                names=names,
-                clients=clients,
-                up=(up_port, upstream.pid),
-                vektor=(vk_port, server.process.pid),
-                users=users,
-                litellm=litellm,
-            )
+            built: list[Target] = []
+            for index, (layout, vektor) in enumerate(servers.items()):
+                # The upstream and the peer once; Vektor's targets once per layout.
+                wanted = names if index == 0 else [n for n in names if n in ("vektor", "v1")]
+                for target in build_targets(
+                    stream=mode == "stream",
+                    names=wanted,
+                    clients=clients,
+                    up=(up_port, upstream.pid),
+                    vektor=(int(vektor.base.rsplit(":", 1)[1]), vektor.process.pid),
+                    users=users[layout],
+                    litellm=litellm,
+                ):
+                    if layout == "redis" and target.name in ("vektor", "v1"):
+                        target.name += "+redis"
+                    built.append(target)
             for target in built:  # warm up connections, caches and lazy imports
                 run_async(run_load(target, min(clients, 10), 20))
             for c in concurrency:
@@ -367,9 +383,19 @@ def main() -> None:
     )
     parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
     parser.add_argument("--plain", action="store_true", help="non-streaming completions instead")
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=["embedded", "redis"],
+        default=["embedded"],
+        help="Vektor's own state (embedded) or REDIS_URL set (redis); both alternate",
+    )
+    parser.add_argument("--redis", action="store_true", help="the same as --layouts redis")
+    parser.add_argument("--server", choices=["uvicorn", "granian"], default="uvicorn")
     args = parser.parse_args()
     print(
-        f"database={args.database} workers={args.workers} upstream: {SCRIPT}; "
+        f"database={args.database} workers={args.workers} server={args.server} "
+        f"layouts={'redis' if args.redis else ' '.join(args.layouts)} upstream: {SCRIPT}; "
         f"medians of {args.repeats} runs; machine speed: {loop_seconds():.2f} s per loop"
     )
     results = measure(
@@ -381,6 +407,8 @@ def main() -> None:
         peers=args.peers,
         modes=("plain",) if args.plain else ("stream",),
         workers=args.workers,
+        layouts=("redis",) if args.redis else tuple(args.layouts),
+        server=args.server,
     )
     print_table(results)
 

@@ -1,5 +1,5 @@
-"""The benchmark suite's smoke run: every kind of measure for a few seconds, so the suite
-cannot rot between full runs."""
+"""The benchmark suite's smoke run: every kind of measure for a few seconds, the completions
+in both layouts (embedded and Redis), so the suite cannot rot between full runs."""
 
 import json
 import subprocess
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(330)
 def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "smoke", "--docs", str(tmp_path)],
+        [sys.executable, "-m", "bench", "smoke", "--redis", "--docs", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -37,6 +37,7 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
         assert section in report, section
     assert "| Vektor /chat/stream | 5 |" in report
     assert "| Vektor /v1 | 5 |" in report
+    assert "| Vektor /chat/stream, Redis | 5 |" in report  # the production layout too
     plots = {p.name for p in (tmp_path / "bench").glob("*.png")}
     assert plots == {"stream_rate.png", "stream_latency.png", "plain_rate.png", "plain_latency.png"}
 

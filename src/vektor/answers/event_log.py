@@ -130,6 +130,11 @@ class MemoryEventLog:
             self._finished.append((log.finished_at, message_id))
             log.notify()
 
+    def is_open(self, message_id: uuid.UUID) -> bool:
+        """Whether this process holds the stream and it is not finished."""
+        log = self._logs.get(message_id)
+        return log is not None and log.finished_at is None
+
     async def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
         """Whose stream it is."""
         return self.local_owner(message_id)

@@ -15,10 +15,11 @@ import uuid
 
 from loguru import logger
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from vektor.answers.admission import Slot, StreamSlots
 from vektor.core.errors import RateLimited
+from vektor.core.redis_batch import CommandBatch
 
 LEASE_S = 30.0
 UNREACHABLE = (RedisError, OSError)
@@ -56,6 +57,7 @@ class RedisStreamSlots(StreamSlots):
         self.namespace = namespace
         self.lease_ms = int(lease_s * 1000)
         self.held: dict[str, uuid.UUID] = {}  # this process's leases: member → user
+        self.batch = CommandBatch(redis)  # the takes and releases of concurrent answers
         self._take = redis.register_script(_TAKE)
         self._renew = redis.register_script(_RENEW)
         self._renewer: asyncio.Task[None] | None = None
@@ -66,10 +68,13 @@ class RedisStreamSlots(StreamSlots):
     async def take(self, user_id: uuid.UUID) -> Slot:
         """A lease among the user's slots on every instance, or 429."""
         token = uuid.uuid4().hex
+        keys = [self._key(user_id)]
+        args: list[int | str] = [self.limit, token, self.lease_ms]
         try:
-            admitted = await self._take(
-                keys=[self._key(user_id)], args=[self.limit, token, self.lease_ms]
-            )
+            try:
+                admitted = await self.batch.call("EVALSHA", self._take.sha, 1, *keys, *args)
+            except NoScriptError:  # Redis restarted or flushed its scripts: load it again
+                admitted = await self._take(keys=keys, args=args)
         except UNREACHABLE as exc:
             logger.warning("stream slots: Redis unreachable, counting in this process: {}", exc)
             return self.take_local(user_id)
@@ -85,7 +90,7 @@ class RedisStreamSlots(StreamSlots):
             return
         self.held.pop(slot.token, None)
         try:
-            await self.redis.zrem(self._key(slot.user_id), slot.token)
+            await self.batch.call("ZREM", self._key(slot.user_id), slot.token)
         except UNREACHABLE as exc:
             logger.warning("stream slots: a lease was not released, it will expire: {}", exc)
 

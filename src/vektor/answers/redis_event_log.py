@@ -3,10 +3,11 @@ instance can be resumed (Last-Event-ID) and cancelled on another.
 
 The instance running a generation keeps its events in memory as well (its own clients read
 them there, with no added latency) and mirrors them, in order, to a Redis Stream by a
-background writer that pipelines whatever is queued. Other instances read the Redis Stream.
-A cancel for a generation running elsewhere is published on a channel every instance
-listens to. If Redis is unreachable, the local path keeps working and the mirror is
-skipped, with a log line.
+background writer: every `MIRROR_INTERVAL_S` at most, one pipeline carries what every
+stream has to mirror, one entry per stream with all its new events. Other instances read
+the Redis Stream. A cancel for a generation running elsewhere is published on a channel
+every instance listens to. If Redis is unreachable, the local path keeps working and the
+mirror is skipped, with a log line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,21 +27,47 @@ from redis.exceptions import RedisError
 from vektor.answers.event_log import LoggedEvent, MemoryEventLog, encode_event
 
 SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes away
+# How long an event may wait to be mirrored, so that a stream's events go out together:
+# an answer of 20 pieces over 200 ms is a handful of entries, not one per event. A client
+# resuming on another instance sees each event at most this much later.
+MIRROR_INTERVAL_S = 0.05
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What a stream has to mirror at the next write."""
+
+    owner: uuid.UUID | None = None  # set when the stream was opened since the last write
+    events: list[LoggedEvent] = field(default_factory=list)
+    closed: bool = False
 
 
 class RedisEventLog:
     """MemoryEventLog for local generations, mirrored to Redis for the others."""
 
     def __init__(
-        self, redis: Redis, namespace: str, retention_s: float = 600.0, reader: Redis | None = None
+        self,
+        redis: Redis,
+        namespace: str,
+        retention_s: float = 600.0,
+        reader: Redis | None = None,
+        *,
+        interval_s: float = MIRROR_INTERVAL_S,
     ) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
         # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
         self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
         self.retention_s = retention_s
+        self.interval_s = interval_s
         self.local = MemoryEventLog(retention_s)
-        self._queue: asyncio.Queue[tuple[str, uuid.UUID, Any]] = asyncio.Queue()
+        self._pending: dict[uuid.UUID, _Pending] = {}  # in order of first change
+        self._due = 0.0  # (loop time) when the oldest pending event must be written
+        self._work = asyncio.Event()  # something is pending
+        self._hurry = asyncio.Event()  # a stream opened or finished, or a flush waits
+        self._flushing = False  # write everything pending at once
+        self._written = asyncio.Event()  # a write has ended
+        self._writing = False
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._channel = f"{namespace}:chat:cancel"
@@ -57,61 +85,111 @@ class RedisEventLog:
 
     # The generation side: synchronous, local first, mirrored in order.
 
+    def _pend(self, message_id: uuid.UUID) -> _Pending:
+        pending = self._pending.get(message_id)
+        if pending is None:
+            if not self._pending:
+                self._due = asyncio.get_running_loop().time() + self.interval_s
+                self._work.set()
+            pending = self._pending[message_id] = _Pending()
+        return pending
+
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
         """Open a stream."""
         self.local.create(message_id, owner)
-        self._queue.put_nowait(("create", message_id, owner))
+        self._pend(message_id).owner = owner
+        self._hurry.set()  # another instance may be asked for it as soon as it starts
 
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event."""
         event_id = self.local.publish(message_id, data)
-        self._queue.put_nowait(("event", message_id, self.local.last_event(message_id)))
+        self._pend(message_id).events.append(self.local.last_event(message_id))
         return event_id
 
     def close(self, message_id: uuid.UUID) -> None:
-        """Mark the stream finished."""
-        self.local.close(message_id)
-        self._queue.put_nowait(("close", message_id, None))
+        """Mark the stream finished (once: a second close mirrors nothing)."""
+        if self.local.is_open(message_id):
+            self.local.close(message_id)
+            self._pend(message_id).closed = True
+            self._hurry.set()  # another instance must not cancel a finished stream
 
     async def _write_forever(self) -> None:
+        """One pipeline per write, one entry per stream however many events it holds.
+        Events wait up to `interval_s`; streams that opened or finished go at once (with
+        their events, in order), and a flush takes everything."""
+        loop = asyncio.get_running_loop()
         while True:
-            ops = [await self._queue.get()]
-            while not self._queue.empty():
-                ops.append(self._queue.get_nowait())
+            await self._work.wait()
+            if not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(self._due):
+                        await self._hurry.wait()
+            self._hurry.clear()
+            batch = self._take(everything=self._flushing or loop.time() >= self._due)
+            self._writing = True
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for kind, message_id, value in ops:
-                        self._queue_op(pipe, kind, message_id, value)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
-                logger.warning(
-                    "chat streams: Redis unreachable, {} events not shared: {}",
-                    len(ops),
-                    type(exc).__name__,
-                )
+                await self._write(batch)
             finally:
-                for _ in ops:
-                    self._queue.task_done()
+                self._writing = False
+                self._written.set()
 
-    def _queue_op(self, pipe: Any, kind: str, message_id: uuid.UUID, value: Any) -> None:
-        events, meta = self._events_key(message_id), self._meta_key(message_id)
-        if kind == "create":
-            pipe.hset(meta, mapping={"owner": str(value), "finished": "0"})
-            pipe.expire(meta, SAFETY_TTL_S)
-        elif kind == "event":
-            assert isinstance(value, LoggedEvent)
-            pipe.xadd(events, {"i": value.id, "d": value.payload})
-            if value.id == 1:  # the first event creates the key; it expires with the meta
-                pipe.expire(events, SAFETY_TTL_S)
+    def _take(self, *, everything: bool) -> dict[uuid.UUID, _Pending]:
+        """What to write now: everything, or only the streams that opened or finished."""
+        if everything:
+            batch, self._pending = self._pending, {}
+            self._flushing = False
         else:
-            pipe.xadd(events, {"end": 1})
+            batch = {m: p for m, p in self._pending.items() if p.owner is not None or p.closed}
+            for message_id in batch:
+                del self._pending[message_id]
+        if not self._pending:
+            self._work.clear()
+        return batch
+
+    async def _write(self, batch: dict[uuid.UUID, _Pending]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for message_id, pending in batch.items():
+                    self._queue_ops(pipe, message_id, pending)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "chat streams: Redis unreachable, {} events not shared: {}",
+                sum(len(p.events) for p in batch.values()),
+                type(exc).__name__,
+            )
+
+    def _queue_ops(self, pipe: Any, message_id: uuid.UUID, pending: _Pending) -> None:
+        """The stream's changes as commands. An entry holds consecutive events: `i` the
+        first one's id, `d` their JSON texts one per line (JSON holds no raw line break),
+        `end` when the stream finished with them."""
+        events, meta = self._events_key(message_id), self._meta_key(message_id)
+        if pending.owner is not None:
+            pipe.hset(meta, mapping={"owner": str(pending.owner), "finished": "0"})
+            pipe.expire(meta, SAFETY_TTL_S)
+        if pending.closed:  # before the end entry: a reader that sees it, sees this
             pipe.hset(meta, "finished", "1")
+        fields: dict[str, Any] = {}
+        if pending.events:
+            fields["i"] = pending.events[0].id
+            fields["d"] = b"\n".join(event.payload for event in pending.events)
+        if pending.closed:
+            fields["end"] = 1
+        if fields:
+            pipe.xadd(events, fields)
+        if pending.closed:
             pipe.expire(events, int(self.retention_s))
             pipe.expire(meta, int(self.retention_s))
+        elif pending.owner is not None or (pending.events and pending.events[0].id == 1):
+            pipe.expire(events, SAFETY_TTL_S)  # the first entry creates the key
 
     async def flush(self) -> None:
-        """Wait until what is queued has been written (or dropped, Redis being down)."""
-        await self._queue.join()
+        """Wait until what is pending has been written (or dropped, Redis being down)."""
+        while self._pending or self._writing:
+            self._flushing = True
+            self._hurry.set()
+            self._written.clear()
+            await self._written.wait()
 
     # The reading side: any instance.
 
@@ -151,14 +229,18 @@ class RedisEventLog:
                 logger.warning("chat streams: cancel channel lost: {}", type(exc).__name__)
                 await asyncio.sleep(1.0)
 
-    async def subscribe(
+    def subscribe(
         self, message_id: uuid.UUID, after: int, ping_s: float
     ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
-        """Local streams from memory; others from the Redis Stream, replay then live."""
+        """Local streams from memory (their own generator: no layer per event); others from
+        the Redis Stream, replay then live."""
         if self.local.local_owner(message_id) is not None:
-            async for ready in self.local.subscribe(message_id, after, ping_s):
-                yield ready
-            return
+            return self.local.subscribe(message_id, after, ping_s)
+        return self._follow(message_id, after, ping_s)
+
+    async def _follow(
+        self, message_id: uuid.UUID, after: int, ping_s: float
+    ) -> AsyncGenerator[list[LoggedEvent] | None, None]:
         key = self._events_key(message_id)
         position = "0-0"
         block_ms = max(1, int(ping_s * 1000))
@@ -174,13 +256,11 @@ class RedisEventLog:
             batch: list[LoggedEvent] = []
             for entry_id, fields in found[0][1]:
                 position = entry_id
+                batch += _entry_events(fields, after)
                 if b"end" in fields:
                     if batch:
                         yield batch
                     return
-                event_id = int(fields[b"i"])
-                if event_id > after:
-                    batch.append(encode_event(event_id, orjson.loads(fields[b"d"])))
             if batch:
                 yield batch
 
@@ -197,3 +277,15 @@ class RedisEventLog:
         await self.redis.aclose()
         if self.reader is not self.redis:
             await self.reader.aclose()
+
+
+def _entry_events(fields: dict[bytes, bytes], after: int) -> list[LoggedEvent]:
+    """The events of one entry whose id is above `after`."""
+    if b"i" not in fields:
+        return []
+    first = int(fields[b"i"])
+    return [
+        encode_event(first + offset, orjson.loads(payload))
+        for offset, payload in enumerate(fields[b"d"].split(b"\n"))
+        if first + offset > after
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,9 +21,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from vektor.core.events import HISTORY_PER_USER, RESYNC, ChangeEvent
+from vektor.core.redis_batch import CommandBatch
 
 ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}", re.ASCII)
 FEED_TTL_S = 30 * 24 * 3600
+EXPIRY_REFRESH_S = 3600.0
+MAX_EXPIRY_ENTRIES = 10_000  # feeds whose last expiry refresh one process remembers
 RETRY_S = 1.0
 
 
@@ -41,6 +45,22 @@ class RedisEventBus:
         # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
         self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
+        self.batch = CommandBatch(redis)
+        # When this process last pushed back a feed's expiry (monotonic seconds).
+        self._expiry_set: dict[uuid.UUID, float] = {}
+
+    def _expiry_due(self, user_id: uuid.UUID) -> bool:
+        """Whether this publish should push back the feed's expiry: at most once per
+        EXPIRY_REFRESH_S per feed and process, so that the 30 days run from a write at most
+        that long ago, and a chat answer's two changes cost one command each."""
+        now = time.monotonic()
+        last = self._expiry_set.get(user_id)
+        if last is not None and now - last < EXPIRY_REFRESH_S:
+            return False
+        if len(self._expiry_set) >= MAX_EXPIRY_ENTRIES:
+            self._expiry_set.clear()
+        self._expiry_set[user_id] = now
+        return True
 
     def _key(self, user_id: uuid.UUID) -> str:
         return f"{self.namespace}:feed:{user_id}"
@@ -51,12 +71,13 @@ class RedisEventBus:
         if object_id is not None:
             fields["id"] = str(object_id)
         key = self._key(user_id)
+        pairs = [part for pair in fields.items() for part in pair]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, fields, maxlen=HISTORY_PER_USER, approximate=False)
-                pipe.expire(key, FEED_TTL_S)
-                await pipe.execute()
+            await self.batch.call("XADD", key, "MAXLEN", HISTORY_PER_USER, "*", *pairs)
+            if self._expiry_due(user_id):
+                await self.batch.call("EXPIRE", key, FEED_TTL_S)
         except (RedisError, OSError) as exc:
+            self._expiry_set.pop(user_id, None)
             logger.warning(
                 "change feed: Redis unreachable, {} dropped: {}", kind, type(exc).__name__
             )

@@ -1,0 +1,79 @@
+"""How the chat stream mirror writes to Redis (the machine's Redis, a namespace of the
+test's own): a stream's events go out together, its start and its end at once."""
+
+import asyncio
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+from tests.conftest import REDIS_URL
+from vektor.answers.redis_event_log import MIRROR_INTERVAL_S, RedisEventLog
+
+SLOW_S = 5.0  # a mirror interval longer than any wait below
+
+
+async def read_all(log, message, after=0):
+    events = []
+    async for batch in log.subscribe(message, after, ping_s=0.2):
+        events += batch or []
+    return events
+
+
+async def test_a_streams_events_are_mirrored_together_and_in_order(namespace):
+    writer = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
+    reader = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
+    writer.start(on_cancel=lambda _: None)
+    message = uuid.uuid4()
+    try:
+        started = time.monotonic()
+        writer.create(message, uuid.uuid4())
+        writer.publish(message, {"type": "start"})
+        for piece in range(20):
+            writer.publish(message, {"type": "delta", "content": f"w{piece}\nline"})
+            await asyncio.sleep(0.005)
+        writer.publish(message, {"type": "done", "finish_reason": "stop"})
+        writer.close(message)
+        writer.close(message)  # a second close mirrors nothing
+        elapsed = time.monotonic() - started
+        await writer.flush()
+        entries = await writer.redis.xrange(writer._events_key(message))
+        # 22 events and the end in a few entries: the start, one per 50 ms, the end.
+        bound = min(elapsed / MIRROR_INTERVAL_S + 3, 22)  # 23 when written one by one
+        assert 2 <= len(entries) <= bound, (len(entries), elapsed)
+        assert sum(b"end" in fields for _, fields in entries) == 1
+        events = await asyncio.wait_for(read_all(reader, message, after=3), 5)
+        assert [e.id for e in events] == list(range(4, 23))
+        assert events[0].data == {"type": "delta", "content": "w2\nline"}
+        assert events[-1].data == {"type": "done", "finish_reason": "stop"}
+    finally:
+        await writer.aclose()
+        await reader.aclose()
+
+
+async def test_a_stream_is_known_elsewhere_at_once_and_its_end_too(namespace):
+    writer = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60, interval_s=SLOW_S)
+    reader = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
+    writer.start(on_cancel=lambda _: None)
+    message, owner = uuid.uuid4(), uuid.uuid4()
+    try:
+        started = time.monotonic()
+        writer.create(message, owner)
+        writer.publish(message, {"type": "start"})
+        while await reader.owner(message) is None:
+            assert time.monotonic() - started < SLOW_S / 2, "the start waited for the interval"
+            await asyncio.sleep(0.01)
+        assert await reader.cancel_elsewhere(message) is True  # running
+        for piece in ("uno", "dos"):
+            writer.publish(message, {"type": "delta", "content": piece})
+        await asyncio.sleep(0.2)
+        # The pieces wait for the interval; the end takes them along at once, in order.
+        assert await writer.redis.xlen(writer._events_key(message)) == 1
+        writer.publish(message, {"type": "done", "finish_reason": "stop"})
+        writer.close(message)
+        events = await asyncio.wait_for(read_all(reader, message), SLOW_S / 2)
+        assert [e.data["type"] for e in events] == ["start", "delta", "delta", "done"]
+        assert await reader.cancel_elsewhere(message) is False  # finished
+    finally:
+        await writer.aclose()
+        await reader.aclose()
