@@ -45,7 +45,7 @@ from vektor.configuration.egress import public_http_client
 from vektor.configuration.notifier import AdapterNotifier
 from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
-from vektor.core.credential_cache import CredentialCache, Epochs, LocalEpochs
+from vektor.core.credential_cache import credential_cache, revocation_epochs
 from vektor.core.database import create_engine, create_sessionmaker
 from vektor.core.direct import DirectDatabase
 from vektor.core.error_handlers import install_error_handlers
@@ -161,6 +161,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
     limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     revocations = revocation_epochs(settings)
+    lifetime_s = TOUCH_INTERVAL.total_seconds()  # activity is still recorded every minute
     return AppState(
         settings=settings,
         stats=stats,
@@ -169,8 +170,10 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         direct=direct,
         session_check=session_check,
         key_check=key_check,
-        live_sessions=LiveSessions(session_check, _credential_cache(settings, revocations)),
-        live_keys=LiveKeys(key_check, _credential_cache(settings, revocations)),
+        live_sessions=LiveSessions(
+            session_check, credential_cache(settings, revocations, lifetime_s)
+        ),
+        live_keys=LiveKeys(key_check, credential_cache(settings, revocations, lifetime_s)),
         revocations=revocations,
         sockets=SocketWatch(session_check, key_check, settings.ws_revocation_check_seconds),
         rate_limiter=limiter,
@@ -206,31 +209,6 @@ def _gateway(
     return GatewayServer(gateway, max_body_bytes=settings.max_body_bytes)
 
 
-def revocation_epochs(settings: Settings) -> Epochs:
-    """What makes a cached session or key stale: this process's own counter, or with
-    REDIS_URL counters in Redis that every instance reads."""
-    if not settings.redis_url or not settings.session_cache:
-        return LocalEpochs()
-    from redis.asyncio import Redis
-
-    from vektor.core.credential_cache import RedisEpochs
-
-    # Read with every cached answer: a Redis slower than this counts as unreachable, and
-    # the database answers instead.
-    client = Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1, socket_timeout=EPOCH_READ_TIMEOUT_S
-    )
-    per_user = settings.session_cache_epoch == "user"
-    return RedisEpochs(client, settings.redis_namespace, per_user=per_user)
-
-
-def _credential_cache(settings: Settings, epochs: Epochs) -> CredentialCache[Any, Any] | None:
-    if not settings.session_cache:
-        return None
-    lifetime = TOUCH_INTERVAL.total_seconds()  # activity is still recorded every minute
-    return CredentialCache(epochs, max_entries=settings.session_cache_entries, lifetime_s=lifetime)
-
-
 async def _close_state(state: AppState) -> None:
     """Stop answering, then release every resource, innermost last."""
     await state.sockets.aclose()
@@ -257,7 +235,6 @@ async def _close_state(state: AppState) -> None:
 # objects; the default (700) collects many times per answer.
 GC_THRESHOLD = (50_000, 50, 100)
 REDIS_COMMAND_TIMEOUT_S = 5.0  # redis-py's default: a command to a Redis gone silent fails
-EPOCH_READ_TIMEOUT_S = 1.0
 
 
 def _settle_collector() -> None:

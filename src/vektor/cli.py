@@ -220,7 +220,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
 async def _forget_credentials(settings: Settings, user_id: uuid.UUID) -> None:
     """Make running instances that share Redis forget the account's cached sessions and
     keys at once; a server without Redis holds them at most SESSION_CACHE's minute."""
-    from vektor.app import revocation_epochs
+    from vektor.core.credential_cache import revocation_epochs
 
     epochs = revocation_epochs(settings)
     await epochs.bump(user_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import time
 
@@ -17,10 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import scripted
-from tests.scale.test_instances import RedisServer
 from tests.support.databases import temporary_database
-from tests.support.processes import serve_vektor, stop, wait_healthy
-from tests.support.upstream import free_port
+from tests.support.instances import RedisServer, serve_instances
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PASSWORD = "long enough password"
@@ -41,31 +38,16 @@ async def instances(tmp_path, redis_server, upstream):
     (tmp_path / "config").mkdir()
     models = [scripted(upstream, "chunks=3;delay=0.1", name="q")]
     (tmp_path / "config" / "model_configs.json").write_text(json.dumps(models))
-    async with temporary_database("postgresql", tmp_path) as url:
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-            "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shared",
-            "VEKTOR_CONFIG_DIR": str(tmp_path / "config"),
-            "BCRYPT_ROUNDS": "4",
-            "RATE_LIMIT_AUTH": "1000/minute",
-            "RATE_LIMIT_CHAT": "1000/minute",
-            "MAX_CONCURRENT_STREAMS": "50",
-        }
-        processes, bases = [], []
-        try:
-            for name in ("a", "b"):
-                port = free_port()
-                (tmp_path / name).mkdir()
-                folder_env = {**env, "LOG_DIR": str(tmp_path / name / "logs")}
-                processes.append(serve_vektor(port, folder_env, tmp_path / name))
-                bases.append(f"http://127.0.0.1:{port}")
-                wait_healthy(f"{bases[-1]}/health/ready", processes[-1], deadline_s=90)
-            yield bases, url
-        finally:
-            for process in processes:
-                stop(process)
+    limits = {
+        "RATE_LIMIT_AUTH": "1000/minute",
+        "RATE_LIMIT_CHAT": "1000/minute",
+        "MAX_CONCURRENT_STREAMS": "50",
+    }
+    async with (
+        temporary_database("postgresql", tmp_path) as url,
+        serve_instances(tmp_path, url, redis_server.port, limits, deadline_s=90) as bases,
+    ):
+        yield bases, url
 
 
 async def account(client: httpx.AsyncClient, name: str) -> tuple[str, dict[str, str], dict]:

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.answers.test_cache import CACHED, QUESTION, start_of, texts
 from tests.conftest import REDIS_URL, scripted
 from tests.monitoring.test_system import make_admin
-from tests.scale.test_instances import RedisServer
+from tests.support.instances import RedisServer
 from tests.usage.helpers import usage_rows
 
 

@@ -276,12 +276,12 @@ async def test_half_open_breaker_lets_one_call_test_the_replica(mcp_servers, url
 def test_a_lost_session_is_safe_to_retry():
     from mcp.shared.exceptions import MCPError
 
-    from vektor.mcp.pool import Broken, SessionLost, _classify
+    from vektor.mcp.attempts import Broken, SessionLost, classify
 
     lost = ExceptionGroup("call", [MCPError(-32600, "Session terminated")])
-    assert isinstance(_classify(lost), SessionLost)
-    assert isinstance(_classify(MCPError(-32001, "Session not found")), SessionLost)
-    assert isinstance(_classify(MCPError(-32603, "Internal error")), Broken)
+    assert isinstance(classify(lost), SessionLost)
+    assert isinstance(classify(MCPError(-32001, "Session not found")), SessionLost)
+    assert isinstance(classify(MCPError(-32603, "Internal error")), Broken)
 
 
 async def test_tool_lists_are_asked_again_only_when_the_servers_ttl_ran_out(mcp_servers, url):

@@ -4,10 +4,7 @@ change feed work across instances, and Redis going away is not an outage."""
 
 import asyncio
 import json
-import os
 import shutil
-import signal
-import subprocess
 import time
 
 import httpx
@@ -15,54 +12,10 @@ import pytest
 
 from tests.conftest import parse_sse, scripted
 from tests.support.databases import temporary_database
-from tests.support.processes import serve_vektor, stop, wait_healthy
-from tests.support.upstream import free_port
+from tests.support.instances import RedisServer, serve_instances
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PASSWORD = "long enough password"
-
-
-class RedisServer:
-    """`redis-server` on a spare loopback port, stopped by its pid."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
-            )
-            if probe.stdout.strip() == "PONG":
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def flush(self):
-        subprocess.run(["redis-cli", "-p", str(self.port), "flushall"], check=True)
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture
@@ -79,33 +32,12 @@ async def instances(tmp_path, redis_server, upstream):
     (tmp_path / "config").mkdir()
     models = [scripted(upstream, "chunks=60;delay=0.05;text=w", name="slow")]
     (tmp_path / "config" / "model_configs.json").write_text(json.dumps(models))
-    async with temporary_database("postgresql", tmp_path) as url:
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-            "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-shared",
-            "VEKTOR_CONFIG_DIR": str(tmp_path / "config"),
-            "BCRYPT_ROUNDS": "4",
-            "RATE_LIMIT_AUTH": "5/minute",
-            "RATE_LIMIT_CHAT": "1000/minute",
-        }
-        processes, bases = [], []
-        try:
-            for name in ("a", "b"):
-                port = free_port()
-                (tmp_path / name).mkdir()
-                processes.append(_start_instance(port, env, tmp_path / name))
-                bases.append(f"http://127.0.0.1:{port}")
-                wait_healthy(f"{bases[-1]}/health/ready", processes[-1], deadline_s=60)
-            yield bases
-        finally:
-            for process in processes:
-                stop(process)
-
-
-def _start_instance(port, env, folder):
-    return serve_vektor(port, {**env, "LOG_DIR": str(folder / "logs")}, folder)
+    limits = {"RATE_LIMIT_AUTH": "5/minute", "RATE_LIMIT_CHAT": "1000/minute"}
+    async with (
+        temporary_database("postgresql", tmp_path) as url,
+        serve_instances(tmp_path, url, redis_server.port, limits) as bases,
+    ):
+        yield bases
 
 
 async def account(client, name):

@@ -5,17 +5,15 @@ outlasts the gap instead of ending the stream or reconnecting the change feed.""
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 
 import httpx
 import pytest
 
 from tests.conftest import parse_sse, scripted
-from tests.scale.test_instances import RedisServer, account
+from tests.scale.test_instances import account
 from tests.support.databases import temporary_database
-from tests.support.processes import serve_vektor, stop, wait_healthy
-from tests.support.upstream import free_port
+from tests.support.instances import RedisServer, serve_instances
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 GAP_S = 7  # longer than redis-py's default socket timeout (5 s)
@@ -29,31 +27,13 @@ async def quiet_instances(tmp_path, upstream):
     (tmp_path / "config").mkdir()
     models = [scripted(upstream, f"chunks=2;delay={GAP_S};text=w", name="pausing", timeout_s=30)]
     (tmp_path / "config" / "model_configs.json").write_text(json.dumps(models))
-    processes, bases = [], []
     try:
-        async with temporary_database("postgresql", tmp_path) as url:
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0",
-                "SECRET_KEY": "Zx8qqqqqqqqqqKp2-w7VbN4mT_a9LcR5s-quiet",
-                "VEKTOR_CONFIG_DIR": str(tmp_path / "config"),
-                "BCRYPT_ROUNDS": "4",
-            }
-            env.pop("SSE_PING_SECONDS", None)
-            for name in ("a", "b"):
-                port = free_port()
-                (tmp_path / name).mkdir()
-                folder_env = {**env, "LOG_DIR": str(tmp_path / name / "logs")}
-                processes.append(serve_vektor(port, folder_env, tmp_path / name))
-                bases.append(f"http://127.0.0.1:{port}")
-                wait_healthy(f"{bases[-1]}/health/ready", processes[-1], deadline_s=60)
+        async with (
+            temporary_database("postgresql", tmp_path) as url,
+            serve_instances(tmp_path, url, redis.port, {"SSE_PING_SECONDS": None}) as bases,
+        ):
             yield bases, tmp_path / "b" / "logs"
-            for process in processes:
-                stop(process)
     finally:
-        for process in processes:
-            stop(process)
         redis.stop()
 
 

@@ -31,6 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from loguru import logger
 
 from vektor.core.breaker import CircuitBreaker
+from vektor.core.config import Settings
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -221,3 +222,32 @@ class CredentialCache(Generic[K, V]):
 
 def _strip(found: tuple[uuid.UUID, V, float | None] | None) -> tuple[uuid.UUID, V] | None:
     return None if found is None else (found[0], found[1])
+
+
+EPOCH_READ_TIMEOUT_S = 1.0  # read with every cached answer: slower counts as unreachable
+
+
+def revocation_epochs(settings: Settings) -> Epochs:
+    """What makes a cached session or key stale: this process's own counter, or with
+    REDIS_URL counters in Redis that every instance reads (a Redis slower than
+    EPOCH_READ_TIMEOUT_S counts as unreachable, and the database answers instead)."""
+    if not settings.redis_url or not settings.session_cache:
+        return LocalEpochs()
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=EPOCH_READ_TIMEOUT_S
+    )
+    per_user = settings.session_cache_epoch == "user"
+    return RedisEpochs(client, settings.redis_namespace, per_user=per_user)
+
+
+def credential_cache(
+    settings: Settings, epochs: Epochs, lifetime_s: float
+) -> CredentialCache[Any, Any] | None:
+    """The per-process cache of live credentials, or None with SESSION_CACHE off."""
+    if not settings.session_cache:
+        return None
+    return CredentialCache(
+        epochs, max_entries=settings.session_cache_entries, lifetime_s=lifetime_s
+    )

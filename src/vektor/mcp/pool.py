@@ -9,9 +9,7 @@ must never be the chat's.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import statistics
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +24,13 @@ from vektor.core.balancing import weighted_order
 from vektor.core.breaker import CircuitBreaker
 from vektor.core.metrics import MCP_CALLS, MCP_LATENCY
 from vektor.core.secrets import mask_text
+from vektor.mcp.attempts import (
+    Broken,
+    SessionLost,
+    Unreached,
+    in_own_task,
+    load_sdk,
+)
 from vektor.mcp.config import McpServerConfig
 
 # The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
@@ -35,36 +40,11 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult, DiscoverResult, Tool
 
 MAX_TOOLS_TTL_MS = 3_600_000  # a longer `ttlMs` is read as an hour
-_SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
-
-
-async def load_sdk() -> None:
-    """Import the SDK in a worker thread (once), before the first call needs it."""
-    if not all(name in sys.modules for name in _SDK_MODULES):
-        await asyncio.to_thread(lambda: [importlib.import_module(n) for n in _SDK_MODULES])
-
-
 COOLDOWN_BASE_S = 2.0
 SEPARATOR = "__"
 LATENCY_WINDOW = 200
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-
-
-class Unreached(Exception):
-    """The request never reached the server (refused, connect timeout): safe to retry."""
-
-
-class Broken(Exception):
-    """The server died or timed out during the call: it may have run."""
-
-
-class SessionLost(Unreached):
-    """The server no longer knows the session (it restarted): it refused the request
-    without running it, so a new session may retry it once."""
-
-
-SESSION_LOST = ("session not found", "session terminated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,26 +139,6 @@ class Replica:
         }
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _classify(exc: BaseException) -> Exception:
-    """Unreached when every cause is a failure to connect; Broken otherwise."""
-    from mcp.shared.exceptions import MCPError
-
-    leaves = _leaves(exc)
-    for leaf in leaves:
-        if isinstance(leaf, MCPError) and any(m in leaf.message.lower() for m in SESSION_LOST):
-            return SessionLost(leaf.message)
-    unreached = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
-    if leaves and all(isinstance(leaf, unreached) for leaf in leaves):
-        return Unreached(str(leaves[0]) or type(leaves[0]).__name__)
-    return Broken(str(leaves[0]) or type(leaves[0]).__name__)
-
-
 @asynccontextmanager
 async def _connected(replica: Replica, read_s: float, probe: bool = False) -> AsyncIterator[Client]:
     """A client connected to the replica by its transport, for one attempt. A probe
@@ -209,30 +169,6 @@ async def _connected(replica: Replica, read_s: float, probe: bool = False) -> As
                 found = client.session.discover_result
                 replica.modern = (client.protocol_version, found) if found else None
             yield client
-
-
-async def _in_own_task(coro: Any, limit: float | Callable[[], float]) -> Any:
-    """Run one attempt in a task of its own. `limit` is seconds, or a function giving the
-    seconds left (it may grow, e.g. when the server reports progress)."""
-    left = limit if callable(limit) else (lambda: limit)
-    task = asyncio.ensure_future(coro)
-    try:
-        while True:
-            wait_s = left()
-            if wait_s <= 0:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                raise Broken("no answer within the time limit")
-            done, _ = await asyncio.wait({task}, timeout=wait_s)
-            if done:
-                return task.result()
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    except Broken:
-        raise
-    except Exception as exc:
-        raise _classify(exc) from exc
 
 
 def _text(result: CallToolResult) -> str:
@@ -293,7 +229,7 @@ class McpPool:
                         return tools
 
         try:
-            tools = dict(await _in_own_task(listing(), replica.config.timeout_s))
+            tools = dict(await in_own_task(listing(), replica.config.timeout_s))
         except (Unreached, Broken) as exc:
             replica.record_failure(str(exc))
             return None
@@ -407,5 +343,5 @@ class McpPool:
         def limit() -> float:
             return min(heard + silence, deadline) - time.monotonic()
 
-        result: CallToolResult = await _in_own_task(run(), limit)
+        result: CallToolResult = await in_own_task(run(), limit)
         return result
