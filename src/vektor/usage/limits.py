@@ -92,6 +92,17 @@ class LimitBook:
         self._keys[key_id] = limits
         return limits
 
+    def known_unlimited(self, user_id: uuid.UUID, key_id: uuid.UUID | None) -> tuple[bool, bool]:
+        """Whether the user's and the key's limits, as last read (expired or not), were
+        unlimited; never a query, so counting a finished answer cannot fail on the database
+        (unknown counts as limited: advancing counters that do not exist does nothing)."""
+        user = self._users.get(user_id)
+        key = None if key_id is None else self._keys.get(key_id)
+        return (
+            user is not None and user[1].unlimited,
+            key_id is None or (key is not None and key.unlimited),
+        )
+
     def forget_user(self, user_id: uuid.UUID) -> None:
         """Read the user's limits again at the next answer (an admin changed them)."""
         self._users.pop(user_id, None)

@@ -175,9 +175,10 @@ class Quotas:
     async def add(self, row: UsageRow) -> None:
         """Count a finished answer's row into its user's (and limited key's) counters."""
         owners: list[Owner] = []
-        if not (await self.book.for_user(row.user_id)).unlimited:
+        user_free, key_free = self.book.known_unlimited(row.user_id, row.api_key_id)
+        if not user_free:
             owners.append(("user", row.user_id))
-        if row.api_key_id is not None and not (await self.book.for_key(row.api_key_id)).unlimited:
+        if row.api_key_id is not None and not key_free:
             owners.append(("key", row.api_key_id))
         day = row.created_at.astimezone(UTC).date()
         # A cached answer counts against the requests quota only (SPEC §3.11); cost 0.
