@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete
 
 from tests.support.databases import backends, temporary_database
+from tests.support.instances import RedisServer
 from tests.support.redis_keys import drop_namespace
 from tests.support.upstream import ScriptedUpstream, free_port
 from vektor.app import create_app
@@ -282,3 +283,12 @@ async def namespace() -> AsyncIterator[str]:
     name = f"vektor-test-{uuid.uuid4().hex[:8]}"
     yield name
     await drop_namespace(REDIS_URL, name)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A `redis-server` of the test's own on a spare port, stopped by its pid afterwards."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

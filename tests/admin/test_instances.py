@@ -17,19 +17,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import scripted
 from tests.support.databases import temporary_database
-from tests.support.instances import RedisServer, serve_instances
+from tests.support.instances import serve_instances
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PASSWORD = "long enough password"
 QUESTION = {"model": "q", "messages": [{"role": "user", "content": "hola"}]}
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -12,18 +12,10 @@ import pytest
 
 from tests.conftest import parse_sse, scripted
 from tests.support.databases import temporary_database
-from tests.support.instances import RedisServer, serve_instances
+from tests.support.instances import serve_instances
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 PASSWORD = "long enough password"
-
-
-@pytest.fixture
-def redis_server():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
