@@ -19,7 +19,7 @@ from tests.answers.test_websocket import (
     signed_in,
 )
 from tests.conftest import parse_sse, scripted
-from tests.scale.test_instances import account, instances, redis_server  # noqa: F401
+from tests.scale.test_instances import account, instances  # noqa: F401
 from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 
