@@ -9,11 +9,14 @@ import uuid
 from decimal import Decimal
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import parse_sse, scripted
+from tests.support.usage_rows import usage_row
 from tests.usage.helpers import usage_rows
 from vektor.auth.models import User
 from vektor.chat.models import Message
+from vektor.usage.hot_repository import UsageHotRepository
 
 QUESTION = [{"role": "user", "content": "hola"}]
 PRICES = {"input_cost_per_mtok": 0.15, "output_cost_per_mtok": 2.5}
@@ -152,3 +155,24 @@ async def test_totals_equal_what_the_upstream_reported_over_many_answers(chat_ha
     assert sum(r.prompt_tokens for r in rows) == sum(u["prompt_tokens"] for u in reported) == 66
     assert sum(r.completion_tokens for r in rows) == sum(u["completion_tokens"] for u in reported)
     assert sum(r.cost for r in rows) == 6 * Decimal("0.000014150")
+
+
+async def test_v1_rows_finishing_together_are_each_committed(app, alice):
+    writes, user = UsageHotRepository(app.state.vektor.direct), uuid.UUID(alice["user"]["id"])
+    rows = [usage_row(user, prompt_tokens=n) for n in range(60)]
+    await asyncio.gather(*(writes.record(row) for row in rows))
+    stored = {row.id: row.prompt_tokens for row in await usage_rows(app)}
+    assert stored == {row.id: row.prompt_tokens for row in rows}
+
+
+async def test_a_group_that_fails_fails_each_of_its_callers_and_writes_none(app, alice):
+    writes, user = UsageHotRepository(app.state.vektor.direct), uuid.UUID(alice["user"]["id"])
+    row = usage_row(user)
+    duplicate = usage_row(user, id=row.id)  # the same primary key twice in one group
+    outcomes = await asyncio.gather(
+        writes.record(row), writes.record(duplicate), return_exceptions=True
+    )
+    assert all(isinstance(outcome, IntegrityError) for outcome in outcomes)
+    assert await usage_rows(app) == []
+    await writes.record(usage_row(user))  # the next group is written
+    assert len(await usage_rows(app)) == 1

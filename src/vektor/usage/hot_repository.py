@@ -2,15 +2,18 @@
 
 A stored answer writes its row inside the chat repository's own unit of work (the same
 transaction, on PostgreSQL the same statement), through `sqlite_insert` and `PG_INSERT_FROM_12`;
-an answer that stores no conversation (/v1) writes it alone with `record`. The user id is
+an answer that stores no conversation (/v1) writes it with `record`, committed with the
+rows of other such answers finishing at the same time. The user id is
 looked up in the statement, so an account deleted while it was answering leaves a row
 whose user is NULL instead of failing the write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -102,20 +105,66 @@ def sqlite_insert(connection: sqlite3.Connection, row: UsageRow) -> None:
     connection.execute(_SQLITE_INSERT, row.sqlite_parameters())
 
 
+MAX_GROUP = 256  # rows written in one transaction at most
+
+
 class UsageHotRepository:
-    """Usage rows of answers that store no conversation."""
+    """Usage rows of answers that store no conversation, committed in groups: the rows that
+    arrive while a write is under way go together in the next transaction (one commit, on
+    PostgreSQL one WAL flush, for all of them), and each caller returns once its own row is
+    committed. A failed write fails every caller of that group, as it would have alone."""
 
     def __init__(self, database: DirectDatabase) -> None:
         self.database = database
+        self._queued: list[tuple[UsageRow, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, row: UsageRow) -> None:
         """Write the row, committed when this returns."""
+        future = asyncio.get_running_loop().create_future()
+        self._queued.append((row, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_groups())
+        await future
 
+    async def _write_groups(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+                await _settle_group(group, self._insert([row for row, _ in group]))
+        finally:
+            self._writer = None
+
+    async def _insert(self, rows: list[UsageRow]) -> None:
         def insert(connection: sqlite3.Connection) -> None:
             with sqlite_transaction(connection):
-                sqlite_insert(connection, row)
+                connection.executemany(_SQLITE_INSERT, [r.sqlite_parameters() for r in rows])
 
         async def insert_pg(connection: asyncpg.Connection) -> None:
-            await connection.execute(_PG_INSERT, *row.pg_parameters())
+            # One statement: no transaction needed. Several: executemany is atomic.
+            if len(rows) == 1:
+                await connection.execute(_PG_INSERT, *rows[0].pg_parameters())
+            else:
+                await connection.executemany(_PG_INSERT, [r.pg_parameters() for r in rows])
 
         await self.database.run(sqlite=insert, postgres=insert_pg)
+
+
+async def _settle_group(
+    group: list[tuple[UsageRow, asyncio.Future[None]]], write: Awaitable[None]
+) -> None:
+    """Run the group's write and tell each waiting caller how it went."""
+    try:
+        await write
+    except Exception as exc:
+        for _, future in group:
+            if not future.done():
+                future.set_exception(exc)
+        return
+    except BaseException:  # cancelled (shut down): so are its callers
+        for _, future in group:
+            future.cancel()
+        raise
+    for _, future in group:
+        if not future.done():
+            future.set_result(None)

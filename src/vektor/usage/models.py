@@ -52,7 +52,6 @@ class Usage(Base):
     __tablename__ = "usage"
     __table_args__ = (
         Index("ix_usage_user_id_created_at", "user_id", "created_at"),
-        Index("ix_usage_created_at", "created_at"),
         Index("ix_usage_api_key_id_created_at", "api_key_id", "created_at"),
     )
 
