@@ -127,16 +127,16 @@ class Quotas:
     async def check(self, user_id: uuid.UUID, api_key_id: uuid.UUID | None = None) -> None:
         """Refuse (429) a user over any of their quotas, or a request with an API key over
         any of the key's; nothing to read when every limit is unlimited."""
+        limits = await self.book.for_user(user_id)
+        key_limits = None if api_key_id is None else await self.book.for_key(api_key_id)
+        if limits.unlimited and (key_limits is None or key_limits.unlimited):
+            return
         now = datetime.now(UTC)
         windows = Windows.at(now)
-        limits = await self.book.for_user(user_id)
         if not limits.unlimited:
             used = await self._used(("user", user_id), windows)
             check_limits(limits, used, windows, now)
-        if api_key_id is None:
-            return
-        key_limits = await self.book.for_key(api_key_id)
-        if not key_limits.unlimited:
+        if api_key_id is not None and key_limits is not None and not key_limits.unlimited:
             used = await self._used(("key", api_key_id), windows)
             check_limits(key_limits, used, windows, now, of_key=True)
 
