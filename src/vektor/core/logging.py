@@ -93,6 +93,7 @@ _Item = tuple[Callable[[str], object], str] | threading.Event | None
 
 # How long closing or flushing the logs waits for the writer.
 DRAIN_TIMEOUT_S = 10.0
+MAX_BATCH = 512  # lines taken from the queue at once
 
 
 class LineWriter:
@@ -146,15 +147,47 @@ class LineWriter:
 
     @staticmethod
     def _run(lines: queue.SimpleQueue[_Item]) -> None:
+        """Write what is queued; the lines waiting together for the same destination in
+        one write (one pass through the file sink for many records)."""
         while (item := lines.get()) is not None:
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            write, line = item
-            try:
-                write(line)
-            except Exception:  # a log line must never take the writer down
-                traceback.print_exc(file=sys.__stderr__)
+            batch: list[_Item] = [item]
+            while len(batch) < MAX_BATCH and batch[-1] is not None:
+                try:
+                    batch.append(lines.get_nowait())
+                except queue.Empty:
+                    break
+            if not _write_batch(batch):
+                return
+
+
+def _write_batch(batch: list[_Item]) -> bool:
+    """Write a batch in order, consecutive lines for one destination in one write; False
+    at the end marker."""
+    write: Callable[[str], object] | None = None
+    pending: list[str] = []
+    for item in batch:
+        if isinstance(item, tuple) and item[0] is write:
+            pending.append(item[1])
+            continue
+        if write is not None:
+            _write(write, "".join(pending))
+            write = None
+        if item is None:
+            return False
+        if isinstance(item, threading.Event):
+            item.set()
+        else:
+            write, pending = item[0], [item[1]]
+    if write is not None:
+        _write(write, "".join(pending))
+    return True
+
+
+def _write(write: Callable[[str], object], text: str) -> None:
+    try:
+        write(text)
+    except Exception:  # a log line must never take the writer down
+        traceback.print_exc(file=sys.__stderr__)
 
 
 class QueuedSink:
