@@ -1,6 +1,7 @@
 """Cross-cutting HTTP behaviour: request ids, body cap, CORS, errors, logs."""
 
 import json
+from datetime import datetime
 
 import httpx
 import pytest
@@ -53,6 +54,13 @@ async def test_logs_exist_with_one_api_line_per_request_and_no_secrets(client, s
     assert entry["duration_ms"] >= 0
     assert entry["user_id"] == me["id"]
     assert entry["client"] == "127.0.0.1"
+    assert (entry["level"], entry["logger"], entry["channel"]) == (
+        "INFO",
+        "vektor.core.middleware",
+        "api",
+    )
+    assert entry["message"].startswith("GET /users/me 200 ")
+    assert datetime.fromisoformat(entry["time"]).tzinfo is not None
     everything = "".join(p.read_text() for p in log_dir.iterdir() if p.is_file())
     for secret in (PASSWORD, tokens["access_token"], tokens["refresh_token"]):
         assert secret not in everything

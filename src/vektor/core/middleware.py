@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vektor.core.logging import API_CHANNEL
+from vektor.core.logging import log_access
 from vektor.core.metrics import UNMATCHED, RequestStats
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -144,14 +144,16 @@ class RequestContextMiddleware:
         template = getattr(route, "path", None)
         if self.stats is not None:
             self.stats.record(scope["method"], template or UNMATCHED, status, elapsed)
-        logger.bind(
-            channel=API_CHANNEL,
-            method=scope["method"],
-            path=scope["path"],
-            route=template,
-            status=status,
-            duration_ms=elapsed_ms,
-            request_id=ctx["request_id"],
-            user_id=ctx.get("user_id"),
-            client=ctx.get("client"),
-        ).info("{} {} {} {}ms", scope["method"], scope["path"], status, elapsed_ms)
+        log_access(
+            f"{scope['method']} {scope['path']} {status} {elapsed_ms}ms",
+            {
+                "method": scope["method"],
+                "path": scope["path"],
+                "route": template,
+                "status": status,
+                "duration_ms": elapsed_ms,
+                "request_id": ctx["request_id"],
+                "user_id": ctx.get("user_id"),
+                "client": ctx.get("client"),
+            },
+        )
