@@ -386,6 +386,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
     app.include_router(monitoring_router)
-    if settings.mcp_gateway:
-        app.router.routes.append(gateway_route())
+    if settings.mcp_gateway:  # first: one tool call is one request, matched once here
+        app.router.routes.insert(0, gateway_route())
     return app
