@@ -361,3 +361,23 @@ async def test_stateful_replica_restarted_mid_run_gets_a_new_session(
         assert pool.replicas[0].failures == 0
     finally:
         await pool.replicas[0].aclose()
+
+
+async def test_a_failed_call_retires_the_client_without_spoiling_the_others(mcp_servers, url):
+    port = mcp_servers.start("one")
+    pool = pool_of({"url": url(port), "timeout_s": 1})
+    await pool.refresh()
+    try:
+        await pool.call("whoami", {}, deadline_s=10)
+        first = _client_of(pool.replicas[0])
+        silent = asyncio.create_task(pool.call("lookup", {"key": "a", "delay": 3}, deadline_s=10))
+        await asyncio.sleep(0.6)
+        # In flight on the same client when the silent call times out and retires it.
+        other = await pool.call("lookup", {"key": "b", "delay": 0.7}, deadline_s=10)
+        assert (await silent).is_error
+        assert other.content == "b@one"
+        pool.replicas[0].breaker.cooldown_until = 0
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "one"
+        assert _client_of(pool.replicas[0]) is not first  # a new client after the failure
+    finally:
+        await pool.replicas[0].aclose()

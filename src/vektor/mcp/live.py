@@ -73,8 +73,8 @@ class _GuardedBody(httpx2.AsyncByteStream):
 class FailureAnswers(httpx2.AsyncBaseTransport):
     """An HTTP transport whose failures become answers to the one request that failed."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport | None = None) -> None:
-        self.inner = inner or httpx2.AsyncHTTPTransport()
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """The server's answer, or a JSON-RPC error standing for the failure."""
@@ -97,6 +97,18 @@ class FailureAnswers(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close the connections."""
         await self.inner.aclose()
+
+
+def answering_failures(client: httpx2.AsyncClient) -> httpx2.AsyncClient:
+    """The client with each of its transports wrapped in `FailureAnswers`, the proxied ones
+    from the environment included (a transport given to the constructor would replace
+    those). httpx2 offers no public way to wrap them."""
+    client._transport = FailureAnswers(client._transport)
+    client._mounts = {
+        pattern: None if transport is None else FailureAnswers(transport)
+        for pattern, transport in client._mounts.items()
+    }
+    return client
 
 
 Connect = Callable[[object], AbstractAsyncContextManager["Client"]]

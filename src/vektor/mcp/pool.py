@@ -32,7 +32,7 @@ from vektor.mcp.attempts import (
     load_sdk,
 )
 from vektor.mcp.config import McpServerConfig
-from vektor.mcp.live import FailureAnswers, LiveClient
+from vektor.mcp.live import LiveClient, answering_failures
 
 # The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
 # contacted, so a deployment without MCP servers never pays for it.
@@ -86,10 +86,10 @@ class Replica:
         HTTP client costs tens of milliseconds (TLS setup), too much to pay per tool call.
         Its failures come back as error answers to the one request (`live.FailureAnswers`)."""
         if self._http is None:
-            self._http = httpx2.AsyncClient(
-                headers=self.config.headers,
-                timeout=httpx2.Timeout(self.config.timeout_s),
-                transport=FailureAnswers(),
+            self._http = answering_failures(
+                httpx2.AsyncClient(
+                    headers=self.config.headers, timeout=httpx2.Timeout(self.config.timeout_s)
+                )
             )
         return self._http
 
