@@ -36,7 +36,7 @@ from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.live_cache import LiveKeys
 from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.hot_repository import TOUCH_INTERVAL, McpPoolsHotRepository, SessionHotRepository
-from vektor.auth.live_cache import LiveSessions
+from vektor.auth.live_cache import LivePools, LiveSessions
 from vektor.auth.router import router as auth_router
 from vektor.chat.hot_repository import ChatHotRepository
 from vektor.chat.router import router as chat_router
@@ -102,6 +102,7 @@ async def _answering(
     direct: DirectDatabase,
     http: httpx.AsyncClient,
     upstream: aiohttp.ClientSession,
+    pools: LivePools,
 ) -> _Answering:
     """Models, MCP tools, adapters, shared event logs and change feed, and the pipeline."""
     deployments = await asyncio.to_thread(load_deployments, settings.vektor_config_dir)
@@ -128,7 +129,7 @@ async def _answering(
         tools=tools,
         quotas=quotas,
         cache=AnswerCache.from_settings(settings, balancer),
-        pools=McpPoolsHotRepository(direct),
+        pools=pools,
     )
     jobs = AnswerJobs(pipeline, event_log)
     event_log.start(on_cancel=jobs.cancel)
@@ -157,11 +158,14 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     # (adapter notifications) use httpx's API on aiohttp's connection handling.
     upstream = new_session()
     http = public_http_client(settings.adapter_url_allowlist)
-    answering = await _answering(settings, sessionmaker, direct, http, upstream)
-    session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
-    limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     revocations = revocation_epochs(settings)
     lifetime_s = TOUCH_INTERVAL.total_seconds()  # activity is still recorded every minute
+    pools = LivePools(
+        McpPoolsHotRepository(direct), credential_cache(settings, revocations, lifetime_s)
+    )
+    answering = await _answering(settings, sessionmaker, direct, http, upstream, pools)
+    session_check, key_check = SessionHotRepository(direct), ApiKeyHotRepository(direct)
+    limiter = RateLimiter(settings.redis_url, namespace=settings.redis_namespace)
     return AppState(
         settings=settings,
         stats=stats,
@@ -177,7 +181,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         revocations=revocations,
         sockets=SocketWatch(session_check, key_check, settings.ws_revocation_check_seconds),
         rate_limiter=limiter,
-        gateway=_gateway(settings, answering["mcp"], direct, limiter),
+        gateway=_gateway(settings, answering["mcp"], pools, limiter),
         upstream_session=upstream,
         http_client=http,
         backups=BackupManager(
@@ -194,14 +198,14 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
 
 
 def _gateway(
-    settings: Settings, mcp: McpRegistry, direct: DirectDatabase, limiter: RateLimiter
+    settings: Settings, mcp: McpRegistry, pools: LivePools, limiter: RateLimiter
 ) -> GatewayServer | None:
     """/mcp's server, when MCP_GATEWAY is on (the SDK loads on its first request)."""
     if not settings.mcp_gateway:
         return None
     gateway = Gateway(
         mcp,
-        McpPoolsHotRepository(direct),
+        pools,
         limiter,
         rate_limit=settings.rate_limit_mcp,
         timeout_s=settings.tool_call_timeout_seconds,
@@ -382,6 +386,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
     app.include_router(monitoring_router)
-    if settings.mcp_gateway:
-        app.router.routes.append(gateway_route())
+    if settings.mcp_gateway:  # first: one tool call is one request, matched once here
+        app.router.routes.insert(0, gateway_route())
     return app

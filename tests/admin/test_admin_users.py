@@ -224,3 +224,17 @@ async def test_quota_and_pools_are_set_and_reset_with_null(app, client, alice):
     assert reset.json()["mcp_pools"] is None
     mine = (await client.get("/users/me/quota", headers=alice["headers"])).json()
     assert mine["limits"]["tokens_per_day"] is None
+
+
+async def test_a_change_of_pools_applies_to_the_next_request(app, client, alice):
+    """The pools are remembered per process (`LivePools`); the admin's change makes the
+    remembered answer stale at once."""
+    admin = await make_admin(app, client, "root")
+    user_id = uuid.UUID(alice["user"]["id"])
+    pools = app.state.vektor.pipeline.pools
+    assert await pools.allowed(user_id) is None  # read, and remembered
+    url = f"/admin/users/{user_id}"
+    await client.patch(url, json={"mcp_pools": ["web"]}, headers=admin["headers"])
+    assert await pools.allowed(user_id) == frozenset({"web"})
+    await client.patch(url, json={"mcp_pools": None}, headers=admin["headers"])
+    assert await pools.allowed(user_id) is None

@@ -20,9 +20,11 @@ pytestmark = pytest.mark.timeout(120)
 async def restrict(gateway, pools):
     """What an admin's PATCH /admin/users/{id} {"mcp_pools": …} does."""
     user_id = uuid.UUID(await gateway.user_id())
-    async with gateway.chat.app.state.vektor.sessionmaker() as session:
+    state = gateway.chat.app.state.vektor
+    async with state.sessionmaker() as session:
         await set_mcp_pools(session, user_id=user_id, pools=pools)
         await session.commit()
+    await state.revocations.bump(user_id)  # once committed: the cached pools are stale
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

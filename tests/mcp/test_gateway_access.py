@@ -17,9 +17,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def _restrict(app, user_id, pools):
+    """What an admin's PATCH /admin/users/{id} {"mcp_pools": …} does."""
     async with app.state.vektor.sessionmaker() as session:
         await set_mcp_pools(session, user_id=user_id, pools=pools)
         await session.commit()
+    await app.state.vektor.revocations.bump(user_id)  # once committed: cached pools are stale
 
 
 async def test_chat_neither_offers_nor_runs_a_pool_the_user_may_not_use(

@@ -316,3 +316,68 @@ async def test_calls_to_a_stateless_server_adopt_the_probe_s_discovery(
     await older.refresh()
     assert older.replicas[0].modern is None  # 2025-11-25: initialize, sessions
     assert (await older.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"
+
+
+def _client_of(replica):
+    held = replica._live._current
+    return held.opened.result() if held is not None else None
+
+
+async def test_calls_share_one_client_rebuilt_after_its_replica_restarts(mcp_servers, url):
+    port = mcp_servers.start("before")
+    pool = pool_of({"url": url(port)})
+    await pool.refresh()
+    try:
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "before"
+        first = _client_of(pool.replicas[0])
+        assert (await pool.call("add", {"a": 1, "b": 2}, deadline_s=10)).content == "3"
+        assert _client_of(pool.replicas[0]) is first  # no client opened per call
+        mcp_servers.kill(port)
+        assert (await pool.call("whoami", {}, deadline_s=10)).is_error  # refused: retired
+        mcp_servers.start("after", port=port)
+        pool.replicas[0].breaker.cooldown_until = 0
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "after"
+        assert _client_of(pool.replicas[0]) is not first
+    finally:
+        await pool.replicas[0].aclose()
+
+
+async def test_stateful_replica_restarted_mid_run_gets_a_new_session(
+    mcp_servers, url, mcp_v1_python
+):
+    port = mcp_servers.start("before", python=mcp_v1_python)
+    pool = pool_of({"url": url(port)})
+    await pool.refresh()
+    try:
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "before"
+        first = _client_of(pool.replicas[0])
+        session = first.session
+        mcp_servers.kill(port)
+        mcp_servers.start("after", port=port, python=mcp_v1_python)
+        # The old session is unknown to the new process: "Session not found", a new
+        # session, the call sent again once, and no failure counted against the replica.
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "after"
+        assert _client_of(pool.replicas[0]).session is not session
+        assert pool.replicas[0].failures == 0
+    finally:
+        await pool.replicas[0].aclose()
+
+
+async def test_a_failed_call_retires_the_client_without_spoiling_the_others(mcp_servers, url):
+    port = mcp_servers.start("one")
+    pool = pool_of({"url": url(port), "timeout_s": 1})
+    await pool.refresh()
+    try:
+        await pool.call("whoami", {}, deadline_s=10)
+        first = _client_of(pool.replicas[0])
+        silent = asyncio.create_task(pool.call("lookup", {"key": "a", "delay": 3}, deadline_s=10))
+        await asyncio.sleep(0.6)
+        # In flight on the same client when the silent call times out and retires it.
+        other = await pool.call("lookup", {"key": "b", "delay": 0.7}, deadline_s=10)
+        assert (await silent).is_error
+        assert other.content == "b@one"
+        pool.replicas[0].breaker.cooldown_until = 0
+        assert (await pool.call("whoami", {}, deadline_s=10)).content == "one"
+        assert _client_of(pool.replicas[0]) is not first  # a new client after the failure
+    finally:
+        await pool.replicas[0].aclose()

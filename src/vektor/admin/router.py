@@ -44,7 +44,8 @@ async def update_user(
     instance; enabling lets them sign in again (old sessions stay ended)."""
     limits = app_state(request).pipeline.quotas.book
     updated = await service.update_user(session, user_id=user_id, changes=body, limits=limits)
-    if body.disabled or body.is_admin is False:
-        await session.commit()  # before the caches forget the user's sessions and keys
+    if body.disabled or body.is_admin is False or "mcp_pools" in body.model_fields_set:
+        # before the caches forget the user's sessions, keys and pools
+        await session.commit()
         await credentials_revoked(request, user_id)
     return updated

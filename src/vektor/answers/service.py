@@ -16,7 +16,7 @@ from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.response_cache import AnswerCache
 from vektor.answers.store import AnswerStore, StoredQuestion
 from vektor.answers.tools import ToolRunner
-from vektor.auth.hot_repository import McpPoolsHotRepository
+from vektor.auth.live_cache import LivePools
 from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.metrics import stream_ended, stream_started
@@ -35,7 +35,7 @@ class Pipeline:
     tools: ToolRunner
     quotas: Quotas
     cache: AnswerCache
-    pools: McpPoolsHotRepository  # the MCP pools each user may use
+    pools: LivePools  # the MCP pools each user may use
 
 
 async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:

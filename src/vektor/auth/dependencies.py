@@ -93,10 +93,11 @@ async def get_caller_id(
 
 
 async def credentials_revoked(connection: HTTPConnection, user_id: uuid.UUID) -> None:
-    """Forget every cached session and API key of the user, on every instance. Call it
-    once a change that ends any of them is committed (logout, a reused refresh token,
-    password change, device removal, key deletion, account deletion, disabling): from
-    then on every instance asks the database about them again."""
+    """Forget every cached session and API key of the user (and their MCP pools), on every
+    instance. Call it once a change that ends any of them is committed (logout, a reused
+    refresh token, password change, device removal, key deletion, account deletion,
+    disabling, an admin's change of the pools): from then on every instance asks the
+    database about them again."""
     await app_state(connection).revocations.bump(user_id)
 
 

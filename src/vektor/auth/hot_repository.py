@@ -103,9 +103,9 @@ _MCP_POOLS = statement('SELECT mcp_pools FROM "user" WHERE id = $1')
 
 
 class McpPoolsHotRepository:
-    """The MCP pools a user may use, read on every answer that offers tools and every
-    gateway request: one statement on the driver connection, never cached, so an admin's
-    change applies to the next request on every instance."""
+    """The MCP pools a user may use, read for answers that offer tools and gateway
+    requests: one statement on the driver connection. `live_cache.LivePools` remembers the
+    answer until the user's revocation epoch moves, which an admin's change does."""
 
     def __init__(self, database: DirectDatabase) -> None:
         self.database = database

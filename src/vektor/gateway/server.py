@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, cast
 
 from loguru import logger
 
@@ -32,6 +34,11 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 CALLER_KEY = "vektor.mcp_caller"  # the ASGI scope key holding the caller's user id
+ALLOWED_KEY = "vektor.mcp_allowed"  # and the pools that caller may use (None: every pool)
+_UNREAD = object()
+# The caller's pools while the SDK serves a 2026-07-28 request in the route's own task: the
+# SDK asks for a called tool's input schema before any handler runs, by name alone.
+_ALLOWED: ContextVar[object] = ContextVar("vektor_mcp_allowed", default=_UNREAD)
 WATCH_INTERVAL_S = 1.0  # how often the pooled catalog is compared for list changes
 MAX_LISTENERS = 10_000  # the SDK's own default limit of open sessions
 RATE_LIMITED_CODE = -32029  # a server error code (JSON-RPC reserves -32000..-32099)
@@ -53,6 +60,14 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> uuid.UUID:
 
         raise MCPError(code=-32001, message="Not authenticated")
     return caller
+
+
+async def _allowed(gateway: Gateway, ctx: ServerRequestContext[Any, Any]) -> frozenset[str] | None:
+    """The pools the caller may use, as read for the HTTP request carrying this message."""
+    request = ctx.request
+    if request is not None and ALLOWED_KEY in request.scope:
+        return cast("frozenset[str] | None", request.scope[ALLOWED_KEY])
+    return await gateway.allowed(_caller(ctx))
 
 
 def _bind_session_owner(scope: Scope, user_id: str) -> None:
@@ -86,7 +101,24 @@ class GatewayServer:
         manager = self._manager or await self._start()
         scope[CALLER_KEY] = caller
         _bind_session_owner(scope, str(caller))
-        await manager.handle_request(scope, receive, send)
+        if scope.get("method") != "POST":  # a stream's GET, a session's DELETE: no tools
+            await manager.handle_request(scope, receive, send)
+            return
+        allowed = scope[ALLOWED_KEY] = await self.gateway.allowed(caller)
+        token = _ALLOWED.set(allowed)
+        try:
+            await manager.handle_request(scope, receive, send)
+        finally:
+            _ALLOWED.reset(token)
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """A called tool's input schema, among the caller's pools only, for the SDK's check
+        of `Mcp-Param-*` headers (without it the SDK lists every tool on each call)."""
+        allowed = _ALLOWED.get()
+        if allowed is _UNREAD:
+            return None
+        tool = self.gateway.find(name, cast("frozenset[str] | None", allowed))
+        return tool.input_schema if tool is not None else None
 
     async def _start(self) -> StreamableHTTPSessionManager:
         async with self._starting:
@@ -129,7 +161,7 @@ class GatewayServer:
         from mcp.types import ListToolsResult
 
         self._listen(ctx)
-        return ListToolsResult(tools=await self.gateway.list_tools(_caller(ctx)))
+        return ListToolsResult(tools=self.gateway.list_tools(await _allowed(self.gateway, ctx)))
 
     def _listen(self, ctx: ServerRequestContext[Any, Any]) -> None:
         """Remember a 2025-revision session to tell of list changes (2026-07-28 has no
@@ -152,8 +184,9 @@ class GatewayServer:
             await ctx.session.report_progress(progress, total, message)
 
         try:
+            allowed = await _allowed(self.gateway, ctx)
             result = await self.gateway.call_tool(
-                _caller(ctx), params.name, params.arguments, progressed
+                _caller(ctx), params.name, params.arguments, progressed, allowed=allowed
             )
         except UnknownTool as exc:
             raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
@@ -208,10 +241,15 @@ def _server(owner: GatewayServer) -> Server[Any]:
                 extensions,
             )
 
-    return _Server(
+    server = _Server(
         "vektor",
         version=__version__,
         instructions="Vektor's pooled MCP tools, named <pool>__<tool>.",
+        get_tool_input_schema=owner.input_schema,
         on_list_tools=owner.list_tools,
         on_call_tool=owner.call_tool,
     )
+    # The SDK's default OpenTelemetry middleware opens a span per message even with no
+    # exporter installed (about 1 % of the gateway's CPU); Vektor exports none.
+    server.middleware.clear()
+    return server

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vektor.auth.hot_repository import McpPoolsHotRepository
+from vektor.auth.live_cache import LivePools
 from vektor.core.errors import RateLimited
 from vektor.core.metrics import GATEWAY_CALLS, GATEWAY_USER_CALLS
 from vektor.core.ratelimit import RateLimiter
@@ -78,7 +78,7 @@ class Gateway:
     def __init__(
         self,
         registry: McpRegistry,
-        pools: McpPoolsHotRepository,
+        pools: LivePools,
         limiter: RateLimiter,
         *,
         rate_limit: str,
@@ -92,10 +92,19 @@ class Gateway:
         self.stats = GatewayStats()
         self._validators: dict[tuple[str, str], tuple[object, Validator]] = {}
 
-    async def list_tools(self, user_id: uuid.UUID) -> list[Tool]:
-        """Every tool of the pools the user may use, named `<pool>__<tool>`, with its schemas
-        and annotations as the pool's servers declare them."""
-        allowed = await self.pools.allowed(user_id)
+    async def allowed(self, user_id: uuid.UUID) -> frozenset[str] | None:
+        """The pools the user may use (None: every pool), read once per HTTP request."""
+        return await self.pools.allowed(user_id)
+
+    def find(self, qualified: str, allowed: frozenset[str] | None) -> Tool | None:
+        """The tool `<pool>__<tool>` among the allowed pools, if there is one."""
+        pool_name, _, tool_name = qualified.partition(SEPARATOR)
+        pool = self.registry.visible(allowed).get(pool_name)
+        return pool.tools.get(tool_name) if pool is not None else None
+
+    def list_tools(self, allowed: frozenset[str] | None) -> list[Tool]:
+        """Every tool of the allowed pools, named `<pool>__<tool>`, with its schemas and
+        annotations as the pool's servers declare them."""
         return [
             tool.model_copy(update={"name": f"{name}{SEPARATOR}{tool.name}"})
             for name, pool in self.registry.visible(allowed).items()
@@ -116,14 +125,15 @@ class Gateway:
         qualified: str,
         arguments: dict[str, Any] | None,
         on_progress: ProgressFn | None = None,
+        *,
+        allowed: frozenset[str] | None,
     ) -> ToolResult:
-        """Run `<pool>__<tool>` through its pool, as a chat's tool call runs. UnknownTool,
-        InvalidArguments and RateLimited are raised before anything is sent to a server; a
-        pool that is down answers the tool error a chat would see."""
-        pool_name, _, tool_name = qualified.partition(SEPARATOR)
-        allowed = await self.pools.allowed(user_id)
-        pool = self.registry.visible(allowed).get(pool_name)
-        tool = pool.tools.get(tool_name) if pool is not None else None
+        """Run `<pool>__<tool>` through its pool, as a chat's tool call runs, if the pool is
+        among the `allowed` ones. UnknownTool, InvalidArguments and RateLimited are raised
+        before anything is sent to a server; a pool that is down answers the tool error a
+        chat would see."""
+        pool_name = qualified.partition(SEPARATOR)[0]
+        tool = self.find(qualified, allowed)
         if tool is None:
             raise UnknownTool(f"Unknown tool: {qualified}")
         self._validate(pool_name, tool, arguments or {})

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx2
 
+from vektor.mcp.live import UNREACHED_CODE
+
 _SDK_MODULES = ("mcp", "mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions")
 
 
@@ -44,17 +46,25 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 
 def classify(exc: BaseException) -> Exception:
-    """Unreached when every cause is a failure to connect; Broken otherwise."""
+    """Unreached when every cause is a failure to connect (raised, or answered in its place
+    by `live.FailureAnswers`); Broken otherwise."""
     from mcp.shared.exceptions import MCPError
 
     leaves = _leaves(exc)
     for leaf in leaves:
         if isinstance(leaf, MCPError) and any(m in leaf.message.lower() for m in SESSION_LOST):
             return SessionLost(leaf.message)
-    unreached = (httpx2.ConnectError, httpx2.ConnectTimeout, ConnectionRefusedError)
-    if leaves and all(isinstance(leaf, unreached) for leaf in leaves):
+    if leaves and all(_unreached(leaf) for leaf in leaves):
         return Unreached(str(leaves[0]) or type(leaves[0]).__name__)
     return Broken(str(leaves[0]) or type(leaves[0]).__name__)
+
+
+def _unreached(leaf: BaseException) -> bool:
+    from mcp.shared.exceptions import MCPError
+
+    if isinstance(leaf, MCPError):
+        return leaf.code == UNREACHED_CODE
+    return isinstance(leaf, httpx2.ConnectError | httpx2.ConnectTimeout | ConnectionRefusedError)
 
 
 async def in_own_task(coro: Any, limit: float | Callable[[], float]) -> Any:

@@ -13,9 +13,9 @@ import statistics
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx2
 from loguru import logger
@@ -32,6 +32,7 @@ from vektor.mcp.attempts import (
     load_sdk,
 )
 from vektor.mcp.config import McpServerConfig
+from vektor.mcp.live import LiveClient, answering_failures
 
 # The MCP SDK is large (about 50 MB once imported): it is loaded when a server is first
 # contacted, so a deployment without MCP servers never pays for it.
@@ -78,19 +79,39 @@ class Replica:
     # listing probe: calls adopt it instead of asking again, one round trip fewer per call.
     modern: tuple[str, DiscoverResult] | None = None
     _http: httpx2.AsyncClient | None = None
+    _live: LiveClient | None = None
 
     def http(self) -> httpx2.AsyncClient:
-        """The replica's HTTP connection pool, shared by its calls (each call still opens an
-        MCP session of its own). Building an HTTP client costs tens of milliseconds (TLS
-        setup), too much to pay per tool call."""
+        """The replica's HTTP connection pool, shared by its calls and probes. Building an
+        HTTP client costs tens of milliseconds (TLS setup), too much to pay per tool call.
+        Its failures come back as error answers to the one request (`live.FailureAnswers`)."""
         if self._http is None:
-            self._http = httpx2.AsyncClient(
-                headers=self.config.headers, timeout=httpx2.Timeout(self.config.timeout_s)
+            self._http = answering_failures(
+                httpx2.AsyncClient(
+                    headers=self.config.headers, timeout=httpx2.Timeout(self.config.timeout_s)
+                )
             )
         return self._http
 
+    def live(self) -> LiveClient:
+        """The streamable-HTTP replica's long-lived client, which its calls share."""
+        if self._live is None:
+            self._live = LiveClient(self._open)
+        return self._live
+
+    def _open(self, known: object) -> AbstractAsyncContextManager[Client]:
+        return _streamable(self, cast("tuple[str, DiscoverResult] | None", known), None)
+
+    def retire_client(self) -> None:
+        """The next call opens a new client (this one closes once its calls are over)."""
+        if self._live is not None:
+            self._live.retire()
+
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the long-lived client and the HTTP connection pool."""
+        if self._live is not None:
+            await self._live.aclose()
+            self._live = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -110,6 +131,7 @@ class Replica:
         """Open the breaker for a growing cooldown; the next probe asks for its revision
         again (it may have been replaced by a server of another one)."""
         self.modern = None
+        self.retire_client()
         self.failures += 1
         self.last_error = mask_text(error)  # the HTTP client's errors quote the URL
         self.breaker.record_failure(time.monotonic())
@@ -139,14 +161,28 @@ class Replica:
         }
 
 
+def _streamable(
+    replica: Replica, known: tuple[str, DiscoverResult] | None, read_s: float | None
+) -> AbstractAsyncContextManager[Client]:
+    """A streamable-HTTP client: adopting a stateless server's known revision, else
+    negotiating (`server/discover`, else `initialize`)."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    transport = streamable_http_client(str(replica.config.url), http_client=replica.http())
+    mode, prior = known if known is not None else ("auto", None)
+    return Client(transport, read_timeout_seconds=read_s, mode=mode, prior_discover=prior)
+
+
 @asynccontextmanager
 async def _connected(replica: Replica, read_s: float, probe: bool = False) -> AsyncIterator[Client]:
-    """A client connected to the replica by its transport, for one attempt. A probe
-    negotiates the revision afresh (`server/discover`, else `initialize`); a call to a
-    stateless server adopts what the last probe learnt."""
+    """A client connected to the replica by its transport, for one attempt. A probe opens
+    its own and negotiates the revision afresh; a call to a streamable-HTTP server uses the
+    replica's long-lived client (reopened when the revision the probe learnt changed).
+    stdio and legacy SSE replicas get a client per call: a stdio server's process is the
+    call's own, and the legacy SSE transport is kept as it was."""
     from mcp import Client, StdioServerParameters
     from mcp.client.sse import sse_client
-    from mcp.client.streamable_http import streamable_http_client
 
     config = replica.config
     if config.transport == "stdio":
@@ -158,16 +194,15 @@ async def _connected(replica: Replica, read_s: float, probe: bool = False) -> As
         transport = sse_client(str(config.url), headers=config.headers, timeout=read_s)
         async with Client(transport, read_timeout_seconds=read_s, mode="legacy") as client:
             yield client
+    elif not probe:
+        async with replica.live().lease(replica.modern) as client:
+            yield client
     else:
-        transport = streamable_http_client(str(config.url), http_client=replica.http())
-        known = None if probe else replica.modern
-        mode, prior = known if known is not None else ("auto", None)
-        async with Client(
-            transport, read_timeout_seconds=read_s, mode=mode, prior_discover=prior
-        ) as client:
-            if probe:
-                found = client.session.discover_result
-                replica.modern = (client.protocol_version, found) if found else None
+        async with _streamable(replica, None, read_s) as client:
+            found = client.session.discover_result
+            learnt = (client.protocol_version, found) if found else None
+            if learnt != replica.modern:  # kept when unchanged: the live client is keyed by it
+                replica.modern = learnt
             yield client
 
 
@@ -287,6 +322,7 @@ class McpPool:
                 remaining = deadline - time.monotonic()
                 result = await self._attempt(replica, tool, arguments, remaining, on_progress)
             except SessionLost:
+                replica.retire_client()  # the server restarted: a new session
                 remaining = deadline - time.monotonic()
                 result = await self._attempt(replica, tool, arguments, remaining, on_progress)
         except Unreached as exc:
@@ -338,7 +374,9 @@ class McpPool:
 
         async def run() -> CallToolResult:
             async with _connected(replica, remaining) as client:
-                return await client.call_tool(tool, arguments, progress_callback=progressed)
+                return await client.call_tool(
+                    tool, arguments, read_timeout_seconds=remaining, progress_callback=progressed
+                )
 
         def limit() -> float:
             return min(heard + silence, deadline) - time.monotonic()
