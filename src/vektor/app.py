@@ -120,7 +120,7 @@ async def _answering(
         timeout_s=settings.tool_call_timeout_seconds,
     )
     store = AnswerStore(ChatHotRepository(direct), sessionmaker, events, notify=adapters.notify)
-    quotas = Quotas.from_settings(settings, sessionmaker, getattr(slots, "redis", None))
+    quotas = Quotas.from_settings(settings, sessionmaker, direct, getattr(slots, "redis", None))
     pipeline = Pipeline(
         settings=settings,
         balancer=balancer,

@@ -20,8 +20,14 @@ from decimal import Decimal
 
 import asyncpg
 
-from vektor.core.direct import DirectDatabase, sqlite_time, sqlite_transaction, sqlite_uuid
-from vektor.usage.pricing import to_nanos
+from vektor.core.direct import (
+    DirectDatabase,
+    sqlite_time,
+    sqlite_transaction,
+    sqlite_uuid,
+    statement,
+)
+from vektor.usage.pricing import from_nanos, to_nanos
 
 # Written out in full for each placement: no value or name is ever formatted into SQL.
 _SQLITE_INSERT = (
@@ -103,6 +109,36 @@ class UsageRow:
 def sqlite_insert(connection: sqlite3.Connection, row: UsageRow) -> None:
     """Insert the row inside the caller's SQLite transaction."""
     connection.execute(_SQLITE_INSERT, row.sqlite_parameters())
+
+
+_USER_LIMITS = statement(
+    "SELECT tokens_per_day, requests_per_day, budget_per_month FROM user_quota WHERE user_id = $1"
+)
+UserLimits = tuple[int | None, int | None, Decimal | None]
+
+
+class QuotaHotRepository:
+    """An admin's limits for a user, read again every few seconds for every user who
+    answers (`limits.LimitBook`): one statement on the driver connection."""
+
+    def __init__(self, database: DirectDatabase) -> None:
+        self.database = database
+
+    async def user_limits(self, user_id: uuid.UUID) -> UserLimits | None:
+        """Tokens and requests per day and budget per month; None where not set, and no
+        row when the admin set none."""
+
+        def read(connection: sqlite3.Connection) -> UserLimits | None:
+            row = connection.execute(_USER_LIMITS.sqlite, (sqlite_uuid(user_id),)).fetchone()
+            if row is None:
+                return None
+            return row[0], row[1], None if row[2] is None else from_nanos(row[2])
+
+        async def read_pg(connection: asyncpg.Connection) -> UserLimits | None:
+            row = await connection.fetchrow(_USER_LIMITS.postgres, user_id)
+            return None if row is None else (row[0], row[1], row[2])
+
+        return await self.database.run(sqlite=read, postgres=read_pg)
 
 
 MAX_GROUP = 256  # rows written in one transaction at most

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vektor.core.database import session_scope
+from vektor.usage.hot_repository import QuotaHotRepository
 from vektor.usage.repository import QuotaRepository
 
 LIMITS_TTL_S = 5.0  # how soon another instance sees a user's limits changed
@@ -44,10 +45,12 @@ class LimitBook:
         self,
         defaults: Limits,
         sessionmaker: async_sessionmaker[AsyncSession],
+        users: QuotaHotRepository,
         ttl_s: float = LIMITS_TTL_S,
     ) -> None:
         self.defaults = defaults
         self.sessionmaker = sessionmaker
+        self.users = users
         self.ttl_s = ttl_s
         self._users: dict[uuid.UUID, tuple[float, Limits]] = {}
         self._keys: dict[uuid.UUID, Limits] = {}
@@ -58,17 +61,14 @@ class LimitBook:
         found = self._users.get(user_id)
         if found is not None and found[0] > now:
             return found[1]
-        async for session in session_scope(self.sessionmaker):
-            row = await QuotaRepository(session).get_user(user_id)
+        row = await self.users.user_limits(user_id)
         limits = self.defaults
         if row is not None:
-            limits = replace(
-                limits,
-                **{
-                    name: value
-                    for name in ("tokens_per_day", "requests_per_day", "budget_per_month")
-                    if (value := getattr(row, name)) is not None
-                },
+            tokens, requests, budget = row
+            limits = Limits(
+                tokens_per_day=limits.tokens_per_day if tokens is None else tokens,
+                requests_per_day=limits.requests_per_day if requests is None else requests,
+                budget_per_month=limits.budget_per_month if budget is None else budget,
             )
         if len(self._users) >= MAX_ENTRIES:
             self._users.clear()

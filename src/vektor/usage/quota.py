@@ -24,7 +24,7 @@ from vektor.core.config import Settings
 from vektor.core.database import session_scope
 from vektor.core.metrics import count_quota_rejection
 from vektor.usage.errors import CountersDown, QuotaExceeded
-from vektor.usage.hot_repository import UsageRow
+from vektor.usage.hot_repository import QuotaHotRepository, UsageRow
 from vektor.usage.limits import LimitBook, Limits
 from vektor.usage.repository import Owner, UsageRepository
 from vektor.usage.windows import Windows
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
+    from vektor.core.direct import DirectDatabase
     from vektor.usage.redis_quota import RedisQuotaCounters
 
 __all__ = ["Limits", "Quotas", "Used", "check_limits", "used_from_rows"]
@@ -93,10 +94,11 @@ class Quotas:
         self,
         limits: Limits,
         sessionmaker: async_sessionmaker[AsyncSession],
+        direct: DirectDatabase,
         shared: RedisQuotaCounters | None = None,
     ) -> None:
         self.limits = limits  # the DEFAULT_* settings
-        self.book = LimitBook(limits, sessionmaker)
+        self.book = LimitBook(limits, sessionmaker, QuotaHotRepository(direct))
         self.sessionmaker = sessionmaker
         self.shared = shared  # several instances: the counters are in Redis
         self._counters: dict[Owner, Used] = {}
@@ -106,6 +108,7 @@ class Quotas:
         cls,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
+        direct: DirectDatabase,
         redis: Redis | None = None,
     ) -> Quotas:
         """The DEFAULT_* limits; counters in Redis when a client is given (REDIS_URL)."""
@@ -115,10 +118,11 @@ class Quotas:
             budget_per_month=settings.default_budget_per_month,
         )
         if redis is None:
-            return cls(limits, sessionmaker)
+            return cls(limits, sessionmaker, direct)
         from vektor.usage.redis_quota import RedisQuotaCounters
 
-        return cls(limits, sessionmaker, RedisQuotaCounters(redis, settings.redis_namespace))
+        shared = RedisQuotaCounters(redis, settings.redis_namespace)
+        return cls(limits, sessionmaker, direct, shared)
 
     async def limits_for(self, user_id: uuid.UUID) -> Limits:
         """The user's limits: an admin's values over the defaults from the settings."""
