@@ -16,6 +16,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from vektor.core.waiters import fail_waiters
+
 Waiting = list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
 
 
@@ -48,15 +50,11 @@ class CommandBatch:
                 for command, _ in waiting:
                     pipe.execute_command(*command)
                 replies = await pipe.execute(raise_on_error=False)
-        except Exception as exc:
-            for _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
+        except BaseException as exc:
+            fail_waiters((future for _, future in waiting), exc)
+            if not isinstance(exc, Exception):
+                raise
             return
-        except BaseException:  # cancelled (shut down): so are its callers
-            for _, future in waiting:
-                future.cancel()
-            raise
         for (_, future), reply in zip(waiting, replies, strict=True):
             if future.done():
                 continue  # its caller stopped waiting

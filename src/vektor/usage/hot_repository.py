@@ -27,6 +27,7 @@ from vektor.core.direct import (
     sqlite_uuid,
     statement,
 )
+from vektor.core.waiters import fail_waiters
 from vektor.usage.pricing import from_nanos, to_nanos
 
 # Written out in full for each placement: no value or name is ever formatted into SQL.
@@ -192,15 +193,11 @@ async def _settle_group(
     """Run the group's write and tell each waiting caller how it went."""
     try:
         await write
-    except Exception as exc:
-        for _, future in group:
-            if not future.done():
-                future.set_exception(exc)
+    except BaseException as exc:
+        fail_waiters((future for _, future in group), exc)
+        if not isinstance(exc, Exception):
+            raise
         return
-    except BaseException:  # cancelled (shut down): so are its callers
-        for _, future in group:
-            future.cancel()
-        raise
     for _, future in group:
         if not future.done():
             future.set_result(None)
