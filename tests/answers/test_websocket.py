@@ -386,7 +386,9 @@ async def test_a_replay_larger_than_the_send_buffer_reaches_a_reading_client(
         upstream,
         "chunks=3000;text=" + "y" * 60,
         ws_send_buffer_bytes=8192,
-        ws_slow_reader_seconds=0.5,
+        # Long enough that a pause of the shared event loop is not taken for a slow
+        # reader; a replay that ignored the buffer would still overflow it at once.
+        ws_slow_reader_seconds=5,
     )
     async with await signed_in(base, token_of(harness.headers)) as socket:
         await socket.send(chat("long"))
