@@ -295,6 +295,40 @@ async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
     assert await asyncio.wait_for(database.on_postgres(own_pid), 3) != pids[0]
 
 
+async def test_the_held_connection_is_kept_replaced_when_broken_and_handed_back(
+    app: FastAPI,
+) -> None:
+    database: DirectDatabase = app.state.vektor.direct
+    if database.is_sqlite:
+        pytest.skip("a PostgreSQL connection")
+
+    async def own_pid(connection: Any) -> int:
+        pid: int = await connection.fetchval("SELECT pg_backend_pid()")
+        return pid
+
+    async def in_turn(connection: Any) -> int:
+        await connection.execute("SELECT pg_sleep(0.05)")  # a second at once would fail
+        return await own_pid(connection)
+
+    first = await database.on_held_postgres(own_pid)
+    # units of work on it run one at a time, each on the same connection
+    assert (
+        await asyncio.gather(*(database.on_held_postgres(in_turn) for _ in range(5))) == [first] * 5
+    )
+    async with app.state.vektor.engine.connect() as other:
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+    with pytest.raises(sa_exc.OperationalError) as caught:
+        await database.on_held_postgres(own_pid)
+    assert caught.value.connection_invalidated
+    second = await database.on_held_postgres(own_pid)
+    assert second != first
+
+    pool = app.state.vektor.engine.pool
+    held = pool.checkedout()
+    await database.aclose()
+    assert pool.checkedout() == held - 1  # back in the pool
+
+
 async def _sqlite_engine(url: str) -> Any:
     engine = create_async_engine(url) if ":memory:" in url else create_engine(url)
     async with engine.begin() as connection:

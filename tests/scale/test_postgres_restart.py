@@ -82,7 +82,10 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
     that finished during the outage is stored once the database is back."""
     config = tmp_path / "config"
     config.mkdir()
-    models = [scripted(upstream, "chunks=40;delay=0.05;text=w", name="slow")]
+    models = [
+        scripted(upstream, "chunks=40;delay=0.05;text=w", name="slow"),
+        scripted(upstream, "chunks=2;text=w", name="quick"),
+    ]
     (config / "model_configs.json").write_text(json.dumps(models))
     process, base = _serve(
         own_postgres.url(),
@@ -92,6 +95,7 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
     )
     stopping = threading.Event()
     streamed: list[dict] = []
+    completed: list[str] = []
     answers: list[tuple[str, int, float]] = []  # (device or "read", status, seconds)
 
     def writer(name: str) -> None:
@@ -122,13 +126,27 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
             assert response.status_code == 200
             streamed.extend(parse_sse(response.read().decode()))
 
+    def completion(headers: dict[str, str]) -> None:
+        """The same through /v1, which stores only its usage row."""
+        time.sleep(1.0)
+        body = {"messages": [{"role": "user", "content": "hi"}], "model": "slow", "stream": True}
+        with httpx.stream(
+            "POST", f"{base}/v1/chat/completions", json=body, headers=headers, timeout=30
+        ) as response:
+            assert response.status_code == 200
+            completed.append(response.read().decode())
+
     try:
         wait_healthy(f"{base}/health/ready", process, deadline_s=60)
         with httpx.Client(base_url=base, timeout=10) as client:
             headers = _sign_in(client, "loaded")
+            # a first /v1 row: the connection usage rows are written on is now held
+            quick = {"messages": [{"role": "user", "content": "hi"}], "model": "quick"}
+            assert client.post("/v1/chat/completions", json=quick, headers=headers).is_success
         threads = [threading.Thread(target=writer, args=(f"w{n}",)) for n in range(3)]
         threads.append(threading.Thread(target=reader, args=(headers,)))
         threads.append(threading.Thread(target=chat, args=(headers,)))
+        threads.append(threading.Thread(target=completion, args=(headers,)))
         for thread in threads:
             thread.start()
         time.sleep(1.5)
@@ -174,6 +192,11 @@ def test_postgres_restart_under_load(own_postgres, tmp_path, upstream):
         assert messages[1]["content"] == "".join(
             e["content"] for e in streamed if e["type"] == "delta"
         )
+        # Both answers' usage rows: the /v1 one was written when its end was sent.
+        assert completed[0].rstrip().endswith("data: [DONE]"), completed[0][-200:]
+        with httpx.Client(base_url=base, timeout=10) as client:
+            usage = client.get("/users/me/usage", headers=headers).json()
+        assert usage["totals"]["requests"] == 3, usage
     finally:
         stopping.set()
         stop(process)

@@ -165,23 +165,32 @@ class DirectDatabase:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._sqlite_file = _sqlite_file(engine) if self.is_sqlite else None
         self._sqlite_thread: SqliteThread | None = None
+        self._held: tuple[AsyncConnection, Any] | None = None  # see `on_held_postgres`
+        self._held_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
-        """Stop SQLite's thread, if it was started."""
+        """Stop SQLite's thread, if it was started; hand the held connection back."""
         if self._sqlite_thread is not None:
             thread, self._sqlite_thread = self._sqlite_thread, None
             await thread.aclose()
+        async with self._held_lock:
+            if self._held is not None:
+                (held, _), self._held = self._held, None
+                await held.close()
 
     async def run(
         self,
         *,
         sqlite: Callable[[sqlite3.Connection], T],
         postgres: Callable[[asyncpg.Connection], Awaitable[T]],
+        held: bool = False,
     ) -> T:
         """Run the unit of work written for this database: `sqlite` in SQLite's thread, or
-        `postgres` with the asyncpg connection."""
+        `postgres` with the asyncpg connection (`held`: the one `on_held_postgres` keeps)."""
         if self.is_sqlite:
             return await self.on_sqlite(sqlite)
+        if held:
+            return await self.on_held_postgres(postgres)
         return await self.on_postgres(postgres)
 
     async def on_sqlite(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -205,28 +214,51 @@ class DirectDatabase:
     async def on_postgres(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `work(connection)` with the asyncpg connection."""
         async with self.engine.connect() as connection:
-            driver = await _driver(connection)
+            return await _on(connection, await _driver(connection), work)
+
+    async def on_held_postgres(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work(connection)` on one pooled connection this object keeps checked out
+        until `aclose` (or until it breaks), one unit of work at a time: for a writer
+        that runs many small statements in turn, each without a checkout of its own."""
+        async with self._held_lock:
+            if self._held is None:
+                connection = await self.engine.connect()
+                self._held = connection, await _driver(connection)
+            held, driver = self._held
             try:
-                return await work(driver)
-            except BaseException as exc:
-                broken = (
-                    driver.is_closed()
-                    or is_database_down(exc)
-                    or isinstance(exc, asyncpg.exceptions.OperatorInterventionError)
-                )
-                if broken or not isinstance(exc, Exception):
-                    # a query cut off half way (cancelled, or the server gone) leaves the
-                    # connection in a state the next user must not inherit
-                    await connection.invalidate()
-                if broken:
-                    raise sa_exc.OperationalError(
-                        None, None, exc, connection_invalidated=True
-                    ) from exc
-                if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-                    raise sa_exc.IntegrityError(None, None, exc) from exc
-                if isinstance(exc, asyncpg.PostgresError):
-                    raise sa_exc.DBAPIError(None, None, exc) from exc
-                raise
+                return await _on(held, driver, work)
+            finally:
+                if held.invalidated:
+                    self._held = None
+                    await held.close()
+
+
+async def _on(
+    connection: AsyncConnection,
+    driver: asyncpg.Connection,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+) -> T:
+    """`work` with the connection's asyncpg connection (`driver`); its errors as
+    SQLAlchemy's, and a connection left unusable invalidated."""
+    try:
+        return await work(driver)
+    except BaseException as exc:
+        broken = (
+            driver.is_closed()
+            or is_database_down(exc)
+            or isinstance(exc, asyncpg.exceptions.OperatorInterventionError)
+        )
+        if broken or not isinstance(exc, Exception):
+            # a query cut off half way (cancelled, or the server gone) leaves the
+            # connection in a state the next user must not inherit
+            await connection.invalidate()
+        if broken:
+            raise sa_exc.OperationalError(None, None, exc, connection_invalidated=True) from exc
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            raise sa_exc.IntegrityError(None, None, exc) from exc
+        if isinstance(exc, asyncpg.PostgresError):
+            raise sa_exc.DBAPIError(None, None, exc) from exc
+        raise
 
 
 async def _driver(connection: AsyncConnection) -> Any:

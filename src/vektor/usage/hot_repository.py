@@ -184,7 +184,7 @@ class UsageHotRepository:
             else:
                 await connection.executemany(_PG_INSERT, [r.pg_parameters() for r in rows])
 
-        await self.database.run(sqlite=insert, postgres=insert_pg)
+        await self.database.run(sqlite=insert, postgres=insert_pg, held=True)
 
 
 async def _settle_group(
