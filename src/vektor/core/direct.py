@@ -12,7 +12,9 @@ adds its own bookkeeping. `DirectDatabase` runs a unit of work on a driver conne
   load, and every chat request queued behind that. An in-memory database, which a second
   connection would not see, uses the pool's connection;
 - PostgreSQL: asyncpg itself, under a connection checked out of the engine's pool, with its
-  prepared-statement cache; single statements need no BEGIN or COMMIT.
+  prepared-statement cache; single statements need no BEGIN or COMMIT. A writer whose
+  statements are many and small (the usage rows of /v1 answers) runs them on one pooled
+  connection kept checked out (`on_held_postgres`): the checkout cost as much as the insert.
 
 A hot repository hands `run` both units of work and the one for the database runs; a
 statement the two dialects share is written once with `statement`.

@@ -3,7 +3,8 @@
 A stored answer writes its row inside the chat repository's own unit of work (the same
 transaction, on PostgreSQL the same statement), through `sqlite_insert` and `PG_INSERT_FROM_12`;
 an answer that stores no conversation (/v1) writes it with `record`, committed with the
-rows of other such answers finishing at the same time. The user id is
+rows of other such answers finishing at the same time (on PostgreSQL over the one
+connection `DirectDatabase` holds for such writes). The user id is
 looked up in the statement, so an account deleted while it was answering leaves a row
 whose user is NULL instead of failing the write.
 """
