@@ -255,16 +255,23 @@ async def test_session_check(app: FastAPI, client: Any) -> None:
     assert not await check.live(claims.session_id, claims.user_id, now)
 
 
-async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
-    app: FastAPI,
-) -> None:
+def _postgres_direct(app: FastAPI) -> DirectDatabase:
+    """The app's driver-level database; the test is skipped on SQLite."""
     database: DirectDatabase = app.state.vektor.direct
     if database.is_sqlite:
         pytest.skip("a PostgreSQL connection")
+    return database
 
-    async def own_pid(connection: Any) -> int:
-        pid: int = await connection.fetchval("SELECT pg_backend_pid()")
-        return pid
+
+async def _own_pid(connection: Any) -> int:
+    pid: int = await connection.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
+    app: FastAPI,
+) -> None:
+    database = _postgres_direct(app)
 
     async def killed(connection: Any) -> None:
         pid = await connection.fetchval("SELECT pg_backend_pid()")
@@ -276,14 +283,14 @@ async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
         await database.on_postgres(killed)
     assert caught.value.connection_invalidated
     assert is_database_down(caught.value)
-    assert await database.on_postgres(own_pid) > 0  # a live connection again
+    assert await database.on_postgres(_own_pid) > 0  # a live connection again
 
     # A query cut off by cancellation: that connection is dropped, not handed out again.
     started = asyncio.Event()
     pids: list[int] = []
 
     async def slow(connection: Any) -> None:
-        pids.append(await own_pid(connection))
+        pids.append(await _own_pid(connection))
         started.set()
         await connection.execute("SELECT pg_sleep(5)")
 
@@ -292,25 +299,19 @@ async def test_a_broken_postgres_connection_is_a_disconnect_and_is_not_reused(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await asyncio.wait_for(database.on_postgres(own_pid), 3) != pids[0]
+    assert await asyncio.wait_for(database.on_postgres(_own_pid), 3) != pids[0]
 
 
 async def test_the_held_connection_is_kept_replaced_when_broken_and_handed_back(
     app: FastAPI,
 ) -> None:
-    database: DirectDatabase = app.state.vektor.direct
-    if database.is_sqlite:
-        pytest.skip("a PostgreSQL connection")
-
-    async def own_pid(connection: Any) -> int:
-        pid: int = await connection.fetchval("SELECT pg_backend_pid()")
-        return pid
+    database = _postgres_direct(app)
 
     async def in_turn(connection: Any) -> int:
         await connection.execute("SELECT pg_sleep(0.05)")  # a second at once would fail
-        return await own_pid(connection)
+        return await _own_pid(connection)
 
-    first = await database.on_held_postgres(own_pid)
+    first = await database.on_held_postgres(_own_pid)
     # units of work on it run one at a time, each on the same connection
     assert (
         await asyncio.gather(*(database.on_held_postgres(in_turn) for _ in range(5))) == [first] * 5
@@ -318,9 +319,9 @@ async def test_the_held_connection_is_kept_replaced_when_broken_and_handed_back(
     async with app.state.vektor.engine.connect() as other:
         await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
     with pytest.raises(sa_exc.OperationalError) as caught:
-        await database.on_held_postgres(own_pid)
+        await database.on_held_postgres(_own_pid)
     assert caught.value.connection_invalidated
-    second = await database.on_held_postgres(own_pid)
+    second = await database.on_held_postgres(_own_pid)
     assert second != first
 
     pool = app.state.vektor.engine.pool
