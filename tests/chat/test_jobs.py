@@ -108,6 +108,28 @@ async def test_cancel_closes_upstream_and_stores_partial(chat_harness, upstream)
     assert again.status_code == 409
 
 
+async def test_an_answer_cancelled_before_its_task_first_runs_still_ends(chat_harness, upstream):
+    """A cancel that arrives in the same step as the start (before the job's task has run
+    at all) still stores the answer as cancelled and ends its stream."""
+    chat = await chat_harness([scripted(upstream, "chunks=100;delay=0.05;text=w")], live=True)
+    jobs = chat.app.state.vektor.jobs
+    start = jobs.start
+
+    def start_then_cancel(answer, opened):
+        start(answer, opened)
+        assert jobs.cancel(answer.id)
+
+    jobs.start = start_then_cancel
+    async with asyncio.timeout(20):
+        status, events, _ = await chat.stream(BODY)
+    assert status == 200
+    assert events[-1]["type"] == "done"
+    assert events[-1]["finish_reason"] == "cancelled"
+    assert not jobs.running
+    answer = await wait_for_answer(chat, events[0]["conversation_id"])
+    assert answer["finish_reason"] == "cancelled"
+
+
 async def test_resume_with_last_event_id_then_live(chat_harness, upstream):
     chat = await chat_harness([scripted(upstream, "chunks=15;delay=0.05;text=a b c")], live=True)
     async with chat.client.stream("POST", "/chat/stream", json=BODY, headers=chat.headers) as r:

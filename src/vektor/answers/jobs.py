@@ -64,7 +64,9 @@ class AnswerJobs:
         if job.cancel_reason is None and not job.finishing:
             # Once: a second cancel must not interrupt the storing of the partial answer.
             job.cancel_reason = reason
-            job.task.cancel()
+            # From the loop's queue, behind the task's first step: a task cancelled before
+            # that step never runs its body, so the answer would be neither stored nor ended.
+            asyncio.get_running_loop().call_soon(_cancel_unless_finishing, job)
         return True
 
     def active(self) -> int:
@@ -154,3 +156,8 @@ class AnswerJobs:
         logger.info(
             "answer {} finished: {} ({} chars)", message_id, answer.finish_reason, len(answer.text)
         )
+
+
+def _cancel_unless_finishing(job: Job) -> None:
+    if job.task is not None and not job.task.done() and not job.finishing:
+        job.task.cancel()
