@@ -167,7 +167,8 @@ class DirectDatabase:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._sqlite_file = _sqlite_file(engine) if self.is_sqlite else None
         self._sqlite_thread: SqliteThread | None = None
-        self._held: tuple[AsyncConnection, Any] | None = None  # see `on_held_postgres`
+        # see `on_held_postgres`; one of the pool's `db_pool_size` connections while held
+        self._held: tuple[AsyncConnection, asyncpg.Connection] | None = None
         self._held_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
