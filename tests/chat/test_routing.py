@@ -36,7 +36,7 @@ async def test_failover_on_429_and_5xx(chat_harness, upstreams):
         [
             scripted(upstreams[0], "status=429", weight=1000),
             scripted(upstreams[1], "status=502", weight=100),
-            scripted(upstreams[2], "chunks=1"),
+            scripted(upstreams[2], "chunks=1", weight=0),  # a standby: always tried last
         ]
     )
     status, _events, _ = await chat.stream(BODY)
