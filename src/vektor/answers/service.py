@@ -7,6 +7,7 @@ user's slot, counts the tokens and stores the answer. Every transport calls thes
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from vektor.answers.accounting import usage_row
@@ -21,6 +22,7 @@ from vektor.core.config import Settings
 from vektor.core.database import new_id
 from vektor.core.metrics import stream_ended, stream_started
 from vektor.llm.balancer import ModelBalancer, OpenedStream
+from vektor.llm.base import GenerationRequest
 from vektor.usage.quota import Quotas
 
 
@@ -66,21 +68,8 @@ async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answe
 async def _route(
     pipeline: Pipeline, request: AnswerRequest, plan: Plan, slot: Slot
 ) -> tuple[Answer, OpenedStream]:
-    """Store the question (if asked) and open a deployment; a failure to open undoes the
-    stored question, so that a retry starts clean."""
-    stored: StoredQuestion | None = None
-    context = list(request.messages)
-    if request.store:
-        stored = await pipeline.store.question(request)
-        context = stored.context
-    window = pipeline.balancer.context_window(request.model)
-    generation = plan.generation_request(request, context, window)
-    try:
-        opened, cached = await pipeline.cache.open(request, generation)
-    except BaseException:
-        if stored is not None:
-            await pipeline.store.undo(stored)
-        raise
+    """Store the question (if asked) and open a deployment; the answer to relay."""
+    stored, generation, (opened, cached) = await _store_and_open(pipeline, request, plan)
     answer = Answer(
         id=new_id(),
         user_id=request.user_id,
@@ -97,6 +86,52 @@ async def _route(
     )
     answer.use(opened.deployment.key, opened.deployment.config)
     return answer, opened
+
+
+async def _store_and_open(
+    pipeline: Pipeline, request: AnswerRequest, plan: Plan
+) -> tuple[StoredQuestion | None, GenerationRequest, tuple[OpenedStream, bool]]:
+    """The stored question, what the deployment is sent, and the opened stream. A failure
+    of either step undoes the other, so that a retry starts clean. A new conversation's
+    context is the request itself, so its question is stored while the deployment is asked;
+    a continued one's context needs the stored history first."""
+    window = pipeline.balancer.context_window(request.model)
+    if request.store and request.conversation_id is not None:
+        stored = await pipeline.store.question(request)
+        generation = plan.generation_request(request, stored.context, window)
+        try:
+            return stored, generation, await pipeline.cache.open(request, generation)
+        except BaseException:
+            await pipeline.store.undo(stored)
+            raise
+    generation = plan.generation_request(request, list(request.messages), window)
+    if not request.store:
+        return None, generation, await pipeline.cache.open(request, generation)
+    stored, opening = await _store_while_opening(pipeline, request, generation)
+    return stored, generation, opening
+
+
+async def _store_while_opening(
+    pipeline: Pipeline, request: AnswerRequest, generation: GenerationRequest
+) -> tuple[StoredQuestion, tuple[OpenedStream, bool]]:
+    """The question stored while a deployment is opened: its transaction adds nothing to the
+    time to the first token. A question that cannot be stored fails the request at once,
+    the deployment's request cancelled (or closed, had it opened); a deployment that cannot
+    be opened undoes the stored question."""
+    opening = asyncio.ensure_future(pipeline.cache.open(request, generation))
+    try:
+        stored = await pipeline.store.question(request)
+    except BaseException:
+        opening.cancel()
+        (result,) = await asyncio.gather(opening, return_exceptions=True)
+        if isinstance(result, tuple):  # it had opened before the cancel
+            await result[0].aclose()
+        raise
+    try:
+        return stored, await opening
+    except BaseException:
+        await pipeline.store.undo(stored)
+        raise
 
 
 async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
