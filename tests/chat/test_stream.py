@@ -312,7 +312,7 @@ async def test_too_many_concurrent_streams_is_429(chat_harness, upstream):
 
 
 async def test_chat_rate_limit(chat_harness, upstream):
-    chat = await chat_harness([scripted(upstream, "chunks=1")], rate_limit_chat="2/minute")
+    chat = await chat_harness([scripted(upstream, "chunks=1")], rate_limit_chat="2/day")
     body = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
     assert (await chat.stream(body))[0] == 200
     assert (await chat.stream(body))[0] == 200

@@ -117,7 +117,7 @@ async def test_client_tools_are_forwarded_and_their_calls_handed_back(chat_harne
 
 
 async def test_errors_in_openai_shape(chat_harness, upstream):
-    chat = await chat_harness([scripted(upstream, name="m")], live=True, rate_limit_chat="3/minute")
+    chat = await chat_harness([scripted(upstream, name="m")], live=True, rate_limit_chat="3/day")
     client = await sdk(chat)
     wrong = openai.AsyncOpenAI(
         base_url=f"{chat.client.base_url}/v1", api_key="vk-not-a-key", max_retries=0

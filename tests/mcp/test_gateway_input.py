@@ -164,7 +164,7 @@ async def test_oversize_body_is_413(gateway):
 async def test_rate_limit_per_user(chat_harness, upstream, mcp_servers, url):
     port = mcp_servers.start("one")
     gateway = await start_gateway(
-        chat_harness, upstream, [{"name": "tools", "url": url(port)}], rate_limit_mcp="3/minute"
+        chat_harness, upstream, [{"name": "tools", "url": url(port)}], rate_limit_mcp="3/day"
     )
     async with mcp_client(gateway.url, gateway.key) as client:
         for _ in range(3):

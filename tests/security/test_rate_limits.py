@@ -19,7 +19,7 @@ from vektor.core.ratelimit import RateLimiter
 @pytest.fixture
 async def limited(database_url, tmp_path):
     """An app allowing 3 auth requests a minute, with a client factory per address."""
-    app = create_app(make_settings(database_url, tmp_path, rate_limit_auth="3/minute"))
+    app = create_app(make_settings(database_url, tmp_path, rate_limit_auth="3/day"))
     async with LifespanManager(app) as manager:
 
         def client_from(address, headers=None):
@@ -88,7 +88,7 @@ async def test_forwarded_for_ignored_without_trusted_proxy(limited):
 async def behind_proxy(database_url, tmp_path):
     """A client calling through a trusted proxy (10.9.0.5), with an auth budget of 2."""
     settings = make_settings(
-        database_url, tmp_path, rate_limit_auth="2/minute", trusted_proxies=["10.9.0.0/16"]
+        database_url, tmp_path, rate_limit_auth="2/day", trusted_proxies=["10.9.0.0/16"]
     )
     app = create_app(settings)
     async with LifespanManager(app) as manager:
@@ -114,11 +114,11 @@ async def test_redis_storage_shares_one_budget_between_instances():
     first = RateLimiter("redis://127.0.0.1:6379/0", namespace=namespace)
     second = RateLimiter("redis://127.0.0.1:6379/0", namespace=namespace)
     try:
-        await first.hit("3/minute", [("auth:ip", "1.2.3.4")])
-        await second.hit("3/minute", [("auth:ip", "1.2.3.4")])
-        await first.hit("3/minute", [("auth:ip", "1.2.3.4")])
+        await first.hit("3/day", [("auth:ip", "1.2.3.4")])
+        await second.hit("3/day", [("auth:ip", "1.2.3.4")])
+        await first.hit("3/day", [("auth:ip", "1.2.3.4")])
         with pytest.raises(RateLimited) as caught:
-            await second.hit("3/minute", [("auth:ip", "1.2.3.4")])
+            await second.hit("3/day", [("auth:ip", "1.2.3.4")])
         assert caught.value.retry_after >= 1
     finally:
         await first.reset()
@@ -130,7 +130,7 @@ async def test_redis_down_fails_open():
     limiter = RateLimiter("redis://127.0.0.1:1/0", namespace="unreachable")
     try:
         for _ in range(5):
-            await limiter.hit("1/minute", [("auth:ip", "1.2.3.4")])
+            await limiter.hit("1/day", [("auth:ip", "1.2.3.4")])
     finally:
         await limiter.close()
 
@@ -150,7 +150,7 @@ async def test_apps_sharing_redis_share_the_auth_budget(database_url, tmp_path):
         return make_settings(
             database_url,
             tmp_path / str(index),
-            rate_limit_auth="3/minute",
+            rate_limit_auth="3/day",
             redis_url="redis://127.0.0.1:6379/0",
             redis_namespace=namespace,
         )
@@ -172,7 +172,7 @@ def test_served_app_ignores_forwarded_for_from_loopback(tmp_path, extra):
     """Uvicorn's own proxy-headers middleware believes X-Forwarded-For from 127.0.0.1; the
     served app must leave that to TRUSTED_PROXIES."""
     port = free_port()
-    env = vektor_env(tmp_path, RATE_LIMIT_AUTH="2/minute", SECRET_KEY=secrets.token_hex(32))
+    env = vektor_env(tmp_path, RATE_LIMIT_AUTH="2/day", SECRET_KEY=secrets.token_hex(32))
     process = serve_vektor(port, env, tmp_path, *extra)
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health", process)
