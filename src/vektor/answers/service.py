@@ -8,6 +8,7 @@ user's slot, counts the tokens and stores the answer. Every transport calls thes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from vektor.answers.accounting import usage_row
@@ -99,16 +100,13 @@ async def _store_and_open(
     if request.store and request.conversation_id is not None:
         stored = await pipeline.store.question(request)
         generation = plan.generation_request(request, stored.context, window)
-        try:
-            return stored, generation, await pipeline.cache.open(request, generation)
-        except BaseException:
-            await pipeline.store.undo(stored)
-            raise
+        opening = pipeline.cache.open(request, generation)
+        return stored, generation, await _opened_or_undone(pipeline.store, stored, opening)
     generation = plan.generation_request(request, list(request.messages), window)
     if not request.store:
         return None, generation, await pipeline.cache.open(request, generation)
-    stored, opening = await _store_while_opening(pipeline, request, generation)
-    return stored, generation, opening
+    stored, opened = await _store_while_opening(pipeline, request, generation)
+    return stored, generation, opened
 
 
 async def _store_while_opening(
@@ -127,10 +125,18 @@ async def _store_while_opening(
         if isinstance(result, tuple):  # it had opened before the cancel
             await result[0].aclose()
         raise
+    return stored, await _opened_or_undone(pipeline.store, stored, opening)
+
+
+async def _opened_or_undone(
+    store: AnswerStore, stored: StoredQuestion, opening: Awaitable[tuple[OpenedStream, bool]]
+) -> tuple[OpenedStream, bool]:
+    """The opened stream; if no deployment could be opened, the stored question is undone
+    first, so that a retry starts clean."""
     try:
-        return stored, await opening
+        return await opening
     except BaseException:
-        await pipeline.store.undo(stored)
+        await store.undo(stored)
         raise
 
 
