@@ -24,7 +24,8 @@ def entry(provider: str, server, script: str, **extra: object) -> dict[str, obje
 @pytest.mark.parametrize("provider", sorted(ENTRIES))
 async def test_a_dead_endpoint_fails_over(chat_harness, native, provider):
     dead = entry(provider, native[0], "chunks=1", base_url="http://127.0.0.1:9", weight=1000)
-    chat = await chat_harness([dead, entry(provider, native[1], "chunks=2;text=ok")])
+    standby = entry(provider, native[1], "chunks=2;text=ok", weight=0)  # always tried last
+    chat = await chat_harness([dead, standby])
     status, events, _ = await chat.stream(
         {"model": "m", "messages": [{"role": "user", "content": "hola"}]}
     )
@@ -37,7 +38,8 @@ async def test_a_dead_endpoint_fails_over(chat_harness, native, provider):
 @pytest.mark.parametrize("provider", sorted(ENTRIES))
 async def test_a_stalled_endpoint_fails_over_after_its_timeout(chat_harness, native, provider):
     stalled = entry(provider, native[0], "stall=3;chunks=1", timeout_s=0.5, weight=1000)
-    chat = await chat_harness([stalled, entry(provider, native[1], "chunks=2;text=ok")])
+    standby = entry(provider, native[1], "chunks=2;text=ok", weight=0)  # always tried last
+    chat = await chat_harness([stalled, standby])
     started = time.monotonic()
     status, events, _ = await chat.stream(
         {"model": "m", "messages": [{"role": "user", "content": "hola"}]}
