@@ -151,7 +151,7 @@ async def test_a_failing_deployment_fails_over(chat_harness, native, failure):
     chat = await chat_harness(
         [
             bedrock(native[0], f"status={failure}", weight=1000),
-            bedrock(native[1], "chunks=2;text=ok"),
+            bedrock(native[1], "chunks=2;text=ok", weight=0),
         ]
     )
     status, events, _ = await chat.stream(ASK)
@@ -162,7 +162,7 @@ async def test_a_failing_deployment_fails_over(chat_harness, native, failure):
 
 async def test_a_validation_error_does_not_fail_over(chat_harness, native):
     chat = await chat_harness(
-        [bedrock(native[0], "status=400", weight=1000), bedrock(native[1], "chunks=2")]
+        [bedrock(native[0], "status=400", weight=1000), bedrock(native[1], "chunks=2", weight=0)]
     )
     status, _, raw = await chat.stream(ASK)
     assert status == 502

@@ -100,7 +100,7 @@ async def test_a_failing_deployment_fails_over(chat_harness, native, failure):
     chat = await chat_harness(
         [
             ollama(native[0], f"status={failure}", weight=1000),
-            ollama(native[1], "chunks=2;text=ok"),
+            ollama(native[1], "chunks=2;text=ok", weight=0),
         ]
     )
     status, events, _ = await chat.stream(ASK)
@@ -111,7 +111,7 @@ async def test_a_failing_deployment_fails_over(chat_harness, native, failure):
 
 async def test_a_refusal_does_not_fail_over(chat_harness, native):
     chat = await chat_harness(
-        [ollama(native[0], "status=400", weight=1000), ollama(native[1], "chunks=2")]
+        [ollama(native[0], "status=400", weight=1000), ollama(native[1], "chunks=2", weight=0)]
     )
     status, _, raw = await chat.stream(ASK)
     assert status == 502
