@@ -115,8 +115,8 @@ async def test_an_answer_cancelled_before_its_task_first_runs_still_ends(chat_ha
     jobs = chat.app.state.vektor.jobs
     start = jobs.start
 
-    def start_then_cancel(answer, opened):
-        start(answer, opened)
+    async def start_then_cancel(answer, opened):
+        await start(answer, opened)  # the embedded event log does not yield here
         assert jobs.cancel(answer.id)
 
     jobs.start = start_then_cancel

@@ -77,3 +77,33 @@ async def test_a_stream_is_known_elsewhere_at_once_and_its_end_too(namespace):
     finally:
         await writer.aclose()
         await reader.aclose()
+
+
+async def test_a_started_stream_can_be_found_elsewhere_once_shared(namespace):
+    """`shared` returns once the opening is written, not at the next interval: a client
+    that reads the stream's id from its first event finds it on any instance."""
+    writer = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60, interval_s=SLOW_S)
+    reader = RedisEventLog(Redis.from_url(REDIS_URL), namespace, retention_s=60)
+    writer.start(on_cancel=lambda _: None)
+    message, owner = uuid.uuid4(), uuid.uuid4()
+    try:
+        writer.create(message, owner)
+        writer.publish(message, {"type": "start"})
+        assert await reader.owner(message) is None  # nothing written yet
+        await asyncio.wait_for(writer.shared(message), SLOW_S / 2)
+        assert await reader.owner(message) == owner
+        await asyncio.wait_for(writer.shared(message), 0.1)  # once shared, at once
+    finally:
+        await writer.aclose()
+        await reader.aclose()
+
+
+async def test_a_started_stream_is_not_held_back_when_redis_is_down(namespace):
+    writer = RedisEventLog(Redis.from_url("redis://127.0.0.1:1"), namespace, interval_s=SLOW_S)
+    writer.start(on_cancel=lambda _: None)
+    message = uuid.uuid4()
+    try:
+        writer.create(message, uuid.uuid4())
+        await asyncio.wait_for(writer.shared(message), SLOW_S / 2)
+    finally:
+        await writer.aclose()

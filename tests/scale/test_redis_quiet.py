@@ -76,7 +76,8 @@ async def test_resumed_stream_and_feed_outlast_a_quiet_gap(quiet_instances):
                 async for text in resumed.aiter_text():
                     raw += text
         events = parse_sse(raw)
-        assert [e["type"] for e in events].count("delta") == 2, raw
+        # The first read may hold the first delta as well as the start.
+        assert [e["type"] for e in first + events].count("delta") == 2, (first, raw)
         assert events[-1]["type"] == "done"
         assert events[-1]["finish_reason"] == "stop"
         feed_task.cancel()

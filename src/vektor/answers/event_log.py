@@ -50,6 +50,10 @@ class EventLog(Protocol):
         """Open a stream."""
         ...
 
+    async def shared(self, message_id: uuid.UUID) -> None:
+        """Return once every instance can find the stream."""
+        ...
+
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event; returns its id."""
         ...
@@ -113,6 +117,9 @@ class MemoryEventLog:
         """Open a stream."""
         self._expire()
         self._logs[message_id] = _Log(owner=owner)
+
+    async def shared(self, message_id: uuid.UUID) -> None:
+        """Return at once: no other instance reads this process's memory."""
 
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event; returns its id."""

@@ -41,8 +41,10 @@ class AnswerJobs:
         self.log = log
         self.running: dict[uuid.UUID, Job] = {}
 
-    def start(self, answer: Answer, opened: OpenedStream) -> None:
-        """Open the answer's event log and run it; `start` is its first event."""
+    async def start(self, answer: Answer, opened: OpenedStream) -> None:
+        """Open the answer's event log and run it; `start` is its first event. Returns when
+        every instance can find the answer, so that its id, once told, can be resumed or
+        cancelled anywhere."""
         self.log.create(answer.id, answer.user_id)
         start: dict[str, object] = {
             "type": "start",
@@ -55,6 +57,7 @@ class AnswerJobs:
         self.log.publish(answer.id, start)
         job = self.running[answer.id] = Job(answer)
         job.task = asyncio.create_task(self._run(job, opened), name=f"answer-{answer.id}")
+        await self.log.shared(answer.id)
 
     def cancel(self, message_id: uuid.UUID, reason: str = "cancelled") -> bool:
         """Stop a running answer now; False if it is not running here."""

@@ -69,6 +69,7 @@ class RedisEventLog:
         self._written = asyncio.Event()  # a write has ended
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
+        self._opening: dict[uuid.UUID, asyncio.Future[None]] = {}  # streams not yet shared
         self._listener: asyncio.Task[None] | None = None
         self._channel = f"{namespace}:chat:cancel"
 
@@ -99,6 +100,16 @@ class RedisEventLog:
         self.local.create(message_id, owner)
         self._pend(message_id).owner = owner
         self._hurry.set()  # another instance may be asked for it as soon as it starts
+        if self._writer is not None:
+            self._opening[message_id] = asyncio.get_running_loop().create_future()
+
+    async def shared(self, message_id: uuid.UUID) -> None:
+        """Wait until another instance can find the stream: its opening is written (or
+        Redis was found unreachable). A client told the stream's id before that could ask
+        another instance for it and be told it does not exist."""
+        opening = self._opening.get(message_id)
+        if opening is not None:
+            await asyncio.shield(opening)
 
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event."""
@@ -132,6 +143,14 @@ class RedisEventLog:
             finally:
                 self._writing = False
                 self._written.set()
+                self._shared([m for m, pending in batch.items() if pending.owner is not None])
+
+    def _shared(self, message_ids: list[uuid.UUID]) -> None:
+        """Wake whoever waits for these streams' openings to be written."""
+        for message_id in message_ids:
+            opening = self._opening.pop(message_id, None)
+            if opening is not None and not opening.done():
+                opening.set_result(None)
 
     def _take(self, *, everything: bool) -> dict[uuid.UUID, _Pending]:
         """What to write now: everything, or only the streams that opened or finished."""
@@ -274,6 +293,7 @@ class RedisEventLog:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        self._shared(list(self._opening))
         await self.redis.aclose()
         if self.reader is not self.redis:
             await self.reader.aclose()

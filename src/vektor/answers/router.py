@@ -76,7 +76,7 @@ async def chat_stream(
     no_cache = no_cache_header(request.headers.get("cache-control"))
     asked = answer_request(body, user_id, no_cache=no_cache)
     answer, opened = await open_answer(state.pipeline, asked)
-    state.jobs.start(answer, opened)
+    await state.jobs.start(answer, opened)
     jobs, message_id = state.jobs, answer.id
     on_disconnect = (
         (lambda: jobs.cancel(message_id)) if state.settings.cancel_on_disconnect else None

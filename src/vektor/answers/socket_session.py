@@ -169,7 +169,7 @@ class SocketSession:
                 error = FrameError(500, "Internal server error", frame.request_id)
             self.outbox.put(error.frame())
             return
-        state.jobs.start(answer, opened)
+        await state.jobs.start(answer, opened)
         self.started_here.add(answer.id)
         self._follow(answer.id, 0, frame.request_id)
 
