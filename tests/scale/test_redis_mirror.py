@@ -2,13 +2,14 @@
 test's own): a stream's events go out together, its start and its end at once."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL
-from vektor.answers.redis_event_log import MIRROR_INTERVAL_S, RedisEventLog
+from vektor.answers.redis_event_log import MIRROR_INTERVAL_S, SHARE_WAIT_S, RedisEventLog
 
 SLOW_S = 5.0  # a mirror interval longer than any wait below
 
@@ -89,7 +90,6 @@ async def test_a_started_stream_can_be_found_elsewhere_once_shared(namespace):
     try:
         writer.create(message, owner)
         writer.publish(message, {"type": "start"})
-        assert await reader.owner(message) is None  # nothing written yet
         await asyncio.wait_for(writer.shared(message), SLOW_S / 2)
         assert await reader.owner(message) == owner
         await asyncio.wait_for(writer.shared(message), 0.1)  # once shared, at once
@@ -107,3 +107,27 @@ async def test_a_started_stream_is_not_held_back_when_redis_is_down(namespace):
         await asyncio.wait_for(writer.shared(message), SLOW_S / 2)
     finally:
         await writer.aclose()
+
+
+async def test_a_started_stream_waits_a_bounded_time_for_a_stalled_redis(namespace):
+    """A Redis that accepts the connection and never answers holds the first event back
+    for SHARE_WAIT_S at most, not for the client's socket timeout."""
+
+    async def silent(reader, writer):
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reader.read()  # until the client goes
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    writer = RedisEventLog(Redis.from_url(f"redis://127.0.0.1:{port}"), namespace)
+    writer.start(on_cancel=lambda _: None)
+    message = uuid.uuid4()
+    try:
+        writer.create(message, uuid.uuid4())
+        started = time.monotonic()
+        await asyncio.wait_for(writer.shared(message), SHARE_WAIT_S + 2)
+        assert SHARE_WAIT_S - 0.1 <= time.monotonic() - started < SHARE_WAIT_S + 1
+    finally:
+        await writer.aclose()
+        server.close()

@@ -31,6 +31,10 @@ SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes
 # an answer of 20 pieces over 200 ms is a handful of entries, not one per event. A client
 # resuming on another instance sees each event at most this much later.
 MIRROR_INTERVAL_S = 0.05
+# How long a stream's first event may wait for its opening to be written: a Redis that
+# stalls (rather than refusing) delays a first token by no more than this, after which the
+# answer goes on as if the write had failed.
+SHARE_WAIT_S = 1.0
 
 
 @dataclass(slots=True)
@@ -109,7 +113,9 @@ class RedisEventLog:
         another instance for it and be told it does not exist."""
         opening = self._opening.get(message_id)
         if opening is not None:
-            await asyncio.shield(opening)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHARE_WAIT_S):
+                    await asyncio.shield(opening)
 
     def publish(self, message_id: uuid.UUID, data: dict[str, Any]) -> int:
         """Append an event."""
