@@ -208,6 +208,15 @@ async def test_conversation_deleted_mid_answer(chat_harness, upstream):
     assert any(e["type"] == "error" for e in rest)
 
 
+async def test_the_first_piece_goes_out_with_start(chat_harness, upstream):
+    # The first piece has arrived before the response starts: it leaves in the same write
+    # as `start`, so the client's first read holds both (the next piece is 300 ms later).
+    chat = await chat_harness([scripted(upstream, "chunks=3;delay=0.3;text=w")], live=True)
+    async with chat.client.stream("POST", "/chat/stream", json=BODY, headers=chat.headers) as r:
+        first = await anext(r.aiter_text())
+    assert [event["type"] for event in parse_sse(first)] == ["start", "delta"]
+
+
 async def test_json_on_the_wire(chat_harness, upstream):
     chat = await chat_harness([scripted(upstream, "chunks=2;text=ñandú 🙂")])
     _, _, raw = await chat.stream(BODY)

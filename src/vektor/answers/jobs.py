@@ -57,6 +57,9 @@ class AnswerJobs:
         self.log.publish(answer.id, start)
         job = self.running[answer.id] = Job(answer)
         job.task = asyncio.create_task(self._run(job, opened), name=f"answer-{answer.id}")
+        # The job's first step publishes the first piece, which has already arrived: run it
+        # now, so that a reader's first batch holds it with `start` (one write, not two).
+        await asyncio.sleep(0)
         await self.log.shared(answer.id)
 
     def cancel(self, message_id: uuid.UUID, reason: str = "cancelled") -> bool:
