@@ -1,7 +1,8 @@
 """The benchmark suite: `uv run python -m bench all [--peers litellm]`.
 
-    all      every measure on SQLite and PostgreSQL, then docs/BENCHMARKS.md and its plots;
-             with --redis the completions also in the production layout (REDIS_URL set)
+    all      every measure on SQLite and PostgreSQL (the cached answers on the first database
+             only), then docs/BENCHMARKS.md and its plots; with --redis the completions also
+             in the production layout (REDIS_URL set)
     smoke    a few seconds of each kind of measure, report written to a temporary folder
              (what CI runs, so the suite cannot rot)
     report   rewrite docs/BENCHMARKS.md and the plots from docs/bench/results.json
@@ -92,10 +93,27 @@ def run_suite(
     print("== MCP tool call through /mcp", flush=True)
     results["mcp_gateway"] = mcp_gateway.run(calls=20 if quick else 200, runs=1 if quick else 3)
     print(json.dumps(results["mcp_gateway"], indent=1), flush=True)
+    print("== cached answers", flush=True)
+    results["cache"] = _cached_answers(databases[0], quick)
     results["versions"] = report.versions(extra_versions)
     results["loop_seconds"]["end"] = report.loop_seconds()
     results["duration_s"] = time.monotonic() - started
     return results
+
+
+def _cached_answers(database: str, quick: bool) -> list[dict[str, Any]]:
+    """Measure 8: cached answers against fresh ones and the upstream (bench/cache.py)."""
+    from bench import cache, stream
+
+    rows = cache.measure(
+        database,
+        concurrency=[1, 5] if quick else [1, 50],
+        repeats=1 if quick else 3,
+        streams=20 if quick else 300,
+        single_requests=5 if quick else 30,
+    )
+    stream.print_table(rows)
+    return [asdict(r) for r in rows]
 
 
 def main() -> None:

@@ -26,11 +26,13 @@ import shutil
 import tempfile
 import uuid
 from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench.common import scripted_upstream, vektor_server
 from bench.report import loop_seconds
+from bench.sections import cache_ratios
 from bench.stream import (
     OPENAI_DONE,
     OPENAI_FIRST,
@@ -144,27 +146,6 @@ def measure(
     return results
 
 
-def ratios(results: list[Result]) -> list[str]:
-    """The cached rows' TTFC and CPU against the fresh and direct rows of the same run."""
-    by = {(r.target, r.concurrency): r for r in results}
-    lines = []
-    for c in sorted({r.concurrency for r in results}):
-        direct = by[("direct", c)]
-        for route, fresh_name, cached_name in (
-            ("/chat/stream", "fresh", "cached"),
-            ("/v1", "v1-fresh", "v1-cached"),
-        ):
-            fresh, cached = by[(fresh_name, c)], by[(cached_name, c)]
-            lines.append(
-                f"c={c:<3} {route:<13} TTFC cached {cached.p50_ms:.1f} ms = "
-                f"{cached.p50_ms / fresh.p50_ms:.2f}x fresh ({fresh.p50_ms:.1f} ms), "
-                f"{cached.p50_ms / direct.p50_ms:.2f}x direct ({direct.p50_ms:.1f} ms); "
-                f"CPU per answer cached {cached.cpu_ms:.2f} ms = "
-                f"{cached.cpu_ms / fresh.cpu_ms:.2f}x fresh ({fresh.cpu_ms:.2f} ms)"
-            )
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
@@ -185,7 +166,7 @@ def main() -> None:
         redis_url=args.redis,
     )
     print_table(results)
-    print("\n".join(ratios(results)))
+    print("\n".join(cache_ratios([asdict(r) for r in results])))
 
 
 if __name__ == "__main__":

@@ -9,21 +9,25 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.plots import make_plots
+from bench.sections import (
+    DATABASES,
+    NAMES,
+    cache_section,
+    gateway_section,
+    history_section,
+    lookup,
+    mcp_section,
+    memory_section,
+    ms,
+    table,
+)
+
 NOTES_START = "<!-- notes: kept when the report is regenerated -->"
 NOTES_END = "<!-- /notes -->"
-NAMES = {
-    "direct": "direct",
-    "vektor": "Vektor /chat/stream",
-    "v1": "Vektor /v1",
-    "vektor+redis": "Vektor /chat/stream, Redis",
-    "v1+redis": "Vektor /v1, Redis",
-    "litellm": "LiteLLM",
-}
-DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
 def loop_seconds() -> float:
@@ -86,29 +90,10 @@ def versions(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**found, **(extra or {})}
 
 
-def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
-
-
 def _ratio(value: float, reference: float | None) -> str:
     if not reference:
         return "—"
     return f"{value / reference:.2f}×"
-
-
-def _lookup(rows: list[dict[str, Any]], **where: Any) -> dict[str, Any] | None:
-    for row in rows:
-        if all(row.get(key) == value for key, value in where.items()):
-            return row
-    return None
 
 
 def completions_section(rows: list[dict[str, Any]], mode: str) -> list[str]:
@@ -123,16 +108,16 @@ def completions_section(rows: list[dict[str, Any]], mode: str) -> list[str]:
         lines += ["", f"**{DATABASES[database]}**", ""]
         body = []
         for row in chosen:
-            direct = _lookup(chosen, target="direct", concurrency=row["concurrency"])
-            peer = _lookup(chosen, target="litellm", concurrency=row["concurrency"])
+            direct = lookup(chosen, target="direct", concurrency=row["concurrency"])
+            peer = lookup(chosen, target="litellm", concurrency=row["concurrency"])
             added = None if direct is None else row["p50_ms"] - direct["p50_ms"]
             body.append(
                 [
                     NAMES.get(row["target"], row["target"]),
                     str(row["concurrency"]),
                     str(row["requests"]),
-                    _ms(row["p50_ms"]),
-                    _ms(row["p99_ms"]),
+                    ms(row["p50_ms"]),
+                    ms(row["p99_ms"]),
                     "—" if added is None or row["target"] == "direct" else f"{added:+.1f} ms",
                     f"{row['rate']:.1f}",
                     _ratio(row["rate"], direct["rate"] if direct else None),
@@ -140,7 +125,7 @@ def completions_section(rows: list[dict[str, Any]], mode: str) -> list[str]:
                     f"{row['cpu_ms']:.2f} ms",
                 ]
             )
-        lines += _table(
+        lines += table(
             [
                 "target",
                 "c",
@@ -164,7 +149,7 @@ def targets_section(results: dict[str, Any]) -> list[str]:
     checks: list[tuple[str, str, float | None, float, bool]] = []  # what, unit, value, goal, ≥?
 
     def pick(database: str, mode: str, target: str, c: int, field: str) -> float | None:
-        row = _lookup(rows, database=database, mode=mode, target=target, concurrency=c)
+        row = lookup(rows, database=database, mode=mode, target=target, concurrency=c)
         return None if row is None else float(row[field])
 
     for database in DATABASES:
@@ -210,7 +195,7 @@ def targets_section(results: dict[str, Any]) -> list[str]:
         shown = f"{value:.{digits}f} {unit}".strip()
         miss = "met" if met else f"missed by {abs(value - goal):.{digits}f} {unit}".strip()
         body.append([what, f"{'≥' if at_least else '≤'} {goal:g} {unit}".strip(), shown, miss])
-    return _table(["target", "goal", "measured", ""], body)
+    return table(["target", "goal", "measured", ""], body)
 
 
 def _cpu_checks(
@@ -307,6 +292,8 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         "",
         *gateway_section(results.get("mcp_gateway")),
         "",
+        *cache_section(results.get("cache", [])),
+        "",
         "## Reproduce",
         "",
         "```sh",
@@ -332,170 +319,3 @@ def _kept_notes(path: Path) -> str:
     if NOTES_START not in text or NOTES_END not in text:
         return ""
     return text.split(NOTES_START, 1)[1].split(NOTES_END, 1)[0].strip("\n")
-
-
-def memory_section(memory: dict[str, Any] | None) -> list[str]:
-    """Measures 3 and 5."""
-    lines = ["## 3. 1,000 concurrent streams, and 5. idle memory", ""]
-    if not memory:
-        return [*lines, "Not measured in this run."]
-    streams = memory.get("streams") or {}
-    rows = [
-        ["idle RSS right after start", f"{memory.get('idle_rss_start_mb', 0):.1f} MB"],
-        ["idle RSS after 60 light requests", f"{memory.get('idle_rss_mb', 0):.1f} MB"],
-    ]
-    if "model_rss_mb" in memory:
-        rows.append(["RSS with the local model loaded", f"{memory['model_rss_mb']:.1f} MB"])
-    if streams:
-        rows += [
-            ["concurrent streams opened", str(streams.get("streams"))],
-            ["completed with `done`", str(streams.get("completed"))],
-            ["most open at once", str(streams.get("peak_open"))],
-            ["RSS before", f"{streams.get('rss_before_mb', 0):.1f} MB"],
-            ["peak RSS", f"{streams.get('peak_rss_mb', 0):.1f} MB"],
-            ["wall time", f"{streams.get('seconds', 0):.1f} s"],
-        ]
-    return [*lines, *_table(["measure", "value"], rows), "", memory.get("note", "")]
-
-
-def history_section(rows: list[dict[str, Any]]) -> list[str]:
-    """Measure 4."""
-    lines = ["## 4. History with 10,000 conversations", ""]
-    if not rows:
-        return [*lines, "Not measured in this run."]
-    body = [
-        [
-            DATABASES.get(r["database"], r["database"]),
-            r["query"],
-            str(r.get("n", "")),
-            _ms(r["p50_ms"]),
-            _ms(r["p99_ms"]),
-        ]
-        for r in rows
-    ]
-    return [
-        *lines,
-        "One user with 10,000 conversations (2 messages each); sequential "
-        "`GET /chat/history` requests after a warm-up.",
-        "",
-        *_table(["database", "query", "n", "p50", "p99"], body),
-    ]
-
-
-def mcp_section(mcp: dict[str, Any] | None) -> list[str]:
-    """Measure 6."""
-    lines = ["## 6. An MCP tool call through the pool", ""]
-    if not mcp:
-        return [*lines, "Not measured in this run."]
-    floor = mcp.get("direct, one session", {}).get("p50_ms")
-    body = [
-        [
-            way,
-            _ms(v["p50_ms"]),
-            _ms(v["p99_ms"]),
-            "—" if floor is None else f"{v['p50_ms'] - floor:+.2f} ms",
-        ]
-        for way, v in mcp.items()
-    ]
-    return [
-        *lines,
-        "The project's test MCP server (official SDK, streamable HTTP) on loopback; "
-        "sequential calls of its `add` tool, the three ways alternating.",
-        "",
-        *_table(["way", "p50", "p99", "p50 over one session"], body),
-    ]
-
-
-def make_plots(results: dict[str, Any], folder: Path) -> list[tuple[str, str]]:
-    """PNG plots: rate by concurrency and latency distributions. Returns (file, title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = results.get("completions", [])
-    made: list[tuple[str, str]] = []
-
-    def figure(name: str, title: str, databases: list[str], draw: Any, *args: Any) -> None:
-        """One panel per database; `draw(axis, database, *args)` fills a panel."""
-        shape, axes = plt.subplots(1, len(databases), figsize=(5 * len(databases), 3.6))
-        for axis, database in zip(
-            [axes] if len(databases) == 1 else list(axes), databases, strict=True
-        ):
-            draw(axis, database, *args)
-            axis.grid(alpha=0.3)
-            axis.legend(fontsize=8)
-        shape.tight_layout()
-        shape.savefig(folder / name, dpi=110)
-        plt.close(shape)
-        made.append((name, title))
-
-    for mode, unit in (("stream", "streams/s"), ("plain", "requests/s")):
-        chosen = [r for r in rows if r["mode"] == mode]
-        databases = [d for d in DATABASES if any(r["database"] == d for r in chosen)]
-        if not databases:
-            continue
-        top = max(r["concurrency"] for r in chosen)
-        latency = "TTFC" if mode == "stream" else "latency"
-        figure(f"{mode}_rate.png", f"{unit} by concurrency", databases, _rates, chosen, unit)
-        figure(
-            f"{mode}_latency.png", f"{latency} distribution", databases, _cdf, chosen, top, latency
-        )
-    return made
-
-
-def _rates(axis: Any, database: str, rows: list[dict[str, Any]], unit: str) -> None:
-    """Rate by concurrency, a line per target."""
-    for target in NAMES:
-        points = sorted(
-            (r["concurrency"], r["rate"])
-            for r in rows
-            if r["database"] == database and r["target"] == target
-        )
-        if points:
-            axis.plot(*zip(*points, strict=True), marker="o", label=NAMES[target])
-    axis.set_title(DATABASES[database])
-    axis.set_xlabel("concurrent clients")
-    axis.set_ylabel(unit)
-
-
-def _cdf(axis: Any, database: str, rows: list[dict[str, Any]], top: int, latency: str) -> None:
-    """Latency distribution at the top concurrency, a curve per target."""
-    for target in NAMES:
-        row = _lookup(rows, database=database, target=target, concurrency=top)
-        if row and row["latencies_ms"]:
-            samples = sorted(row["latencies_ms"])
-            share = [(i + 1) / len(samples) for i in range(len(samples))]
-            axis.plot(samples, share, label=NAMES[target])
-    axis.set_xscale("log")
-    axis.set_title(f"{DATABASES[database]}, c={top}")
-    axis.set_xlabel(f"{latency} (ms, log)")
-    axis.set_ylabel("share of requests")
-
-
-def gateway_section(gateway: dict[str, Any] | None) -> list[str]:
-    """Measure 7."""
-    lines = ["## 7. An MCP tool call through the /mcp gateway", ""]
-    if not gateway:
-        return [*lines, "Not measured in this run."]
-    body = [
-        [
-            name,
-            _ms(gateway[key]["p50_ms"]),
-            _ms(gateway[key]["p99_ms"]),
-            f"{gateway[key]['calls_per_s_c20']:.0f}",
-        ]
-        for name, key in (("direct", "direct"), ("through /mcp", "gateway"))
-    ]
-    return [
-        *lines,
-        "The official client (one open client per caller, protocol 2026-07-28) calls the test "
-        "MCP server's `add` directly and through `vektor serve`'s /mcp, alternating run by "
-        "run. Goals: p50 at c=1 at most +2 ms, calls/s at c=20 at least 80 % of direct.",
-        "",
-        *_table(["way", "p50 (c=1)", "p99 (c=1)", "calls/s (c=20)"], body),
-        "",
-        f"Added p50: {gateway['gateway_added_p50_ms']:+.2f} ms; c=20 throughput "
-        f"{gateway['gateway_share_of_direct_c20']:.0%} of direct; Vektor's CPU "
-        f"{gateway['vektor_cpu_ms_per_call']:.2f} ms per relayed call.",
-    ]

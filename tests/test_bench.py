@@ -33,11 +33,14 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
         "## 4.",
         "## 6.",
         "## 7.",
+        "## 8. Cached answers",
     ):
         assert section in report, section
     assert "| Vektor /chat/stream | 5 |" in report
     assert "| Vektor /v1 | 5 |" in report
     assert "| Vektor /chat/stream, Redis | 5 |" in report  # the production layout too
+    assert "| cached | 5 |" in report
+    assert "c=5 /chat/stream: TTFC cached" in report
     plots = {p.name for p in (tmp_path / "bench").glob("*.png")}
     assert plots == {"stream_rate.png", "stream_latency.png", "plain_rate.png", "plain_latency.png"}
 
