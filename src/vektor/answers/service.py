@@ -118,6 +118,9 @@ async def _store_while_opening(
     be opened undoes the stored question."""
     opening = asyncio.ensure_future(pipeline.cache.open(request, generation))
     try:
+        # The deployment's request goes out first (its first step sends it); the question's
+        # statement is built and run while the upstream thinks.
+        await asyncio.sleep(0)
         stored = await pipeline.store.question(request)
     except BaseException:
         opening.cancel()
