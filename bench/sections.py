@@ -157,7 +157,8 @@ def cache_section(rows: list[dict[str, Any]]) -> list[str]:
     ]
     return [
         *lines,
-        "`bench.cache` on SQLite, the cache in memory: the same upstream script as measure 1; "
+        f"`bench.cache` on {DATABASES.get(rows[0]['database'], rows[0]['database'])}, the "
+        "cache in memory: the same upstream script as measure 1; "
         "`fresh` a model without caching, `cached` one with `cache_ttl_s` and a global scope "
         "(filled during the warm-up, then every answer a hit), through /chat/stream and "
         "through /v1 (streamed); TTFC p50 and p99, CPU of the Vektor process per answer.",

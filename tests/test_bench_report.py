@@ -1,7 +1,7 @@
 """The benchmark report shows the Redis layout's rows beside the embedded ones, and the CPU
 goals as ratios of the same run."""
 
-from bench import report
+from bench import report, sections
 
 
 def row(target, cpu_ms, database="sqlite", concurrency=50):
@@ -37,3 +37,12 @@ def test_without_the_redis_layout_there_is_no_redis_goal():
     targets = "\n".join(report.targets_section({"completions": rows}))
     assert "3.00 × | missed by 0.50 ×" in targets
     assert "Redis × embedded" not in targets
+
+
+def test_the_cache_section_names_the_runs_database_and_its_ratios():
+    targets = ("direct", "fresh", "cached", "v1-fresh", "v1-cached")
+    rows = [row(t, cpu, "postgresql", 1) for t, cpu in zip(targets, (1, 4, 1, 4, 2), strict=True)]
+    section = "\n".join(sections.cache_section(rows))
+    assert "`bench.cache` on PostgreSQL" in section
+    assert "c=1 /chat/stream: TTFC cached 20.0 ms = 1.00× fresh" in section
+    assert "CPU per answer cached 2.00 ms = 0.50× fresh (4.00 ms)" in section
