@@ -5,9 +5,11 @@ The instance running a generation keeps its events in memory as well (its own cl
 them there, with no added latency) and mirrors them, in order, to a Redis Stream by a
 background writer: every `MIRROR_INTERVAL_S` at most, one pipeline carries what every
 stream has to mirror, one entry per stream with all its new events. Other instances read
-the Redis Stream. A cancel for a generation running elsewhere is published on a channel
-every instance listens to. If Redis is unreachable, the local path keeps working and the
-mirror is skipped, with a log line.
+the Redis Stream: its first entry names the stream's owner, its last one (`end`) says that
+it finished, so opening and finishing a stream cost one entry and its expiry each. A cancel
+for a generation running elsewhere is published on a channel every instance listens to. If
+Redis is unreachable, the local path keeps working and the mirror is skipped, with a log
+line.
 """
 
 from __future__ import annotations
@@ -79,9 +81,6 @@ class RedisEventLog:
 
     def _events_key(self, message_id: uuid.UUID) -> str:
         return f"{self.namespace}:chat:{message_id}:events"
-
-    def _meta_key(self, message_id: uuid.UUID) -> str:
-        return f"{self.namespace}:chat:{message_id}:meta"
 
     def start(self, on_cancel: Callable[[uuid.UUID], object]) -> None:
         """Run the writer, and the listener that hands cancels to `on_cancel`."""
@@ -187,24 +186,21 @@ class RedisEventLog:
     def _queue_ops(self, pipe: Any, message_id: uuid.UUID, pending: _Pending) -> None:
         """The stream's changes as commands. An entry holds consecutive events: `i` the
         first one's id, `d` their JSON texts one per line (JSON holds no raw line break),
-        `end` when the stream finished with them."""
-        events, meta = self._events_key(message_id), self._meta_key(message_id)
-        if pending.owner is not None:
-            pipe.hset(meta, mapping={"owner": str(pending.owner), "finished": "0"})
-            pipe.expire(meta, SAFETY_TTL_S)
-        if pending.closed:  # before the end entry: a reader that sees it, sees this
-            pipe.hset(meta, "finished", "1")
+        `owner` when it opens the stream, `end` when the stream finished with them."""
         fields: dict[str, Any] = {}
+        if pending.owner is not None:
+            fields["owner"] = str(pending.owner)
         if pending.events:
             fields["i"] = pending.events[0].id
             fields["d"] = b"\n".join(event.payload for event in pending.events)
         if pending.closed:
             fields["end"] = 1
-        if fields:
-            pipe.xadd(events, fields)
+        if not fields:
+            return
+        events = self._events_key(message_id)
+        pipe.xadd(events, fields)
         if pending.closed:
             pipe.expire(events, int(self.retention_s))
-            pipe.expire(meta, int(self.retention_s))
         elif pending.owner is not None or (pending.events and pending.events[0].id == 1):
             pipe.expire(events, SAFETY_TTL_S)  # the first entry creates the key
 
@@ -219,21 +215,23 @@ class RedisEventLog:
     # The reading side: any instance.
 
     async def owner(self, message_id: uuid.UUID) -> uuid.UUID | None:
-        """Whose stream it is: from memory when local, else from Redis."""
+        """Whose stream it is: from memory when local, else from its first entry in Redis."""
         local = self.local.local_owner(message_id)
         if local is not None:
             return local
         try:
-            owner = await self.redis.hget(self._meta_key(message_id), "owner")
+            first = await self.redis.xrange(self._events_key(message_id), count=1)
         except (RedisError, OSError):
             return None
+        owner = first[0][1].get(b"owner") if first else None
         return uuid.UUID(owner.decode()) if owner else None
 
     async def cancel_elsewhere(self, message_id: uuid.UUID) -> bool:
-        """Publish a cancel if the stream is still running on some instance."""
+        """Publish a cancel if the stream is still running on some instance: it exists and
+        its last entry is not its end."""
         try:
-            finished = await self.redis.hget(self._meta_key(message_id), "finished")
-            if finished != b"0":
+            last = await self.redis.xrevrange(self._events_key(message_id), count=1)
+            if not last or b"end" in last[0][1]:
                 return False
             await self.redis.publish(self._channel, str(message_id))
         except (RedisError, OSError):
