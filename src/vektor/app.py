@@ -287,6 +287,7 @@ def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
 
     from vektor.answers.redis_admission import RedisStreamSlots
     from vektor.answers.redis_event_log import RedisEventLog
+    from vektor.core.redis_batch import CommandBatch
     from vektor.core.redis_events import RedisEventBus
 
     def client(timeout_s: float) -> Redis:
@@ -302,8 +303,12 @@ def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
     log = RedisEventLog(
         client(REDIS_COMMAND_TIMEOUT_S), ns, settings.stream_retention_seconds, client(read_s)
     )
-    bus = RedisEventBus(client(REDIS_COMMAND_TIMEOUT_S), ns, client(read_s))
-    return log, bus, RedisStreamSlots(client(REDIS_COMMAND_TIMEOUT_S), ns, limit)
+    # The change feed's entries and the slots' takes and releases share one batch: an
+    # answer's last entry and its slot's release go out as one pipeline.
+    commands = client(REDIS_COMMAND_TIMEOUT_S)
+    batch = CommandBatch(commands)
+    bus = RedisEventBus(commands, ns, client(read_s), batch=batch)
+    return log, bus, RedisStreamSlots(commands, ns, limit, batch=batch)
 
 
 def _drain_on_sigterm(state: AppState) -> Callable[[], None]:

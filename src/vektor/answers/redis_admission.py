@@ -50,14 +50,21 @@ class RedisStreamSlots(StreamSlots):
     """Slots as leases in Redis, shared by every instance."""
 
     def __init__(
-        self, redis: Redis, namespace: str, limit: int, *, lease_s: float = LEASE_S
+        self,
+        redis: Redis,
+        namespace: str,
+        limit: int,
+        *,
+        lease_s: float = LEASE_S,
+        batch: CommandBatch | None = None,
     ) -> None:
         super().__init__(limit)
         self.redis = redis
         self.namespace = namespace
         self.lease_ms = int(lease_s * 1000)
         self.held: dict[str, uuid.UUID] = {}  # this process's leases: member → user
-        self.batch = CommandBatch(redis)  # the takes and releases of concurrent answers
+        # The takes and releases of concurrent answers, and what else shares the batch.
+        self.batch = batch if batch is not None else CommandBatch(redis)
         self._take = redis.register_script(_TAKE)
         self._renew = redis.register_script(_RENEW)
         self._renewer: asyncio.Task[None] | None = None

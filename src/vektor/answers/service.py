@@ -154,12 +154,18 @@ async def finish_answer(pipeline: Pipeline, answer: Answer) -> bool:
     answer.finished = True
     usage = answer.usage()
     row = usage_row(answer, usage)
+    stored = False
     try:
         if answer.conversation_id is None:
             await pipeline.store.usage(answer, row)
-            return False
-        return await pipeline.store.answer(answer, usage, row)
+        else:
+            stored = await pipeline.store.answer(answer, usage, row)
     finally:
-        await pipeline.quotas.add(row)
-        await pipeline.slots.release(answer.slot)
+        # Started together, so that with Redis the change-feed entry and the slot's release
+        # go out in one pipeline.
+        announced = [pipeline.store.announce(answer, usage)] if stored else []
+        await asyncio.gather(
+            pipeline.quotas.add(row), pipeline.slots.release(answer.slot), *announced
+        )
         stream_ended()
+    return stored

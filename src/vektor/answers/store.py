@@ -110,17 +110,17 @@ class AnswerStore:
         await _write(answer.id, write)
 
     async def answer(self, answer: Answer, usage: Usage, row: UsageRow) -> bool:
-        """Store the tool rounds and the answer with its usage row, in one transaction;
-        publish and notify. False when it could not be stored (the database stayed down, or
-        the conversation was deleted meanwhile: the usage row is written then all the same)."""
+        """Store the tool rounds and the answer with its usage row, in one transaction.
+        False when it could not be stored (the database stayed down, or the conversation
+        was deleted meanwhile: the usage row is written then all the same)."""
         assert answer.conversation_id is not None
-        stored = await _write(answer.id, self._answer_write(answer, usage, row))
-        if not stored:
-            return False
+        return await _write(answer.id, self._answer_write(answer, usage, row))
+
+    async def announce(self, answer: Answer, usage: Usage) -> None:
+        """Publish a stored answer's change and notify the adapters."""
         await self.events.publish(answer.user_id, "conversation.updated", answer.conversation_id)
         if self.notify is not None:
             self.notify("conversation.finished", _finished(answer, usage))
-        return True
 
     def _answer_write(
         self, answer: Answer, usage: Usage, row: UsageRow

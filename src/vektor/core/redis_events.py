@@ -40,12 +40,21 @@ def _newer(a: str, b: str) -> bool:
 class RedisEventBus:
     """Change feeds in Redis Streams (XADD with a bounded length, XREAD to follow)."""
 
-    def __init__(self, redis: Redis, namespace: str, reader: Redis | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        reader: Redis | None = None,
+        *,
+        batch: CommandBatch | None = None,
+    ) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
         # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
         self.reader: Any = reader if reader is not None else redis
         self.namespace = namespace
-        self.batch = CommandBatch(redis)
+        # Entries go out with the other commands of the same turn (the stream slots', when
+        # the app shares its batch with them).
+        self.batch = batch if batch is not None else CommandBatch(redis)
         # When this process last pushed back a feed's expiry (monotonic seconds).
         self._expiry_set: dict[uuid.UUID, float] = {}
 
