@@ -7,11 +7,14 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, scripted
 from tests.support.upstream import free_port
 from vektor.answers.admission import StreamSlots
 from vektor.answers.redis_admission import RedisStreamSlots
 from vektor.core.errors import RateLimited
+from vektor.state import state_of
+
+HOLA = {"role": "user", "content": "Hola"}
 
 
 def process(namespace, limit=2, **options):
@@ -80,3 +83,27 @@ async def test_in_memory_slots_are_counted_per_user():
     await slots.take(uuid.uuid4())
     await slots.release(slot)
     await slots.take(user)
+
+
+async def test_an_answers_last_feed_entry_and_its_slot_release_go_out_as_one_pipeline(
+    chat_harness, upstream, namespace
+):
+    """With Redis the change feed and the slots share the app's command batch, and
+    `finish_answer` starts the feed's entry and the release together: one pipeline."""
+    chat = await chat_harness([scripted(upstream)], redis_url=REDIS_URL, redis_namespace=namespace)
+    state = state_of(chat.app)
+    batch = state.pipeline.slots.batch
+    assert state.events.batch is batch
+    sent: list[list[str]] = []
+    execute = batch._execute
+
+    async def recorded(waiting):
+        sent.append([command[0] for command, _ in waiting])
+        await execute(waiting)
+
+    batch._execute = recorded
+    status, events, _ = await chat.stream({"model": "scripted", "messages": [HOLA]})
+    assert status == 200
+    assert events[-1]["type"] == "done"
+    (last,) = [pipeline for pipeline in sent if "ZREM" in pipeline]
+    assert sorted(last) == ["XADD", "ZREM"]  # the feed's conversation.updated and the release
