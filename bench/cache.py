@@ -31,23 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import scripted_upstream, vektor_server
-from bench.report import loop_seconds
-from bench.sections import cache_ratios
-from bench.stream import (
+from bench.load import (
     OPENAI_DONE,
     OPENAI_FIRST,
-    SCRIPT,
     VEKTOR_DONE,
     VEKTOR_FIRST,
-    Result,
     Target,
-    _median,
     http_request,
     make_users,
-    print_table,
     run_async,
     run_load,
 )
+from bench.report import loop_seconds
+from bench.sections import cache_ratios
+from bench.stream import SCRIPT, Result, _median, print_table
 
 MESSAGES = [{"role": "user", "content": "Hola"}]
 

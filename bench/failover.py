@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench.common import Server, percentile, scripted_upstream, vektor_server
-from bench.stream import cpu_seconds, make_users
+from bench.load import cpu_seconds, make_users
 
 DYING = "chunks=10;delay=0.01;text=uno dos tres;drop=5"
 NEXT = "chunks=10;delay=0.01;text=cuatro cinco seis"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bench.common import ROOT, free_port, start, stop, vektor_server, wait_until_ok
-from bench.stream import cpu_seconds, run_async
+from bench.load import cpu_seconds, run_async
 
 PASSWORD = "benchmark password"
 LENGTH = re.compile(rb"content-length: *([0-9]+)", re.IGNORECASE)

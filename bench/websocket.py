@@ -31,9 +31,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import percentile, scripted_upstream, vektor_server
-from bench.memory import Sampler, raise_fd_limit, rss_mb
-from bench.stream import (
-    SCRIPT,
+from bench.load import (
     VEKTOR_DONE,
     VEKTOR_FIRST,
     Target,
@@ -43,6 +41,8 @@ from bench.stream import (
     run_async,
     run_load,
 )
+from bench.memory import Sampler, raise_fd_limit, rss_mb
+from bench.stream import SCRIPT
 
 SLOW_SCRIPT = "chunks=20;delay=0.25;text=word"  # five seconds an answer: all at once
 IDLE_TARGET_MB = 300.0
