@@ -33,7 +33,7 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every measure and return the results (JSON-ready). `redis`: the completions also
     on a second server with REDIS_URL set, measured alternately with the first."""
-    from bench import history, mcp_gateway, mcp_tool, memory, stream, websocket
+    from bench import memory, websocket
 
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -43,12 +43,45 @@ def run_suite(
         "peers": peers,
         "quick": quick,
         "redis": redis,
-        "completions": [],
+        "completions": _completions(databases, quick=quick, peers=peers, redis=redis),
     }
     extra_versions: dict[str, str] = {}
+    if "litellm" in peers:
+        from bench.peers import VERSION
+
+        extra_versions["litellm"] = VERSION
+    print("== memory", flush=True)
+    results["memory"] = memory.run(streams=50 if quick else 1000, with_model=not quick)
+    print(json.dumps(results["memory"], indent=1), flush=True)
+    results["history"] = _history(databases, quick)
+    print("== WebSocket", flush=True)
+    results["websocket"] = websocket.run(
+        databases[0],
+        answers=20 if quick else 600,
+        repeats=1 if quick else 3,
+        idle=50 if quick else 1000,
+        sockets=10 if quick else 100,
+        per_socket=2 if quick else 10,
+    )
+    results.update(_mcp_calls(quick))
+    print("== cached answers", flush=True)
+    results["cache"] = _cached_answers(databases[0], quick)
+    results["versions"] = report.versions(extra_versions)
+    results["loop_seconds"]["end"] = report.loop_seconds()
+    results["duration_s"] = time.monotonic() - started
+    return results
+
+
+def _completions(
+    databases: list[str], *, quick: bool, peers: list[str], redis: bool
+) -> list[dict[str, Any]]:
+    """Measure 1: streaming and plain completions on each database (bench/stream.py)."""
+    from bench import stream
+
+    rows: list[dict[str, Any]] = []
     for index, database in enumerate(databases):
         print(f"== completions on {database}", flush=True)
-        rows = stream.measure(
+        measured = stream.measure(
             database,
             concurrency=[1, 5] if quick else [1, 10, 50],
             repeats=1 if quick else 3,
@@ -59,46 +92,40 @@ def run_suite(
             modes=("stream", "plain"),
             layouts=("embedded", "redis") if redis else ("embedded",),
         )
-        stream.print_table(rows)
-        results["completions"] += [asdict(r) for r in rows]
-    if "litellm" in peers:
-        from bench.peers import VERSION
+        stream.print_table(measured)
+        rows += [asdict(r) for r in measured]
+    return rows
 
-        extra_versions["litellm"] = VERSION
-    print("== memory", flush=True)
-    results["memory"] = memory.run(streams=50 if quick else 1000, with_model=not quick)
-    print(json.dumps(results["memory"], indent=1), flush=True)
+
+def _history(databases: list[str], quick: bool) -> list[dict[str, Any]]:
+    """Reading a long history, on each database (bench/history.py)."""
+    from bench import history
+
     print("== history", flush=True)
-    results["history"] = []
+    rows: list[dict[str, Any]] = []
     for database in databases:
-        results["history"] += history.run(
+        rows += history.run(
             database,
             conversations=200 if quick else 10_000,
             requests=20 if quick else 300,
         )
-    for row in results["history"]:
+    for row in rows:
         print(row, flush=True)
-    print("== WebSocket", flush=True)
-    results["websocket"] = websocket.run(
-        databases[0],
-        answers=20 if quick else 600,
-        repeats=1 if quick else 3,
-        idle=50 if quick else 1000,
-        sockets=10 if quick else 100,
-        per_socket=2 if quick else 10,
-    )
+    return rows
+
+
+def _mcp_calls(quick: bool) -> dict[str, Any]:
+    """A tool call to an MCP server directly and through /mcp (bench/mcp_tool.py,
+    bench/mcp_gateway.py)."""
+    from bench import mcp_gateway, mcp_tool
+
     print("== MCP tool call", flush=True)
-    results["mcp"] = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
-    print(json.dumps(results["mcp"], indent=1), flush=True)
+    direct = mcp_tool.run(calls=20 if quick else 200, runs=1 if quick else 3)
+    print(json.dumps(direct, indent=1), flush=True)
     print("== MCP tool call through /mcp", flush=True)
-    results["mcp_gateway"] = mcp_gateway.run(calls=20 if quick else 200, runs=1 if quick else 3)
-    print(json.dumps(results["mcp_gateway"], indent=1), flush=True)
-    print("== cached answers", flush=True)
-    results["cache"] = _cached_answers(databases[0], quick)
-    results["versions"] = report.versions(extra_versions)
-    results["loop_seconds"]["end"] = report.loop_seconds()
-    results["duration_s"] = time.monotonic() - started
-    return results
+    gateway = mcp_gateway.run(calls=20 if quick else 200, runs=1 if quick else 3)
+    print(json.dumps(gateway, indent=1), flush=True)
+    return {"mcp": direct, "mcp_gateway": gateway}
 
 
 def _cached_answers(database: str, quick: bool) -> list[dict[str, Any]]:
