@@ -191,6 +191,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
             keep=settings.max_backups_per_user,
             workers=settings.backup_workers,
             storage_limit=settings.max_user_storage_bytes,
+            turn=direct.sqlite_turn,
         ),
         started_at=time.time(),
         **answering,

@@ -438,3 +438,42 @@ def test_a_server_out_of_connection_slots_counts_as_down() -> None:
     refused = asyncpg.TooManyConnectionsError("sorry, too many clients already")
     assert is_database_down(refused)
     assert not is_database_down(ValueError("a bug"))
+
+
+async def test_a_held_sqlite_thread_runs_what_came_before_and_makes_the_rest_wait(
+    tmp_path: Any,
+) -> None:
+    """`sqlite_turn`: while a restore writes a batch through the engine, the direct writes
+    queued after it wait in line instead of for SQLite's lock."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'turn.db'}")
+    direct = DirectDatabase(engine)
+    order: list[str] = []
+
+    def note(name: str) -> Any:
+        return lambda connection: order.append(name)
+
+    try:
+        before = asyncio.ensure_future(direct.on_sqlite(note("before")))
+        async with direct.sqlite_turn():
+            assert order == ["before"]  # the turn came after it
+            after = asyncio.ensure_future(direct.on_sqlite(note("after")))
+            await asyncio.sleep(0.2)
+            assert not after.done()
+            order.append("holder")
+        await asyncio.wait_for(after, 5)
+        await before
+        assert order == ["before", "holder", "after"]
+    finally:
+        await direct.aclose()
+        await engine.dispose()
+
+
+async def test_a_turn_on_an_in_memory_database_holds_nothing() -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    direct = DirectDatabase(engine)
+    try:
+        async with direct.sqlite_turn():
+            assert await direct.on_sqlite(lambda connection: 1) == 1
+    finally:
+        await direct.aclose()
+        await engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from collections import defaultdict
@@ -22,6 +23,7 @@ from vektor.sync.archive import FORMAT, FORMAT_VERSION, USAGE_PER_LINE, ArchiveW
 from vektor.sync.lock import BEAT_EVERY_S, release, take_lock, touch_lock
 from vektor.sync.models import Backup
 from vektor.sync.repository import BackupRepository, SnapshotReader
+from vektor.sync.restore import Turn
 
 PAGE = 500
 # Messages read at once: a page's conversations are read in parts of about this many
@@ -59,6 +61,7 @@ class JobBudget:
     slots: asyncio.Semaphore
     per_batch: bool
     storage_limit: int
+    turn: Turn = contextlib.nullcontext  # held around each batch (restore.RestoreTarget)
 
 
 def backup_path(backup_dir: Path, user_id: uuid.UUID, backup_id: uuid.UUID) -> Path:
@@ -77,6 +80,7 @@ class BackupManager:
         keep: int = 5,
         workers: int = 2,
         storage_limit: int = 1 << 30,
+        turn: Turn = contextlib.nullcontext,
     ) -> None:
         self.engine = engine
         self.keep = keep
@@ -88,13 +92,15 @@ class BackupManager:
         url = engine.url.render_as_string(hide_password=False)
         if engine.dialect.name == "sqlite":
             # Restores write through the app's one connection, a short transaction per
-            # batch: SQLite has one writer, and other users' answers take turns with them.
+            # batch: SQLite has one writer, and other users' answers take turns with them
+            # (`turn`: the direct writes' thread waits in line during each batch).
             self.read_engine = _snapshot_engine(url)
             self.restores = JobBudget(
                 sessionmaker,
                 asyncio.Semaphore(workers),
                 per_batch=True,
                 storage_limit=storage_limit,
+                turn=turn,
             )
             workers = 1
         else:

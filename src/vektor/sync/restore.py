@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ BATCH_MESSAGES = 5000
 BATCH_BYTES = 2 * 1024 * 1024
 
 
+Turn = Callable[[], AbstractAsyncContextManager[Any]]
+
+
 class RestoreConflict(ValueError):
     """The file's ids cannot be placed on this account."""
 
@@ -40,9 +44,16 @@ class RestoreConflict(ValueError):
 class RestoreTarget:
     """Sessions a restore writes through: one transaction for all, or one per batch."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, per_batch: bool) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        per_batch: bool,
+        turn: Turn = contextlib.nullcontext,
+    ) -> None:
         self.sessions = sessions
         self.per_batch = per_batch
+        self.turn = turn  # held around each batch's transaction (`DirectDatabase.sqlite_turn`)
         self._whole: AsyncSession | None = None
 
     @contextlib.asynccontextmanager
@@ -64,8 +75,17 @@ class RestoreTarget:
         if self._whole is not None:
             yield RestoreWriter(self._whole)
             return
-        async with self.sessions() as session, session.begin():
-            yield RestoreWriter(session)
+        async with self.sessions() as session:
+            # The engine's connection first, then the turn: the turn's holder never waits
+            # for a connection that someone waiting for the turn could hold.
+            await session.connection()
+            async with self.turn():
+                try:
+                    yield RestoreWriter(session)
+                except BaseException:
+                    await session.rollback()
+                    raise
+                await session.commit()
 
 
 def _take(source: Iterator[tuple[Any, int]]) -> list[Any]:

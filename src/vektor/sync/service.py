@@ -184,7 +184,7 @@ async def _checked_restore(
         limit=limit,
         expected_sha256=expected_sha256,
     )
-    target = RestoreTarget(budget.sessions, per_batch=budget.per_batch)
+    target = RestoreTarget(budget.sessions, per_batch=budget.per_batch, turn=budget.turn)
     async with target.restore():
         if mode == "merge":
             await check_quota(target, user_id=user_id, index=index, incoming=incoming, limit=limit)
