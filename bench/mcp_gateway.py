@@ -8,6 +8,11 @@ one open client each, protocol 2026-07-28) calls `add` directly and through /mcp
 alternating run by run: sequentially (c=1: p50 and p99), and from 20 clients at once
 (c=20: calls per second). Vektor's CPU per call is its process CPU seconds over the calls
 it relayed. Everything runs on the same machine, so only ratios within a run mean much.
+
+The c=20 runs also count the CPU of every process taking part (the MCP server, the calling
+clients, which are this process, and Vektor) per call, and how many cores they kept busy
+together: when the direct run already keeps the machine's cores busy, a relayed call can go
+no faster than the sum of the three processes' CPU per call allows.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bench.common import ROOT, free_port, percentile, start, stop, vektor_server
 from bench.mcp_tool import _wait_listening
+from bench.sections import gateway_section
 
 CONCURRENCY = 20
 ARGUMENTS = {"a": 2, "b": 40}
@@ -98,58 +104,74 @@ async def _wait_tools(url: str, key: str) -> None:
     raise RuntimeError("the gateway never listed the pool's tools")
 
 
-async def measure(direct_url: str, base: str, pid: int, calls: int, runs: int) -> dict[str, Any]:
-    """Alternate direct and gateway runs; figures per run."""
+async def measure(
+    urls: dict[str, str], base: str, pids: dict[str, int], calls: int, runs: int
+) -> dict[str, Any]:
+    """Alternate the ways (direct, the bare SDK relay, the gateway); figures per run."""
     key = await _api_key(base)
-    gateway_url = f"{base}/mcp"
-    await _wait_tools(gateway_url, key)
-    vektor = psutil.Process(pid)
-    figures: dict[str, list[Any]] = {"direct": [], "gateway": [], "cpu_ms_per_call": []}
-    async with _client(direct_url, None) as direct, _client(gateway_url, key) as gateway:
-        ways = {"direct": _caller(direct, "add"), "gateway": _caller(gateway, "bench__add")}
-        for call in ways.values():
+    await _wait_tools(urls["gateway"], key)
+    processes = {who: psutil.Process(pid) for who, pid in pids.items()}
+    processes["client"] = psutil.Process()
+    vektor = processes["vektor"]
+    ways = {
+        "direct": (urls["direct"], None, "add"),
+        "relay": (urls["relay"], None, "add"),
+        "gateway": (urls["gateway"], key, "bench__add"),
+    }
+    figures: dict[str, list[Any]] = {way: [] for way in ways}
+    figures["cpu_ms_per_call"] = []
+    async with AsyncExitStack() as stack:
+        callers = {
+            way: _caller(await stack.enter_async_context(_client(url, token)), tool)
+            for way, (url, token, tool) in ways.items()
+        }
+        for call in callers.values():
             await _sequential(call, 10)  # warm up
         for _ in range(runs):
-            for name, call in ways.items():
+            for way, (url, token, _tool) in ways.items():
                 cpu = vektor.cpu_times()
-                samples = await _sequential(call, calls)
-                many = await _many(
-                    direct_url if name == "direct" else gateway_url,
-                    None if name == "direct" else key,
-                    calls,
-                )
+                samples = await _sequential(callers[way], calls)
+                many = await _many(url, token, calls, processes)
                 spent = sum(vektor.cpu_times()[:2]) - sum(cpu[:2])
-                figures[name].append(
-                    {
-                        "p50_ms": percentile(samples, 50),
-                        "p99_ms": percentile(samples, 99),
-                        "calls_per_s_c20": many,
-                    }
+                figures[way].append(
+                    {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), **many}
                 )
-                if name == "gateway":
+                if way == "gateway":
                     figures["cpu_ms_per_call"].append(spent * 1000 / (calls * 2))
     return figures
 
 
-async def _many(url: str, key: str | None, calls: int) -> float:
-    """Calls per second from CONCURRENCY clients, `calls` in all."""
-    tool = "add" if key is None else "bench__add"
+async def _many(
+    url: str, key: str | None, calls: int, processes: dict[str, psutil.Process]
+) -> dict[str, float]:
+    """Calls per second from CONCURRENCY clients, `calls` in all, with the CPU each process
+    spent per call meanwhile and the cores they kept busy together (clients opened first)."""
+    tool = "add" if key is None else "bench__add"  # only the gateway takes a key
     async with _clients(url, key) as clients:
         each = max(1, calls // CONCURRENCY)
-        return await _concurrent([_caller(c, tool) for c in clients], each)
+        before = {who: sum(p.cpu_times()[:2]) for who, p in processes.items()}
+        began = time.perf_counter()
+        rate = await _concurrent([_caller(c, tool) for c in clients], each)
+        wall = time.perf_counter() - began
+        spent = {who: sum(p.cpu_times()[:2]) - before[who] for who, p in processes.items()}
+    made = each * CONCURRENCY
+    return {
+        "calls_per_s_c20": rate,
+        **{f"c20_cpu_ms_{who}": 1000 * cpu / made for who, cpu in spent.items()},
+        "c20_cores_busy": sum(spent.values()) / wall,
+    }
 
 
 @asynccontextmanager
 async def _clients(url: str, key: str | None) -> AsyncIterator[list[Client]]:
-    from contextlib import AsyncExitStack
-
     async with AsyncExitStack() as stack:
         yield [await stack.enter_async_context(_client(url, key)) for _ in range(CONCURRENCY)]
 
 
 def run(calls: int = 200, runs: int = 3, database: str = "sqlite") -> dict[str, Any]:
-    """Start the MCP server and Vektor, measure, stop both: medians over the runs."""
-    port = free_port()
+    """Start the MCP server, the bare relay and Vektor, measure, stop them: medians over the
+    runs."""
+    port, relay_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as workdir:
         folder = Path(workdir)
         config = folder / "config"
@@ -157,37 +179,57 @@ def run(calls: int = 200, runs: int = 3, database: str = "sqlite") -> dict[str, 
         direct_url = f"http://127.0.0.1:{port}/mcp"
         (config / "mcp_servers.json").write_text(json.dumps([{"name": "bench", "url": direct_url}]))
         (config / "model_configs.json").write_text(json.dumps([]))
+        env = {"PYTHONPATH": str(ROOT)}
         server = start(
-            [sys.executable, "-m", "tests.support.mcp_server", str(port), "bench"],
-            {"PYTHONPATH": str(ROOT)},
-            folder,
+            [sys.executable, "-m", "tests.support.mcp_server", str(port), "bench"], env, folder
         )
+        relay = None
         try:
             asyncio.run(_wait_listening(port))
+            relay = start(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.mcp_relay",
+                    "--port",
+                    str(relay_port),
+                    "--upstream",
+                    direct_url,
+                ],
+                env,
+                folder,
+            )
+            asyncio.run(_wait_listening(relay_port))
             settings = {"VEKTOR_CONFIG_DIR": str(config), "RATE_LIMIT_MCP": "10000000/minute"}
             with vektor_server(database, workers=1, **settings) as vektor:
-                figures = asyncio.run(
-                    measure(direct_url, vektor.base, vektor.process.pid, calls, runs)
-                )
+                urls = {
+                    "direct": direct_url,
+                    "relay": f"http://127.0.0.1:{relay_port}/mcp",
+                    "gateway": f"{vektor.base}/mcp",
+                }
+                pids = {"mcp_server": server.pid, "relay": relay.pid, "vektor": vektor.process.pid}
+                figures = asyncio.run(measure(urls, vektor.base, pids, calls, runs))
         finally:
-            stop(server)
+            for process in (relay, server):
+                if process is not None:
+                    stop(process)
     return _medians(figures)
 
 
 def _medians(figures: dict[str, list[Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for way in ("direct", "gateway"):
+    for way in ("direct", "relay", "gateway"):
         result[way] = {
             key: round(statistics.median(run[key] for run in figures[way]), 2)
-            for key in ("p50_ms", "p99_ms", "calls_per_s_c20")
+            for key in figures[way][0]
         }
-    result["gateway_added_p50_ms"] = round(
-        result["gateway"]["p50_ms"] - result["direct"]["p50_ms"], 2
-    )
-    result["gateway_share_of_direct_c20"] = round(
-        result["gateway"]["calls_per_s_c20"] / result["direct"]["calls_per_s_c20"], 3
-    )
+    direct = result["direct"]
+    for way in ("relay", "gateway"):
+        result[f"{way}_added_p50_ms"] = round(result[way]["p50_ms"] - direct["p50_ms"], 2)
+        share = result[way]["calls_per_s_c20"] / direct["calls_per_s_c20"]
+        result[f"{way}_share_of_direct_c20"] = round(share, 3)
     result["vektor_cpu_ms_per_call"] = round(statistics.median(figures["cpu_ms_per_call"]), 2)
+    result["cores"] = psutil.cpu_count()
     return result
 
 
@@ -199,23 +241,11 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.calls, args.runs, args.database)
     print(json.dumps(result, indent=2))
-    direct, gateway = result["direct"], result["gateway"]
     print(
         f"\n{args.calls} calls of `add` per way and run, medians of {args.runs} runs "
         f"({args.database})\n"
     )
-    print("| way | p50 (c=1) | p99 (c=1) | calls/s (c=20) |")
-    print("|---|---|---|---|")
-    for name, row in (("direct", direct), ("through /mcp", gateway)):
-        print(
-            f"| {name} | {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms | "
-            f"{row['calls_per_s_c20']:.0f} |"
-        )
-    print(
-        f"\nadded p50: {result['gateway_added_p50_ms']:+.2f} ms; c=20 throughput "
-        f"{result['gateway_share_of_direct_c20']:.0%} of direct; Vektor CPU "
-        f"{result['vektor_cpu_ms_per_call']:.2f} ms per call"
-    )
+    print("\n".join(gateway_section(result)[2:]))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,9 @@ def gateway_section(gateway: dict[str, Any] | None) -> list[str]:
     lines = ["## 7. An MCP tool call through the /mcp gateway", ""]
     if not gateway:
         return [*lines, "Not measured in this run."]
+    ways = [("direct", "direct"), ("through /mcp", "gateway")]
+    if "relay" in gateway:
+        ways.insert(1, ("bare SDK relay", "relay"))
     body = [
         [
             name,
@@ -123,19 +126,52 @@ def gateway_section(gateway: dict[str, Any] | None) -> list[str]:
             ms(gateway[key]["p99_ms"]),
             f"{gateway[key]['calls_per_s_c20']:.0f}",
         ]
-        for name, key in (("direct", "direct"), ("through /mcp", "gateway"))
+        for name, key in ways
     ]
     return [
         *lines,
         "The official client (one open client per caller, protocol 2026-07-28) calls the test "
-        "MCP server's `add` directly and through `vektor serve`'s /mcp, alternating run by "
-        "run. Goals: p50 at c=1 at most +2 ms, calls/s at c=20 at least 80 % of direct.",
+        "MCP server's `add` directly, through a bare relay made of the SDK's server side and "
+        "one held SDK client (`bench/mcp_relay.py`: nothing else), and through `vektor "
+        "serve`'s /mcp, alternating run by run. Goals: p50 at c=1 at most +2 ms, calls/s at "
+        "c=20 at least 80 % of direct.",
         "",
         *table(["way", "p50 (c=1)", "p99 (c=1)", "calls/s (c=20)"], body),
         "",
         f"Added p50: {gateway['gateway_added_p50_ms']:+.2f} ms; c=20 throughput "
         f"{gateway['gateway_share_of_direct_c20']:.0%} of direct; Vektor's CPU "
         f"{gateway['vektor_cpu_ms_per_call']:.2f} ms per relayed call.",
+        *_gateway_cpu(gateway),
+    ]
+
+
+def _gateway_cpu(gateway: dict[str, Any]) -> list[str]:
+    """The c=20 runs' CPU per call by process, and what the bare relay reached."""
+    if "relay" not in gateway:
+        return []
+    ways = (("direct", "direct", None), ("bare SDK relay", "relay", "relay"))
+    ways += (("through /mcp", "gateway", "vektor"),)
+    body = [
+        [
+            name,
+            ms(gateway[key]["c20_cpu_ms_mcp_server"]),
+            ms(gateway[key]["c20_cpu_ms_client"]),
+            "—" if middle is None else ms(gateway[key][f"c20_cpu_ms_{middle}"]),
+            f"{gateway[key]['c20_cores_busy']:.2f}",
+        ]
+        for name, key, middle in ways
+    ]
+    relay = gateway["relay"]["c20_cpu_ms_relay"]
+    vektor = gateway["gateway"]["c20_cpu_ms_vektor"]
+    header = ["c=20, CPU per call", "MCP server", "clients", "in between", "cores busy"]
+    return [
+        "",
+        *table(header, body),
+        "",
+        f"The bare relay adds {gateway['relay_added_p50_ms']:+.2f} ms at p50 and reaches "
+        f"{gateway['relay_share_of_direct_c20']:.0%} of direct's calls/s at c=20 on "
+        f"{gateway.get('cores', '?')} cores; Vektor's CPU per call is {vektor / relay:.2f}× "
+        "the bare relay's.",
     ]
 
 

@@ -41,6 +41,7 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
     assert "| Vektor /chat/stream, Redis | 5 |" in report  # the production layout too
     assert "| cached | 5 |" in report
     assert "c=5 /chat/stream: TTFC cached" in report
+    assert "| bare SDK relay |" in report  # the gateway beside the SDK alone
     plots = {p.name for p in (tmp_path / "bench").glob("*.png")}
     assert plots == {"stream_rate.png", "stream_latency.png", "plain_rate.png", "plain_latency.png"}
 
