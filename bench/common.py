@@ -124,6 +124,23 @@ def scripted_upstream(*, quiet: bool = False) -> Iterator[tuple[int, subprocess.
 
 
 @contextmanager
+def bare_proxy(upstream_port: int) -> Iterator[tuple[int, int]]:
+    """bench/bare_proxy.py in front of the upstream on a spare port: (port, pid)."""
+    port = free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    process = start(
+        [sys.executable, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream],
+        {**os.environ, "PYTHONPATH": str(ROOT)},
+        ROOT,
+    )
+    try:
+        wait_upstream(port)
+        yield port, process.pid
+    finally:
+        stop(process)
+
+
+@contextmanager
 def redis_layout() -> Iterator[dict[str, str]]:
     """The production layout's settings: REDIS_URL on the machine's Redis, in a namespace of
     the run's own whose keys are deleted afterwards."""

@@ -9,6 +9,7 @@ from typing import Any
 DATABASES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 NAMES = {
     "direct": "direct",
+    "proxy": "bare proxy",
     "vektor": "Vektor /chat/stream",
     "v1": "Vektor /v1",
     "vektor+redis": "Vektor /chat/stream, Redis",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import redis_layout, scripted_upstream, vektor_server
+from bench.common import bare_proxy, redis_layout, scripted_upstream, vektor_server
 from bench.load import (
     OPENAI_DONE,
     OPENAI_FIRST,
@@ -42,7 +42,7 @@ from bench.report import loop_seconds
 SCRIPT = "chunks=20;delay=0.01;text=word"
 # Plain answers: the same 20 pieces with no waits, so every target's upstream answers at once.
 PLAIN_SCRIPT = "chunks=20;delay=0;text=word"
-TARGETS = ("direct", "vektor", "v1", "litellm")
+TARGETS = ("direct", "proxy", "vektor", "v1", "litellm")
 
 
 @dataclass
@@ -70,6 +70,7 @@ def build_targets(
     vektor: tuple[int, int],
     users: list[tuple[str, str]],
     litellm: tuple[int, int, str | None] | None,
+    proxy: tuple[int, int] | None = None,
 ) -> list[Target]:
     """The targets asked for, each with one request per client."""
     messages = [{"role": "user", "content": "Hola"}]
@@ -81,6 +82,11 @@ def build_targets(
         request = http_request("/v1/chat/completions", openai_body)
         targets.append(
             Target("direct", up[0], stream, *_markers(stream), [request] * clients, up[1])
+        )
+    if "proxy" in names and proxy is not None:
+        request = http_request("/v1/chat/completions", openai_body)
+        targets.append(
+            Target("proxy", proxy[0], stream, *_markers(stream), [request] * clients, proxy[1])
         )
     if "vektor" in names and stream:
         chat: dict[str, object] = {"model": "bench", "messages": messages}
@@ -127,6 +133,7 @@ def measure(
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, config, True)
         up_port, upstream = stack.enter_context(scripted_upstream())
+        proxy = stack.enter_context(bare_proxy(up_port)) if "proxy" in names else None
         deployments = [
             {
                 "name": name,
@@ -175,6 +182,7 @@ def measure(
                     vektor=(int(vektor.base.rsplit(":", 1)[1]), vektor.process.pid),
                     users=users[layout],
                     litellm=litellm,
+                    proxy=proxy,
                 ):
                     if layout == "redis" and target.name in ("vektor", "v1"):
                         target.name += "+redis"
@@ -236,8 +244,9 @@ def main() -> None:
     parser.add_argument(
         "--targets",
         nargs="+",
-        choices=["direct", "vektor", "v1"],
+        choices=["direct", "proxy", "vektor", "v1"],
         default=["direct", "vektor", "v1"],
+        help="proxy: the least an OpenAI-compatible proxy does (bench/bare_proxy.py)",
     )
     parser.add_argument("--peers", nargs="*", choices=["litellm"], default=[])
     parser.add_argument("--plain", action="store_true", help="non-streaming completions instead")
