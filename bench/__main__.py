@@ -87,7 +87,7 @@ def _completions(
             repeats=1 if quick else 3,
             streams=20 if quick else 600,
             single_requests=5 if quick else 30,
-            targets=("direct", "vektor", "v1"),
+            targets=("direct", "proxy", "vektor", "v1"),
             peers=peers if index == 0 else (),  # the peer does not use Vektor's database
             modes=("stream", "plain"),
             layouts=("embedded", "redis") if redis else ("embedded",),

@@ -38,6 +38,7 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
         assert section in report, section
     assert "| Vektor /chat/stream | 5 |" in report
     assert "| Vektor /v1 | 5 |" in report
+    assert "| bare proxy | 5 |" in report  # the floor under Vektor's own work
     assert "| Vektor /chat/stream, Redis | 5 |" in report  # the production layout too
     assert "| cached | 5 |" in report
     assert "c=5 /chat/stream: TTFC cached" in report
