@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import login, register
 from tests.support.usage_rows import usage_row
@@ -24,8 +22,8 @@ from vektor.auth.hot_repository import TOUCH_INTERVAL, SessionHotRepository
 from vektor.auth.models import Device, UserSession
 from vektor.chat.hot_repository import ChatHotRepository, NewMessage
 from vektor.chat.models import Conversation, Message
-from vektor.core.database import Base, create_engine, is_database_down, new_id
-from vektor.core.direct import DirectDatabase, sqlite_transaction, statement
+from vektor.core.database import is_database_down, new_id
+from vektor.core.direct import DirectDatabase, statement
 from vektor.core.security import decode_access_token
 
 
@@ -330,97 +328,6 @@ async def test_the_held_connection_is_kept_replaced_when_broken_and_handed_back(
     assert pool.checkedout() == held - 1  # back in the pool
 
 
-async def _sqlite_engine(url: str) -> Any:
-    engine = create_async_engine(url) if ":memory:" in url else create_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    return engine
-
-
-async def test_sqlite_thread_runs_units_in_turn_and_outlives_a_cancelled_caller(tmp_path):
-    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'units.db'}")
-    direct = DirectDatabase(engine)
-    try:
-        await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER UNIQUE)"))
-
-        def insert(n: int, c: Any) -> int:
-            with sqlite_transaction(c):
-                c.execute("INSERT INTO t VALUES (?)", (n,))
-            return n
-
-        assert await asyncio.gather(
-            *(direct.on_sqlite(functools.partial(insert, n)) for n in range(50))
-        ) == list(range(50))
-
-        assert any(t.name == "vektor-sqlite" for t in threading.enumerate())
-
-        # a unit whose caller went away still runs to its end
-        slow = asyncio.ensure_future(direct.on_sqlite(functools.partial(insert, 50)))
-        await asyncio.sleep(0)
-        slow.cancel()
-
-        # a unit that fails half way leaves no transaction open behind it
-        def half(c: Any) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            c.execute("INSERT INTO t VALUES (1000)")
-            c.execute("INSERT INTO t VALUES (1)")
-
-        with pytest.raises(sa_exc.IntegrityError):
-            await direct.on_sqlite(half)
-        count = await direct.on_sqlite(
-            lambda c: c.execute("SELECT count(*), max(n) FROM t").fetchone()
-        )
-        assert tuple(count) == (51, 50)
-
-        # the ORM's connection sees what the thread committed, and the other way round
-        async with engine.begin() as connection:
-            assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar_one() == 51
-            await connection.execute(text("INSERT INTO t VALUES (2000)"))
-        assert (await direct.on_sqlite(lambda c: c.execute("SELECT max(n) FROM t").fetchone()))[
-            0
-        ] == 2000
-    finally:
-        await direct.aclose()
-        await engine.dispose()
-    assert not any(t.name == "vektor-sqlite" for t in threading.enumerate())
-
-
-async def test_sqlite_thread_waits_for_the_orms_write_lock(tmp_path):
-    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}")
-    direct = DirectDatabase(engine)
-    try:
-        await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER)"))
-
-        def insert(c: Any) -> None:
-            with sqlite_transaction(c):
-                c.execute("INSERT INTO t VALUES (1)")
-
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO t VALUES (0)"))  # holds the write lock
-            waiting = asyncio.ensure_future(direct.on_sqlite(insert))
-            await asyncio.sleep(0.2)
-            assert not waiting.done()
-        await waiting
-        rows = await direct.on_sqlite(lambda c: c.execute("SELECT n FROM t ORDER BY n").fetchall())
-        assert [tuple(r) for r in rows] == [(0,), (1,)]
-    finally:
-        await direct.aclose()
-        await engine.dispose()
-
-
-async def test_in_memory_sqlite_uses_the_pools_connection():
-    engine = await _sqlite_engine("sqlite+aiosqlite:///:memory:")
-    direct = DirectDatabase(engine)
-    try:
-        tables = await direct.on_sqlite(
-            lambda c: c.execute("SELECT name FROM sqlite_master WHERE name = 'message'").fetchall()
-        )
-        assert len(tables) == 1  # the same database as the engine's, not a new empty one
-    finally:
-        await direct.aclose()
-        await engine.dispose()
-
-
 def test_statement_written_once_binds_alike_on_sqlite() -> None:
     both = statement("SELECT $2, $1, $2")
     assert both.postgres == "SELECT $2, $1, $2"
@@ -438,42 +345,3 @@ def test_a_server_out_of_connection_slots_counts_as_down() -> None:
     refused = asyncpg.TooManyConnectionsError("sorry, too many clients already")
     assert is_database_down(refused)
     assert not is_database_down(ValueError("a bug"))
-
-
-async def test_a_held_sqlite_thread_runs_what_came_before_and_makes_the_rest_wait(
-    tmp_path: Any,
-) -> None:
-    """`sqlite_turn`: while a restore writes a batch through the engine, the direct writes
-    queued after it wait in line instead of for SQLite's lock."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'turn.db'}")
-    direct = DirectDatabase(engine)
-    order: list[str] = []
-
-    def note(name: str) -> Any:
-        return lambda connection: order.append(name)
-
-    try:
-        before = asyncio.ensure_future(direct.on_sqlite(note("before")))
-        async with direct.sqlite_turn():
-            assert order == ["before"]  # the turn came after it
-            after = asyncio.ensure_future(direct.on_sqlite(note("after")))
-            await asyncio.sleep(0.2)
-            assert not after.done()
-            order.append("holder")
-        await asyncio.wait_for(after, 5)
-        await before
-        assert order == ["before", "holder", "after"]
-    finally:
-        await direct.aclose()
-        await engine.dispose()
-
-
-async def test_a_turn_on_an_in_memory_database_holds_nothing() -> None:
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    direct = DirectDatabase(engine)
-    try:
-        async with direct.sqlite_turn():
-            assert await direct.on_sqlite(lambda connection: 1) == 1
-    finally:
-        await direct.aclose()
-        await engine.dispose()
