@@ -11,8 +11,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src" / "vektor"
 MAX_LINES = 400
 
-# Top-level modules (app.py, cli.py, models.py, server.py, __main__.py, __init__.py) wire
-# the packages together; they may import anything and nothing checks them.
+# Top-level modules (app.py, routes.py, cli.py, models.py, server.py, __main__.py,
+# __init__.py) wire the packages together; they may import anything and nothing checks them.
 Graph = dict[str, dict[str, list[str]]]
 
 

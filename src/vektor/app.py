@@ -1,4 +1,5 @@
-"""The application factory: lifespan resources, middleware, error handlers, routers."""
+"""The application factory: lifespan resources, middleware, error handlers, and the routes of
+`routes.py`."""
 
 from __future__ import annotations
 
@@ -10,40 +11,31 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import FrameType
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import aiohttp
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from loguru import logger
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from vektor import __version__
-from vektor.admin.router import router as admin_router
 from vektor.answers.admission import StreamSlots
 from vektor.answers.event_log import EventLog, MemoryEventLog
 from vektor.answers.jobs import AnswerJobs
 from vektor.answers.response_cache import AnswerCache
-from vektor.answers.router import admin_router as cache_admin_router
-from vektor.answers.router import router as answers_router
 from vektor.answers.service import Pipeline
 from vektor.answers.socket_watch import SocketWatch
 from vektor.answers.store import AnswerStore
 from vektor.answers.tools import ToolRunner
-from vektor.answers.websocket import router as socket_router
 from vektor.apikeys.hot_repository import ApiKeyHotRepository
 from vektor.apikeys.live_cache import LiveKeys
-from vektor.apikeys.router import router as api_keys_router
 from vektor.auth.hot_repository import TOUCH_INTERVAL, McpPoolsHotRepository, SessionHotRepository
 from vektor.auth.live_cache import LivePools, LiveSessions
-from vektor.auth.router import router as auth_router
 from vektor.chat.hot_repository import ChatHotRepository
-from vektor.chat.router import router as chat_router
-from vektor.compat.router import router as compat_router
 from vektor.configuration.egress import public_http_client
 from vektor.configuration.notifier import AdapterNotifier
-from vektor.configuration.router import router as configuration_router
 from vektor.core.config import Settings, get_settings
 from vektor.core.credential_cache import credential_cache, revocation_epochs
 from vektor.core.database import create_engine, create_sessionmaker
@@ -54,7 +46,6 @@ from vektor.core.logging import configure_logging, flush_logs
 from vektor.core.metrics import RequestStats
 from vektor.core.middleware import REQUEST_ID_HEADER, RequestContextMiddleware
 from vektor.core.ratelimit import RateLimiter
-from vektor.gateway.router import gateway_route
 from vektor.gateway.server import GatewayServer
 from vektor.gateway.service import Gateway
 from vektor.llm.balancer import ModelBalancer
@@ -62,28 +53,12 @@ from vektor.llm.deployments import load_deployments
 from vektor.llm.http import new_session
 from vektor.mcp.config import load_mcp_servers
 from vektor.mcp.registry import McpRegistry
-from vektor.monitoring.router import router as monitoring_router
+from vektor.routes import COMMON_RESPONSES, include_routes
 from vektor.state import AppState
 from vektor.sync.backups import BackupManager
-from vektor.sync.router import router as sync_router
 from vektor.usage.quota import Quotas
-from vektor.usage.router import admin_router as admin_usage_router
-from vektor.usage.router import router as usage_router
-from vektor.users.router import router as users_router
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-# Documented on every operation: statuses any endpoint can answer.
-COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed request"},
-    413: {"description": "Request body too large"},
-    422: {"description": "Validation error"},
-    429: {"description": "Too many requests (see Retry-After)"},
-    503: {"description": "A dependency (the database) is unavailable"},
-}
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, invalid or revoked credentials"},
-}
 
 
 class _Answering(TypedDict):
@@ -145,6 +120,25 @@ async def _answering(
     )
 
 
+def _backups(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    direct: DirectDatabase,
+) -> BackupManager:
+    """Backups and restores; on SQLite a restore's batches take turns with the answers'
+    writes (`DirectDatabase.sqlite_turn`)."""
+    return BackupManager(
+        engine,
+        sessionmaker,
+        settings.backup_dir,
+        keep=settings.max_backups_per_user,
+        workers=settings.backup_workers,
+        storage_limit=settings.max_user_storage_bytes,
+        turn=direct.sqlite_turn,
+    )
+
+
 async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
     """Every resource of the process, in the order they depend on each other."""
     engine = create_engine(
@@ -184,15 +178,7 @@ async def _build_state(settings: Settings, stats: RequestStats) -> AppState:
         gateway=_gateway(settings, answering["mcp"], pools, limiter),
         upstream_session=upstream,
         http_client=http,
-        backups=BackupManager(
-            engine,
-            sessionmaker,
-            settings.backup_dir,
-            keep=settings.max_backups_per_user,
-            workers=settings.backup_workers,
-            storage_limit=settings.max_user_storage_bytes,
-            turn=direct.sqlite_turn,
-        ),
+        backups=_backups(settings, engine, sessionmaker, direct),
         started_at=time.time(),
         **answering,
     )
@@ -373,25 +359,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         larger_bodies={"/sync/restore": settings.max_upload_bytes},
         stats=stats,
     )
-    # The busiest routes first: a request is matched against every route of every router
-    # included before the one that serves it (twice, in this FastAPI), and /v1 used to be
-    # tenth.
-    app.include_router(compat_router)
-    app.include_router(answers_router, responses=AUTH_RESPONSES)
-    app.include_router(auth_router)
-    app.include_router(users_router, responses=AUTH_RESPONSES)
-    app.include_router(cache_admin_router, responses=AUTH_RESPONSES)
-    app.include_router(socket_router)
-    app.include_router(chat_router, responses=AUTH_RESPONSES)
-    app.include_router(sync_router, responses=AUTH_RESPONSES)
-    app.include_router(configuration_router, responses=AUTH_RESPONSES)
-    app.include_router(api_keys_router, responses=AUTH_RESPONSES)
-    app.include_router(usage_router, responses=AUTH_RESPONSES)
-    app.include_router(
-        admin_router, responses={**AUTH_RESPONSES, 403: {"description": "Not an admin"}}
-    )
-    app.include_router(admin_usage_router, responses=AUTH_RESPONSES)
-    app.include_router(monitoring_router)
-    if settings.mcp_gateway:  # first: one tool call is one request, matched once here
-        app.router.routes.insert(0, gateway_route())
+    include_routes(app, mcp_gateway=settings.mcp_gateway)
     return app

@@ -300,6 +300,12 @@ def configure_logging(settings: Settings) -> None:
     logger.add(api, level="INFO", filter=_is_api, **common)
     _access = (api, fmt is _json_line)
     logger.add(files("error.log"), level="ERROR", **common)
+    _route_std_logging()
+    _configured = key
+
+
+def _route_std_logging() -> None:
+    """The standard library's loggers (the servers', alembic's) into loguru."""
     logging.basicConfig(handlers=[InterceptHandler()], level=logging.INFO, force=True)
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error", "alembic"):
         std = logging.getLogger(name)
@@ -312,7 +318,6 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("uvicorn.access").handlers = []
     logging.getLogger("uvicorn.access").propagate = False
     logging.getLogger("uvicorn.access").disabled = True
-    _configured = key
 
 
 async def flush_logs() -> None:

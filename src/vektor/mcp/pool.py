@@ -318,13 +318,7 @@ class McpPool:
         replica.calls += 1
         started = time.monotonic()
         try:
-            try:
-                remaining = deadline - time.monotonic()
-                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
-            except SessionLost:
-                replica.retire_client()  # the server restarted: a new session
-                remaining = deadline - time.monotonic()
-                result = await self._attempt(replica, tool, arguments, remaining, on_progress)
+            result = await self._attempt_in_session(replica, tool, arguments, deadline, on_progress)
         except Unreached as exc:
             replica.record_failure(str(exc))
             MCP_CALLS.labels(self.name, replica.label, "unreached").inc()
@@ -350,6 +344,23 @@ class McpPool:
         return ToolResult(
             _text(result), is_error=bool(result.is_error), replica=replica.label, raw=result
         )
+
+    async def _attempt_in_session(
+        self,
+        replica: Replica,
+        tool: str,
+        arguments: dict[str, Any],
+        deadline: float,
+        on_progress: ProgressFn | None,
+    ) -> CallToolResult:
+        """`_attempt`, and once more on a new session when the server lost the old one."""
+        try:
+            remaining = deadline - time.monotonic()
+            return await self._attempt(replica, tool, arguments, remaining, on_progress)
+        except SessionLost:
+            replica.retire_client()  # the server restarted: a new session
+            remaining = deadline - time.monotonic()
+            return await self._attempt(replica, tool, arguments, remaining, on_progress)
 
     async def _attempt(
         self,
