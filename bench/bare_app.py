@@ -7,6 +7,7 @@ served by Uvicorn with the settings `vektor serve` uses.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,21 +23,25 @@ async def me() -> dict[str, str]:
     return BODY
 
 
-def main() -> None:
+def serve(asgi: Any, port: int) -> None:
+    """Serve a reference app on loopback with Uvicorn, as `vektor serve` serves Vektor."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
     uvicorn.run(
-        "bench.bare_app:app",
+        asgi,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         log_config=None,
         access_log=False,
         proxy_headers=False,
         **WS_OPTIONS,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    serve(app, parser.parse_args().port)
 
 
 if __name__ == "__main__":

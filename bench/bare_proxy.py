@@ -19,9 +19,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from bench.bare_app import serve
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.llm.http import new_session
-from vektor.server import WS_OPTIONS
 
 
 def build(upstream: str) -> FastAPI:
@@ -59,21 +59,11 @@ def build(upstream: str) -> FastAPI:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the upstream's base URL")
     args = parser.parse_args()
-    uvicorn.run(
-        build(args.upstream),
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        **WS_OPTIONS,
-    )
+    serve(build(args.upstream), args.port)
 
 
 if __name__ == "__main__":

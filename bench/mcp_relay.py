@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from vektor.server import WS_OPTIONS
+from bench.bare_app import serve
 
 
 def build(upstream_url: str) -> Starlette:
@@ -66,21 +66,11 @@ def build(upstream_url: str) -> Starlette:
 
 
 def main() -> None:
-    import uvicorn
-
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the MCP server's streamable HTTP URL")
     args = parser.parse_args()
-    uvicorn.run(
-        build(args.upstream),
-        host="127.0.0.1",
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        **WS_OPTIONS,
-    )
+    serve(build(args.upstream), args.port)
 
 
 if __name__ == "__main__":
