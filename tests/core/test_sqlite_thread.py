@@ -15,7 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from vektor.core.database import Base, create_engine
-from vektor.core.direct import DirectDatabase, sqlite_transaction
+from vektor.core.direct import DirectDatabase
+from vektor.core.sqlite_thread import sqlite_transaction
 
 
 async def _sqlite_engine(url: str) -> Any:
@@ -143,6 +144,44 @@ async def test_a_turn_on_an_in_memory_database_holds_nothing() -> None:
     try:
         async with direct.sqlite_turn():
             assert await direct.on_sqlite(lambda connection: 1) == 1
+    finally:
+        await direct.aclose()
+        await engine.dispose()
+
+
+async def test_units_waiting_together_commit_as_one_group_and_a_failure_stays_its_own(
+    tmp_path: Any,
+) -> None:
+    """Units queued behind one another run in one transaction; a unit that fails makes the
+    group run again one unit at a time, so only that unit fails and the rest are written."""
+    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}")
+    direct = DirectDatabase(engine)
+
+    def insert(n: int, c: Any) -> bool:
+        with sqlite_transaction(c):
+            c.execute("INSERT INTO t VALUES (?)", (n,))
+        return bool(c.in_group)
+
+    async def queued_behind_a_turn(numbers: list[int]) -> list[Any]:
+        async with direct.sqlite_turn():
+            units = [
+                asyncio.ensure_future(direct.on_sqlite(functools.partial(insert, n)))
+                for n in numbers
+            ]
+            await asyncio.sleep(0.1)
+        return await asyncio.gather(*units, return_exceptions=True)
+
+    try:
+        await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER UNIQUE)"))
+        assert await queued_behind_a_turn(list(range(10))) == [True] * 10
+
+        outcomes = await queued_behind_a_turn([10, 11, 5, 12])  # 5 is there already
+        assert outcomes[:2] == [False, False] and outcomes[3] is False  # run alone, written
+        assert isinstance(outcomes[2], sa_exc.IntegrityError)
+
+        async with engine.connect() as connection:  # committed, as another connection sees
+            rows = await connection.execute(text("SELECT n FROM t ORDER BY n"))
+            assert [n for (n,) in rows] == [*range(13)]
     finally:
         await direct.aclose()
         await engine.dispose()

@@ -22,10 +22,10 @@ from vektor.core.direct import (
     DirectDatabase,
     sqlite_time,
     sqlite_time_value,
-    sqlite_transaction,
     statement,
 )
 from vektor.core.security import hash_token
+from vektor.core.sqlite_thread import sqlite_transaction
 
 _KEY = statement(
     'SELECT k.id, k.user_id, k.expires_at, k.last_used_at FROM api_key k JOIN "user" u '

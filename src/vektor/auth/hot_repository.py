@@ -18,10 +18,10 @@ from vektor.core.direct import (
     DirectDatabase,
     sqlite_time,
     sqlite_time_value,
-    sqlite_transaction,
     sqlite_uuid,
     statement,
 )
+from vektor.core.sqlite_thread import sqlite_transaction
 
 # Activity is written at most this often per session, not on every request.
 TOUCH_INTERVAL = timedelta(seconds=60)

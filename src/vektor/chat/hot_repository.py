@@ -19,7 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
-from vektor.core.direct import DirectDatabase, sqlite_time, sqlite_transaction, sqlite_uuid
+from vektor.core.direct import DirectDatabase, sqlite_time, sqlite_uuid
+from vektor.core.sqlite_thread import sqlite_transaction
 from vektor.usage.hot_repository import PG_INSERT_FROM_12, UsageRow, sqlite_insert
 
 

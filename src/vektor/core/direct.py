@@ -9,7 +9,8 @@ adds its own bookkeeping. `DirectDatabase` runs a unit of work on a driver conne
   whole transaction in one hop. Units of work queue in that thread and run back to back:
   a connection checked out of the engine's one-connection pool would stay held while the
   event loop got round to handing it back, about twice as long as the work itself under
-  load, and every chat request queued behind that. An in-memory database, which a second
+  load, and every chat request queued behind that. The units waiting together are
+  committed as one group (`core/sqlite_thread.py`). An in-memory database, which a second
   connection would not see, uses the pool's connection;
 - PostgreSQL: asyncpg itself, under a connection checked out of the engine's pool, with its
   prepared-statement cache; single statements need no BEGIN or COMMIT. A writer whose
@@ -27,13 +28,11 @@ Everything else keeps the ORM.
 from __future__ import annotations
 
 import asyncio
-import queue
 import re
 import sqlite3
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -42,7 +41,8 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from vektor.core.database import SQLITE_BUSY_TIMEOUT_S, is_database_down, sqlite_pragmas
+from vektor.core.database import is_database_down
+from vektor.core.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -75,104 +75,6 @@ def sqlite_time_value(text: str) -> datetime:
 def sqlite_uuid(value: uuid.UUID) -> str:
     """A UUID as SQLAlchemy stores it on SQLite."""
     return value.hex
-
-
-@contextmanager
-def sqlite_transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the write lock at once; committed, or rolled back."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-    except BaseException:
-        connection.rollback()
-        raise
-    connection.commit()
-
-
-HOLD_LIMIT_S = 60.0  # a holder that never lets go holds the thread this long at most
-
-_Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
-
-
-class SqliteThread:
-    """One sqlite3 connection in a thread of its own, running units of work in turn."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="vektor-sqlite", daemon=True)
-        self._thread.start()
-
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in the thread; its result or its exception."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((work, future, loop))
-        return await future
-
-    async def aclose(self) -> None:
-        """Finish the queued work, then close the connection."""
-        self._jobs.put(None)
-        await asyncio.to_thread(self._thread.join)
-
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        """The thread's turn, kept while the caller writes through another connection: the
-        work queued before runs first, the work queued after waits for the block's end.
-        Writers of the two connections then take turns in order, not through SQLite's busy
-        handler, whose sleep-and-retry steps (up to 100 ms) can miss the gap between two of
-        the other connection's transactions again and again."""
-        loop = asyncio.get_running_loop()
-        taken: asyncio.Future[None] = loop.create_future()
-        release = threading.Event()
-
-        def wait(_connection: sqlite3.Connection) -> None:
-            loop.call_soon_threadsafe(_settle, taken, (True, None))
-            release.wait(HOLD_LIMIT_S)
-
-        held = asyncio.ensure_future(self.run(wait))
-        try:
-            await asyncio.wait({taken, held}, return_when=asyncio.FIRST_COMPLETED)
-            if not taken.done():
-                held.result()  # the thread could not run it: its error
-            yield
-        finally:
-            release.set()
-            await asyncio.gather(held, return_exceptions=True)
-
-    def _serve(self) -> None:
-        connection: sqlite3.Connection | None = None
-        try:
-            while (job := self._jobs.get()) is not None:
-                work, future, loop = job
-                try:
-                    if connection is None:
-                        connection = _open_sqlite(self.path)
-                    outcome: tuple[bool, Any] = (True, work(connection))
-                except BaseException as exc:
-                    if connection is not None and connection.in_transaction:
-                        connection.rollback()
-                    outcome = (False, exc)
-                loop.call_soon_threadsafe(_settle, future, outcome)
-        finally:
-            if connection is not None:
-                connection.close()
-
-
-def _open_sqlite(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-    sqlite_pragmas(connection)
-    return connection
-
-
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():  # the caller was cancelled; the work itself ran
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
 
 
 def _sqlite_file(engine: AsyncEngine) -> str | None:

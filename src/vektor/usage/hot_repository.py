@@ -24,10 +24,10 @@ import asyncpg
 from vektor.core.direct import (
     DirectDatabase,
     sqlite_time,
-    sqlite_transaction,
     sqlite_uuid,
     statement,
 )
+from vektor.core.sqlite_thread import sqlite_transaction
 from vektor.core.waiters import fail_waiters
 from vektor.usage.pricing import from_nanos, to_nanos
 
