@@ -176,7 +176,8 @@ async def test_units_waiting_together_commit_as_one_group_and_a_failure_stays_it
         assert await queued_behind_a_turn(list(range(10))) == [True] * 10
 
         outcomes = await queued_behind_a_turn([10, 11, 5, 12])  # 5 is there already
-        assert outcomes[:2] == [False, False] and outcomes[3] is False  # run alone, written
+        assert outcomes[:2] == [False, False]  # run again alone, and written
+        assert outcomes[3] is False
         assert isinstance(outcomes[2], sa_exc.IntegrityError)
 
         async with engine.connect() as connection:  # committed, as another connection sees
