@@ -7,7 +7,9 @@ full-text index's flush that comes with it, are the most expensive part of a cha
 writes, and a group pays them once. Each caller still hears of its own unit only once it is
 committed. When any unit of a group fails, the group is rolled back and its units run again
 one at a time, each in its own transaction as if it had been alone, so a failure touches
-only the unit that caused it.
+only the unit that caused it. A unit therefore writes through `sqlite_transaction` (which
+inside a group is part of the group's transaction), never commits by itself, and may run
+twice: it changes nothing but the database.
 """
 
 from __future__ import annotations
