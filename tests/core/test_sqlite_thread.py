@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -19,17 +21,26 @@ from vektor.core.direct import DirectDatabase
 from vektor.core.sqlite_thread import sqlite_transaction
 
 
-async def _sqlite_engine(url: str) -> Any:
-    engine = create_async_engine(url) if ":memory:" in url else create_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
-    return engine
+@asynccontextmanager
+async def _opened(url: str, *, tables: bool = True) -> AsyncIterator[tuple[Any, DirectDatabase]]:
+    """An engine (the app's, with the schema, when `tables`) and its `DirectDatabase`,
+    both closed afterwards."""
+    if not tables:
+        engine = create_async_engine(url)
+    else:
+        engine = create_async_engine(url) if ":memory:" in url else create_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+    direct = DirectDatabase(engine)
+    try:
+        yield engine, direct
+    finally:
+        await direct.aclose()
+        await engine.dispose()
 
 
 async def test_sqlite_thread_runs_units_in_turn_and_outlives_a_cancelled_caller(tmp_path):
-    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'units.db'}")
-    direct = DirectDatabase(engine)
-    try:
+    async with _opened(f"sqlite+aiosqlite:///{tmp_path / 'units.db'}") as (engine, direct):
         await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER UNIQUE)"))
 
         def insert(n: int, c: Any) -> int:
@@ -68,16 +79,11 @@ async def test_sqlite_thread_runs_units_in_turn_and_outlives_a_cancelled_caller(
         assert (await direct.on_sqlite(lambda c: c.execute("SELECT max(n) FROM t").fetchone()))[
             0
         ] == 2000
-    finally:
-        await direct.aclose()
-        await engine.dispose()
     assert not any(t.name == "vektor-sqlite" for t in threading.enumerate())
 
 
 async def test_sqlite_thread_waits_for_the_orms_write_lock(tmp_path):
-    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}")
-    direct = DirectDatabase(engine)
-    try:
+    async with _opened(f"sqlite+aiosqlite:///{tmp_path / 'lock.db'}") as (engine, direct):
         await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER)"))
 
         def insert(c: Any) -> None:
@@ -92,22 +98,14 @@ async def test_sqlite_thread_waits_for_the_orms_write_lock(tmp_path):
         await waiting
         rows = await direct.on_sqlite(lambda c: c.execute("SELECT n FROM t ORDER BY n").fetchall())
         assert [tuple(r) for r in rows] == [(0,), (1,)]
-    finally:
-        await direct.aclose()
-        await engine.dispose()
 
 
 async def test_in_memory_sqlite_uses_the_pools_connection():
-    engine = await _sqlite_engine("sqlite+aiosqlite:///:memory:")
-    direct = DirectDatabase(engine)
-    try:
+    async with _opened("sqlite+aiosqlite:///:memory:") as (_, direct):
         tables = await direct.on_sqlite(
             lambda c: c.execute("SELECT name FROM sqlite_master WHERE name = 'message'").fetchall()
         )
         assert len(tables) == 1  # the same database as the engine's, not a new empty one
-    finally:
-        await direct.aclose()
-        await engine.dispose()
 
 
 async def test_a_held_sqlite_thread_runs_what_came_before_and_makes_the_rest_wait(
@@ -115,14 +113,13 @@ async def test_a_held_sqlite_thread_runs_what_came_before_and_makes_the_rest_wai
 ) -> None:
     """`sqlite_turn`: while a restore writes a batch through the engine, the direct writes
     queued after it wait in line instead of for SQLite's lock."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'turn.db'}")
-    direct = DirectDatabase(engine)
-    order: list[str] = []
+    url = f"sqlite+aiosqlite:///{tmp_path / 'turn.db'}"
+    async with _opened(url, tables=False) as (_, direct):
+        order: list[str] = []
 
-    def note(name: str) -> Any:
-        return lambda connection: order.append(name)
+        def note(name: str) -> Any:
+            return lambda connection: order.append(name)
 
-    try:
         before = asyncio.ensure_future(direct.on_sqlite(note("before")))
         async with direct.sqlite_turn():
             assert order == ["before"]  # the turn came after it
@@ -133,20 +130,14 @@ async def test_a_held_sqlite_thread_runs_what_came_before_and_makes_the_rest_wai
         await asyncio.wait_for(after, 5)
         await before
         assert order == ["before", "holder", "after"]
-    finally:
-        await direct.aclose()
-        await engine.dispose()
 
 
 async def test_a_turn_on_an_in_memory_database_holds_nothing() -> None:
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    direct = DirectDatabase(engine)
-    try:
-        async with direct.sqlite_turn():
-            assert await direct.on_sqlite(lambda connection: 1) == 1
-    finally:
-        await direct.aclose()
-        await engine.dispose()
+    async with (
+        _opened("sqlite+aiosqlite:///:memory:", tables=False) as (_, direct),
+        direct.sqlite_turn(),
+    ):
+        assert await direct.on_sqlite(lambda connection: 1) == 1
 
 
 async def test_units_waiting_together_commit_as_one_group_and_a_failure_stays_its_own(
@@ -154,24 +145,22 @@ async def test_units_waiting_together_commit_as_one_group_and_a_failure_stays_it
 ) -> None:
     """Units queued behind one another run in one transaction; a unit that fails makes the
     group run again one unit at a time, so only that unit fails and the rest are written."""
-    engine = await _sqlite_engine(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}")
-    direct = DirectDatabase(engine)
+    async with _opened(f"sqlite+aiosqlite:///{tmp_path / 'group.db'}") as (engine, direct):
 
-    def insert(n: int, c: Any) -> bool:
-        with sqlite_transaction(c):
-            c.execute("INSERT INTO t VALUES (?)", (n,))
-        return bool(c.in_group)
+        def insert(n: int, c: Any) -> bool:
+            with sqlite_transaction(c):
+                c.execute("INSERT INTO t VALUES (?)", (n,))
+            return bool(c.in_group)
 
-    async def queued_behind_a_turn(numbers: list[int]) -> list[Any]:
-        async with direct.sqlite_turn():
-            units = [
-                asyncio.ensure_future(direct.on_sqlite(functools.partial(insert, n)))
-                for n in numbers
-            ]
-            await asyncio.sleep(0.1)
-        return await asyncio.gather(*units, return_exceptions=True)
+        async def queued_behind_a_turn(numbers: list[int]) -> list[Any]:
+            async with direct.sqlite_turn():
+                units = [
+                    asyncio.ensure_future(direct.on_sqlite(functools.partial(insert, n)))
+                    for n in numbers
+                ]
+                await asyncio.sleep(0.1)
+            return await asyncio.gather(*units, return_exceptions=True)
 
-    try:
         await direct.on_sqlite(lambda c: c.execute("CREATE TABLE t (n INTEGER UNIQUE)"))
         assert await queued_behind_a_turn(list(range(10))) == [True] * 10
 
@@ -183,6 +172,3 @@ async def test_units_waiting_together_commit_as_one_group_and_a_failure_stays_it
         async with engine.connect() as connection:  # committed, as another connection sees
             rows = await connection.execute(text("SELECT n FROM t ORDER BY n"))
             assert [n for (n,) in rows] == [*range(13)]
-    finally:
-        await direct.aclose()
-        await engine.dispose()
