@@ -7,6 +7,7 @@ served by Uvicorn with the settings `vektor serve` uses.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -36,6 +37,16 @@ def serve(asgi: Any, port: int) -> None:
         proxy_headers=False,
         **WS_OPTIONS,
     )
+
+
+def serve_relay(doc: str | None, build: Callable[[str], Any], upstream: str) -> None:
+    """The command line of a reference relay (`--port`, `--upstream`: `upstream` says what
+    it is): `build(upstream URL)` served on the port."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help=upstream)
+    args = parser.parse_args()
+    serve(build(args.upstream), args.port)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ settings `vektor serve` uses.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from bench.bare_app import serve
+from bench.bare_app import serve_relay
 from vektor.core.streaming import SSE_HEADERS, EventStreamResponse
 from vektor.llm.http import new_session
 
@@ -59,11 +58,7 @@ def build(upstream: str) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="the upstream's base URL")
-    args = parser.parse_args()
-    serve(build(args.upstream), args.port)
+    serve_relay(__doc__, build, "the upstream's base URL")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the settings `vektor serve` uses.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bench.bare_app import serve
+from bench.bare_app import serve_relay
 
 
 def build(upstream_url: str) -> Starlette:
@@ -66,11 +65,7 @@ def build(upstream_url: str) -> Starlette:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream", required=True, help="the MCP server's streamable HTTP URL")
-    args = parser.parse_args()
-    serve(build(args.upstream), args.port)
+    serve_relay(__doc__, build, "the MCP server's streamable HTTP URL")
 
 
 if __name__ == "__main__":
