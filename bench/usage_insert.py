@@ -51,7 +51,7 @@ async def _write(url: str, rows: int, users: list[uuid.UUID]) -> tuple[float, fl
         await engine.dispose()
 
 
-async def _users(url: str, count: int) -> list[uuid.UUID]:
+async def insert_users(url: str, count: int) -> list[uuid.UUID]:
     engine = create_engine(url)
     ids = [uuid.uuid4() for _ in range(count)]
     try:
@@ -86,7 +86,7 @@ def main() -> None:
         bench_database(args.database, Path(folder)) as url,
     ):
         upgrade(url)
-        users = asyncio.run(_users(url, 20))
+        users = asyncio.run(insert_users(url, 20))
         for _ in range(args.rounds):
             for kind in ("none", "trigger"):
                 if kind == "none":

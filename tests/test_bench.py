@@ -61,3 +61,21 @@ def test_the_failover_bench_measures_a_gap_and_the_next_deployments_ttfc():
     assert result["gap_p50_ms"] > 0
     assert result["ttfc_direct_p50_ms"] > 0
     assert result["server_ttfc_p50_ms"]["fo#1"] is not None  # the standby took answers over
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_answer_writes_bench_gives_the_databases_cpu_per_answer(database):
+    small = ["--answers", "40", "--concurrency", "8", "--rounds", "1"]
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.answer_writes", "--database", database, *small],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = run.stdout.strip().splitlines()[-1].split()
+    wall, cpu = float(figures[4]), float(figures[10])
+    assert wall > 0
+    assert cpu > 0
