@@ -69,8 +69,8 @@ async def _round(
         await _one(writes, users[0])  # connections opened, statements prepared
         started, cpu = time.perf_counter(), time.process_time()
         for first in range(0, answers, concurrency):
-            count = min(concurrency, answers - first)
-            await asyncio.gather(*(_one(writes, users[n % len(users)]) for n in range(count)))
+            batch = range(first, min(first + concurrency, answers))
+            await asyncio.gather(*(_one(writes, users[n % len(users)]) for n in batch))
         return (time.perf_counter() - started) / answers, (time.process_time() - cpu) / answers
     finally:
         await direct.aclose()
