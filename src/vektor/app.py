@@ -287,13 +287,17 @@ def _shared_state(settings: Settings) -> tuple[EventLog, EventBus, StreamSlots]:
     # clients wait that long and a little more before calling Redis unreachable.
     read_s = settings.sse_ping_seconds + REDIS_COMMAND_TIMEOUT_S
     ns = settings.redis_namespace
-    log = RedisEventLog(
-        client(REDIS_COMMAND_TIMEOUT_S), ns, settings.stream_retention_seconds, client(read_s)
-    )
-    # The change feed's entries and the slots' takes and releases share one batch: an
-    # answer's last entry and its slot's release go out as one pipeline.
+    # The change feed's entries, the slots' takes and releases and the streams' openings
+    # share one batch: an answer's last entry and its slot's release go out as one pipeline.
     commands = client(REDIS_COMMAND_TIMEOUT_S)
     batch = CommandBatch(commands)
+    log = RedisEventLog(
+        client(REDIS_COMMAND_TIMEOUT_S),
+        ns,
+        settings.stream_retention_seconds,
+        client(read_s),
+        batch=batch,
+    )
     bus = RedisEventBus(commands, ns, client(read_s), batch=batch)
     return log, bus, RedisStreamSlots(commands, ns, limit, batch=batch)
 

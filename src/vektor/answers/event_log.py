@@ -46,6 +46,17 @@ def encode_event(event_id: int, data: dict[str, Any]) -> LoggedEvent:
 class EventLog(Protocol):
     """Where generations publish and clients subscribe."""
 
+    announces: bool  # `announce` writes something other instances read
+
+    async def announce(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
+        """Make a stream about to open findable by every instance, ahead of `create`, while
+        its answer's deployment is asked (so that its first event need not wait for it)."""
+        ...
+
+    async def withdraw(self, message_id: uuid.UUID) -> None:
+        """Forget an announced stream whose answer did not start."""
+        ...
+
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
         """Open a stream."""
         ...
@@ -102,6 +113,8 @@ class _Log:
 class MemoryEventLog:
     """Streams held in this process's memory."""
 
+    announces = False
+
     def __init__(self, retention_s: float = 600.0) -> None:
         self.retention_s = retention_s
         self._logs: dict[uuid.UUID, _Log] = {}
@@ -112,6 +125,12 @@ class MemoryEventLog:
         while self._finished and self._finished[0][0] < cutoff:
             _, key = self._finished.popleft()
             self._logs.pop(key, None)
+
+    async def announce(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
+        """Nothing to do: no other instance reads this process's memory."""
+
+    async def withdraw(self, message_id: uuid.UUID) -> None:
+        """Nothing was announced."""
 
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
         """Open a stream."""

@@ -16,8 +16,8 @@ from loguru import logger
 
 from vektor.answers.event_log import EventLog
 from vektor.answers.generate import generate
-from vektor.answers.request import Answer
-from vektor.answers.service import Pipeline, finish_answer
+from vektor.answers.request import Answer, AnswerRequest
+from vektor.answers.service import Pipeline, finish_answer, open_answer
 from vektor.core.errors import AppError
 from vektor.llm.balancer import OpenedStream
 from vektor.llm.base import ProviderError, TextDelta
@@ -40,6 +40,11 @@ class AnswerJobs:
         self.pipeline = pipeline
         self.log = log
         self.running: dict[uuid.UUID, Job] = {}
+
+    async def open(self, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
+        """`open_answer` for a job: its stream is announced to every instance (when there
+        are others) while the deployment is asked, so `start` need not wait for that."""
+        return await open_answer(self.pipeline, request, self.log if self.log.announces else None)
 
     async def start(self, answer: Answer, opened: OpenedStream) -> None:
         """Open the answer's event log and run it; `start` is its first event. Returns when

@@ -6,7 +6,10 @@ them there, with no added latency) and mirrors them, in order, to a Redis Stream
 background writer: every `MIRROR_INTERVAL_S` at most, one pipeline carries what every
 stream has to mirror, one entry per stream with all its new events. Other instances read
 the Redis Stream: its first entry names the stream's owner, its last one (`end`) says that
-it finished, so opening and finishing a stream cost one entry and its expiry each. A cancel
+it finished, so opening and finishing a stream cost one entry and its expiry each. The
+opening of an answer's stream is written ahead (`announce`, in the command batch other
+requests share) while its deployment is asked, so its first event need not wait for it;
+`create` writes it when it was not. A cancel
 for a generation running elsewhere is published on a channel every instance listens to. If
 Redis is unreachable, the local path keeps working and the mirror is skipped, with a log
 line.
@@ -27,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from vektor.answers.event_log import LoggedEvent, MemoryEventLog, encode_event
+from vektor.core.redis_batch import CommandBatch
 
 SAFETY_TTL_S = 3600  # a stream whose instance died before closing it still goes away
 # How long an event may wait to be mirrored, so that a stream's events go out together:
@@ -51,6 +55,8 @@ class _Pending:
 class RedisEventLog:
     """MemoryEventLog for local generations, mirrored to Redis for the others."""
 
+    announces = True
+
     def __init__(
         self,
         redis: Redis,
@@ -59,6 +65,7 @@ class RedisEventLog:
         reader: Redis | None = None,
         *,
         interval_s: float = MIRROR_INTERVAL_S,
+        batch: CommandBatch | None = None,
     ) -> None:
         self.redis: Any = redis  # redis-py's return types depend on the protocol version
         # XREAD blocks up to the SSE ping: its client's socket timeout must be longer.
@@ -76,6 +83,9 @@ class RedisEventLog:
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
         self._opening: dict[uuid.UUID, asyncio.Future[None]] = {}  # streams not yet shared
+        # Openings written ahead (`announce`), in the batch other requests' commands share.
+        self.batch = batch if batch is not None else CommandBatch(redis)
+        self._announced: dict[uuid.UUID, bool] = {}  # stream → whether it was written
         self._listener: asyncio.Task[None] | None = None
         self._channel = f"{namespace}:chat:cancel"
 
@@ -98,12 +108,38 @@ class RedisEventLog:
             pending = self._pending[message_id] = _Pending()
         return pending
 
+    async def announce(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
+        """Write the stream's opening entry now, while its answer's deployment is asked,
+        so that its first event finds it written. If Redis does not answer in time,
+        `create` writes it as before, without holding the first event back again."""
+        key = self._events_key(message_id)
+        try:
+            async with asyncio.timeout(SHARE_WAIT_S):
+                await asyncio.gather(
+                    self.batch.call("XADD", key, "*", "owner", str(owner)),
+                    self.batch.call("EXPIRE", key, SAFETY_TTL_S),
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            logger.warning("chat streams: an opening not written ahead: {}", type(exc).__name__)
+            self._announced[message_id] = False
+            return
+        self._announced[message_id] = True
+
+    async def withdraw(self, message_id: uuid.UUID) -> None:
+        """Delete an announced stream whose answer did not start."""
+        if self._announced.pop(message_id, False):
+            with contextlib.suppress(RedisError, OSError):
+                await self.batch.call("DEL", self._events_key(message_id))
+
     def create(self, message_id: uuid.UUID, owner: uuid.UUID) -> None:
-        """Open a stream."""
+        """Open a stream: its opening entry is written at once, unless it was announced."""
         self.local.create(message_id, owner)
+        written = self._announced.pop(message_id, None)
+        if written:
+            return
         self._pend(message_id).owner = owner
         self._hurry.set()  # another instance may be asked for it as soon as it starts
-        if self._writer is not None:
+        if self._writer is not None and written is None:
             self._opening[message_id] = asyncio.get_running_loop().create_future()
 
     async def shared(self, message_id: uuid.UUID) -> None:

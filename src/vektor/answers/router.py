@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request, status
 from vektor.answers.cache_keys import no_cache_header
 from vektor.answers.dependencies import ChatCaller, LastEventId, OwnedStream
 from vektor.answers.request import AnswerRequest, Source
-from vektor.answers.service import open_answer
 from vektor.answers.sse import sse_response
 from vektor.auth.dependencies import AdminUser
 from vektor.chat.schemas import ChatRequest
@@ -75,7 +74,7 @@ async def chat_stream(
     state = app_state(request)
     no_cache = no_cache_header(request.headers.get("cache-control"))
     asked = answer_request(body, user_id, no_cache=no_cache)
-    answer, opened = await open_answer(state.pipeline, asked)
+    answer, opened = await state.jobs.open(asked)
     await state.jobs.start(answer, opened)
     jobs, message_id = state.jobs, answer.id
     on_disconnect = (

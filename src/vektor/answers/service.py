@@ -8,11 +8,14 @@ user's slot, counts the tokens and stores the answer. Every transport calls thes
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from vektor.answers.accounting import usage_row
 from vektor.answers.admission import Slot, StreamSlots
+from vektor.answers.event_log import EventLog
 from vektor.answers.prepare import Plan, prepare
 from vektor.answers.request import Answer, AnswerRequest
 from vektor.answers.response_cache import AnswerCache
@@ -25,6 +28,8 @@ from vektor.core.metrics import stream_ended, stream_started
 from vektor.llm.balancer import ModelBalancer, OpenedStream
 from vektor.llm.base import GenerationRequest
 from vektor.usage.quota import Quotas
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +46,13 @@ class Pipeline:
     pools: LivePools  # the MCP pools each user may use
 
 
-async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answer, OpenedStream]:
+async def open_answer(
+    pipeline: Pipeline, request: AnswerRequest, log: EventLog | None = None
+) -> tuple[Answer, OpenedStream]:
     """Check and admit the request (limits, quotas, a stream slot), store the question, and
     open a deployment whose first event has arrived. The caller must `finish_answer` the
-    answer it gets."""
+    answer it gets. A transport that publishes the answer to `log` has its stream
+    announced meanwhile."""
     registry = pipeline.tools.registry
     offers_tools = request.mcp_tools and bool(registry.pools)
     pools = await pipeline.pools.allowed(request.user_id) if offers_tools else None
@@ -58,7 +66,7 @@ async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answe
     await pipeline.quotas.check(request.user_id, request.api_key_id)
     slot = await pipeline.slots.take(request.user_id)
     try:
-        answer, opened = await _route(pipeline, request, plan, slot)
+        answer, opened = await _route(pipeline, request, plan, slot, log)
     except BaseException:
         await pipeline.slots.release(slot)
         raise
@@ -67,12 +75,16 @@ async def open_answer(pipeline: Pipeline, request: AnswerRequest) -> tuple[Answe
 
 
 async def _route(
-    pipeline: Pipeline, request: AnswerRequest, plan: Plan, slot: Slot
+    pipeline: Pipeline, request: AnswerRequest, plan: Plan, slot: Slot, log: EventLog | None
 ) -> tuple[Answer, OpenedStream]:
     """Store the question (if asked) and open a deployment; the answer to relay."""
-    stored, generation, (opened, cached) = await _store_and_open(pipeline, request, plan)
+    answer_id = new_id()
+    opening = _store_and_open(pipeline, request, plan)
+    if log is not None:
+        opening = _announcing(log, answer_id, request.user_id, opening)
+    stored, generation, (opened, cached) = await opening
     answer = Answer(
-        id=new_id(),
+        id=answer_id,
         user_id=request.user_id,
         model=request.model,
         source=request.source,
@@ -87,6 +99,22 @@ async def _route(
     )
     answer.use(opened.deployment.key, opened.deployment.config)
     return answer, opened
+
+
+async def _announcing(
+    log: EventLog, answer_id: uuid.UUID, owner: uuid.UUID, opening: Awaitable[T]
+) -> T:
+    """`opening`, the answer's stream announced to every instance meanwhile; withdrawn if
+    the answer does not start."""
+    announced = asyncio.ensure_future(log.announce(answer_id, owner))
+    try:
+        result = await opening
+    except BaseException:
+        await asyncio.gather(announced, return_exceptions=True)
+        await log.withdraw(answer_id)
+        raise
+    await announced
+    return result
 
 
 async def _store_and_open(

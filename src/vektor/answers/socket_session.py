@@ -18,7 +18,6 @@ from loguru import logger
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from vektor.answers.router import answer_request
-from vektor.answers.service import open_answer
 from vektor.answers.socket_frames import (
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
@@ -159,9 +158,8 @@ class SocketSession:
         try:
             limit = state.settings.rate_limit_chat
             await state.rate_limiter.hit(limit, [("chat:user", str(user_id))])
-            answer, opened = await open_answer(
-                state.pipeline, answer_request(frame, user_id, "ws", self.api_key_id)
-            )
+            asked = answer_request(frame, user_id, "ws", self.api_key_id)
+            answer, opened = await state.jobs.open(asked)
         except Exception as exc:
             error = refused(exc, frame.request_id)
             if error is None:
