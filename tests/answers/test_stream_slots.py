@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL, scripted
+from tests.support.redis_batch import record_pipelines
 from tests.support.upstream import free_port
 from vektor.answers.admission import StreamSlots
 from vektor.answers.redis_admission import RedisStreamSlots
@@ -94,14 +95,7 @@ async def test_an_answers_last_feed_entry_and_its_slot_release_go_out_as_one_pip
     state = state_of(chat.app)
     batch = state.pipeline.slots.batch
     assert state.events.batch is batch
-    sent: list[list[str]] = []
-    execute = batch._execute
-
-    async def recorded(waiting):
-        sent.append([command[0] for command, _ in waiting])
-        await execute(waiting)
-
-    batch._execute = recorded
+    sent = record_pipelines(batch)
     status, events, _ = await chat.stream({"model": "scripted", "messages": [HOLA]})
     assert status == 200
     assert events[-1]["type"] == "done"

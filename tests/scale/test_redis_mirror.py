@@ -9,6 +9,7 @@ import uuid
 from redis.asyncio import Redis
 
 from tests.conftest import REDIS_URL, scripted
+from tests.support.redis_batch import record_pipelines
 from tests.support.upstream import free_port
 from vektor.answers.redis_event_log import MIRROR_INTERVAL_S, SHARE_WAIT_S, RedisEventLog
 from vektor.state import state_of
@@ -213,14 +214,7 @@ async def test_an_answers_stream_is_announced_in_the_shared_batch_and_withdrawn_
     state = state_of(chat.app)
     batch = state.event_log.batch
     assert batch is state.pipeline.slots.batch
-    sent: list[list[bytes]] = []
-    execute = batch._execute
-
-    async def recorded(waiting):
-        sent.append([command[0] for command, _ in waiting])
-        await execute(waiting)
-
-    batch._execute = recorded
+    sent = record_pipelines(batch)
     hola = [{"role": "user", "content": "Hola"}]
     status, events, _ = await chat.stream({"model": "scripted", "messages": hola})
     assert status == 200
