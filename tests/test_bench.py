@@ -79,3 +79,19 @@ def test_the_answer_writes_bench_gives_the_databases_cpu_per_answer(database):
     wall, cpu = float(figures[4]), float(figures[10])
     assert wall > 0
     assert cpu > 0
+
+
+def test_the_rate_limit_bench_compares_the_in_process_storages():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.rate_limit", "--counters", "10", "2000", "--hits", "200"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split() for line in run.stdout.strip().splitlines()[1:]]
+    assert [int(row[0]) for row in rows] == [10, 2000]
+    library, vektor = float(rows[-1][1]), float(rows[-1][2])
+    assert 0 < vektor < library  # 2,000 idle counters: the library sweeps them on each hit

@@ -1,7 +1,9 @@
 """Rate limits on login, register, refresh and the routes that check a password or tell
 whether an email is taken: per client address (an IPv6 client's /64) and per account."""
 
+import asyncio
 import secrets
+import time
 import uuid
 
 import httpx
@@ -13,7 +15,7 @@ from tests.support.processes import serve_vektor, stop, vektor_env, wait_healthy
 from tests.support.upstream import free_port
 from vektor.app import create_app
 from vektor.core.errors import RateLimited
-from vektor.core.ratelimit import RateLimiter
+from vektor.core.ratelimit import RateLimiter, SweptMemoryStorage
 
 
 @pytest.fixture
@@ -124,6 +126,33 @@ async def test_redis_storage_shares_one_budget_between_instances():
         await first.reset()
         await first.close()
         await second.close()
+
+
+async def test_in_process_counters_are_swept_at_most_once_per_interval():
+    """Without Redis, a hit does not start a sweep over every counter when one ran less
+    than `sweep_interval_s` ago (the library's own storage did, so a hit cost as much as
+    the counters alive); an expired counter is swept out by the next sweep, and one still
+    counts its budget."""
+    limiter = RateLimiter()
+    storage = limiter.storage
+    assert isinstance(storage, SweptMemoryStorage)
+    storage.sweep_interval_s = 0.3
+    await limiter.hit("2/day", [("user", "ana")])
+    await asyncio.sleep(0)  # the first hit's sweep runs
+    first_sweep = storage.timer
+    assert first_sweep is not None and first_sweep.done()
+    storage.expirations["gone"] = time.time() - 1  # an idle counter, already expired
+    storage.storage["gone"] = 1
+    await limiter.hit("2/day", [("user", "ana")])
+    await asyncio.sleep(0)
+    assert storage.timer is first_sweep and "gone" in storage.expirations
+    with pytest.raises(RateLimited):
+        await limiter.hit("2/day", [("user", "ana")])
+    await asyncio.sleep(0.35)
+    await limiter.hit("2/day", [("user", "bea")])
+    await asyncio.sleep(0)
+    assert storage.timer is not first_sweep
+    assert "gone" not in storage.expirations and "gone" not in storage.storage
 
 
 async def test_redis_down_fails_open():

@@ -21,12 +21,38 @@ from loguru import logger
 from vektor.core.errors import RateLimited
 from vektor.core.metrics import RATE_LIMITED
 
+SWEEP_INTERVAL_S = 1.0
+
 
 def _redis_storage_uri(redis_url: str) -> str:
     """`limits` names its async Redis backend `async+redis://`."""
     if redis_url.startswith(("redis://", "rediss://", "unix://")):
         return "async+" + redis_url
     return redis_url
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """`limits`' in-process storage, sweeping out expired counters at most once per
+    `sweep_interval_s`.
+
+    The library's own starts a sweep over every counter on each hit whose previous sweep
+    has ended, so a hit cost as much as the counters alive (one per user, address, account
+    name or key seen in the window): 20 µs with 10 of them, 1.8 ms with 20,000. What is
+    counted does not change: a counter read after its expiry is dropped by `get`, as
+    before; only an idle counter's memory is freed up to `sweep_interval_s` later."""
+
+    def __init__(self, sweep_interval_s: float = SWEEP_INTERVAL_S) -> None:
+        super().__init__()
+        self.sweep_interval_s = sweep_interval_s
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        """The library's hook, called on every hit (name-mangled in its class)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_interval_s
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
 
 
 class RateLimiter:
@@ -52,7 +78,7 @@ class RateLimiter:
             assert isinstance(found, Storage)  # the async+ scheme gives an async storage
             storage = found
         else:
-            storage = MemoryStorage()
+            storage = SweptMemoryStorage()
         self.storage: Storage = storage
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
         self._items: dict[str, RateLimitItem] = {}
