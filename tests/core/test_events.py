@@ -72,3 +72,26 @@ async def test_a_followed_feed_is_kept_and_its_follower_sees_new_changes():
     marker = await anext(bus.follow(followed, event.cursor, ping_s=0.05))
     assert marker is not None
     assert marker.type == RESYNC
+
+
+async def test_an_eviction_moves_the_followed_feeds_it_passes_to_the_newest_end():
+    """Followed feeds left at the oldest end would be walked past by every later eviction
+    (a cost per new user growing with the idle followed feeds)."""
+    bus = MemoryEventBus(max_feeds=6)
+    followed = [uuid.uuid4() for _ in range(3)]
+    followers = []
+    for user_id in followed:
+        follower = bus.follow(user_id, None, ping_s=0.05)
+        assert await anext(follower) is None  # following
+        followers.append(follower)
+    others = [uuid.uuid4() for _ in range(3)]
+    for user_id in others:
+        bus.publish_now(user_id, "profile.updated")
+    newcomer = uuid.uuid4()
+    bus.publish_now(newcomer, "profile.updated")  # one feed too many: the oldest unfollowed goes
+    order = list(bus._feeds)
+    assert others[0] not in order and len(order) == 6
+    assert order[-3:] == followed  # passed over, now at the newest end
+    assert order[:3] == [*others[1:], newcomer]
+    for follower in followers:
+        await follower.aclose()
