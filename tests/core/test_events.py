@@ -90,7 +90,8 @@ async def test_an_eviction_moves_the_followed_feeds_it_passes_to_the_newest_end(
     newcomer = uuid.uuid4()
     bus.publish_now(newcomer, "profile.updated")  # one feed too many: the oldest unfollowed goes
     order = list(bus._feeds)
-    assert others[0] not in order and len(order) == 6
+    assert others[0] not in order
+    assert len(order) == 6
     assert order[-3:] == followed  # passed over, now at the newest end
     assert order[:3] == [*others[1:], newcomer]
     for follower in followers:

@@ -140,19 +140,22 @@ async def test_in_process_counters_are_swept_at_most_once_per_interval():
     await limiter.hit("2/day", [("user", "ana")])
     await asyncio.sleep(0)  # the first hit's sweep runs
     first_sweep = storage.timer
-    assert first_sweep is not None and first_sweep.done()
+    assert first_sweep is not None
+    assert first_sweep.done()
     storage.expirations["gone"] = time.time() - 1  # an idle counter, already expired
     storage.storage["gone"] = 1
     await limiter.hit("2/day", [("user", "ana")])
     await asyncio.sleep(0)
-    assert storage.timer is first_sweep and "gone" in storage.expirations
+    assert storage.timer is first_sweep
+    assert "gone" in storage.expirations
     with pytest.raises(RateLimited):
         await limiter.hit("2/day", [("user", "ana")])
     await asyncio.sleep(0.35)
     await limiter.hit("2/day", [("user", "bea")])
     await asyncio.sleep(0)
     assert storage.timer is not first_sweep
-    assert "gone" not in storage.expirations and "gone" not in storage.storage
+    assert "gone" not in storage.expirations
+    assert "gone" not in storage.storage
 
 
 async def test_redis_down_fails_open():
