@@ -96,3 +96,17 @@ async def test_an_eviction_moves_the_followed_feeds_it_passes_to_the_newest_end(
     assert order[:3] == [*others[1:], newcomer]
     for follower in followers:
         await follower.aclose()
+
+
+async def test_since_a_cursor_gives_the_later_changes_in_order():
+    bus = MemoryEventBus()
+    user, other = uuid.uuid4(), uuid.uuid4()
+    cursors = []
+    for kind in ("a", "b", "c", "d"):
+        bus.publish_now(user, kind)
+        bus.publish_now(other, "elsewhere")  # one sequence for all feeds: gaps in each
+        cursors.append(await bus.current(user))
+    found, resync = await bus.since(user, cursors[1])
+    assert not resync
+    assert [event.type for event in found] == ["c", "d"]
+    assert await bus.since(user, cursors[-1]) == ([], False)

@@ -74,8 +74,15 @@ class _Feed:
     followers: int = 0
 
     def after(self, seq: int) -> list[ChangeEvent]:
-        """The events held with a sequence number above `seq`."""
-        return [event for number, event in self.events if number > seq]
+        """The events held with a sequence number above `seq`, read from the newest end: a
+        follower woken by one change reads one event, not the whole history."""
+        found = []
+        for number, event in reversed(self.events):
+            if number <= seq:
+                break
+            found.append(event)
+        found.reverse()
+        return found
 
 
 class MemoryEventBus:
