@@ -11,6 +11,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _bench(module: str, *args: str, timeout: float) -> str:
+    """Run `python -m bench.<module>`; its standard output, once it has exited with 0."""
+    run = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return run.stdout
+
+
 # The run's own limit (300 s) decides, not the suite's default: pytest-timeout would stop
 # the test and leave the run's servers behind.
 @pytest.mark.timeout(330)
@@ -48,16 +62,7 @@ def test_bench_smoke_runs_every_measure_and_writes_a_report(tmp_path):
 
 
 def test_the_failover_bench_measures_a_gap_and_the_next_deployments_ttfc():
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.failover", "--answers", "3", "--runs", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    result = json.loads(_bench("failover", "--answers", "3", "--runs", "1", timeout=300))
     assert result["gap_p50_ms"] > 0
     assert result["ttfc_direct_p50_ms"] > 0
     assert result["server_ttfc_p50_ms"]["fo#1"] is not None  # the standby took answers over
@@ -66,32 +71,16 @@ def test_the_failover_bench_measures_a_gap_and_the_next_deployments_ttfc():
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_answer_writes_bench_gives_the_databases_cpu_per_answer(database):
     small = ["--answers", "40", "--concurrency", "8", "--rounds", "1"]
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.answer_writes", "--database", database, *small],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    figures = run.stdout.strip().splitlines()[-1].split()
+    output = _bench("answer_writes", "--database", database, *small, timeout=120)
+    figures = output.strip().splitlines()[-1].split()
     wall, cpu = float(figures[4]), float(figures[10])
     assert wall > 0
     assert cpu > 0
 
 
 def test_the_rate_limit_bench_compares_the_in_process_storages():
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.rate_limit", "--counters", "10", "2000", "--hits", "200"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = [line.split() for line in run.stdout.strip().splitlines()[1:]]
+    output = _bench("rate_limit", "--counters", "10", "2000", "--hits", "200", timeout=120)
+    rows = [line.split() for line in output.strip().splitlines()[1:]]
     assert [int(row[0]) for row in rows] == [10, 2000]
     library, vektor = float(rows[-1][1]), float(rows[-1][2])
     assert 0 < vektor < library  # 2,000 idle counters: the library sweeps them on each hit
